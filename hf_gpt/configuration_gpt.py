@@ -1,0 +1,131 @@
+"""Configuration of the book's GPT (Build a Large Language Model (From Scratch), ch. 4-5).
+
+The fields carry the book's names (`emb_dim`, `n_heads`, ...) so `GPTConfig(**GPT_CONFIG_124M)` works as is;
+the standard `transformers` names (`hidden_size`, `num_attention_heads`, ...) are aliases of them.
+This file imports only `transformers` because it ships to the Hub as remote code.
+"""
+
+from transformers import PretrainedConfig
+
+GPT_CONFIG_124M = {
+    "vocab_size": 50257,
+    "context_length": 256,
+    "emb_dim": 768,
+    "n_heads": 12,
+    "n_layers": 12,
+    "drop_rate": 0.1,
+    "qkv_bias": False,
+}
+
+# The book's table of GPT-2 sizes (ch. 5). These presets match OpenAI's released weights: context 1024,
+# biases on the query/key/value projections, output head tied to the token embedding.
+_GPT2_BASE = {"vocab_size": 50257, "context_length": 1024, "drop_rate": 0.1, "qkv_bias": True, "tie_word_embeddings": True}
+PRESETS = {
+    "GPT_CONFIG_124M": dict(GPT_CONFIG_124M),
+    "gpt2-small": {**_GPT2_BASE, "emb_dim": 768, "n_layers": 12, "n_heads": 12},
+    "gpt2-medium": {**_GPT2_BASE, "emb_dim": 1024, "n_layers": 24, "n_heads": 16},
+    "gpt2-large": {**_GPT2_BASE, "emb_dim": 1280, "n_layers": 36, "n_heads": 20},
+    "gpt2-xl": {**_GPT2_BASE, "emb_dim": 1600, "n_layers": 48, "n_heads": 25},
+    # Small enough to pretrain on a laptop CPU in minutes (the default of scripts/pretrain.py).
+    "gpt-tiny": {"vocab_size": 50257, "context_length": 128, "emb_dim": 128, "n_heads": 4, "n_layers": 4,
+                 "drop_rate": 0.0, "qkv_bias": False, "tie_word_embeddings": True},
+}
+# The book's own spelling of the table rows, e.g. "gpt2-small (124M)".
+for _name, _size in [("gpt2-small", "124M"), ("gpt2-medium", "355M"), ("gpt2-large", "774M"), ("gpt2-xl", "1558M")]:
+    PRESETS[f"{_name} ({_size})"] = PRESETS[_name]
+INIT_SCHEMES = ("book", "gpt2")
+
+
+class GPTConfig(PretrainedConfig):
+    """The book's `GPT_CONFIG_*` dict as a `transformers` config.
+
+    `init_scheme="book"` (the default) keeps PyTorch's default initialisation, exactly what the book's `GPTModel`
+    gets, so the same seed gives the same weights and the same numbers as the book. `init_scheme="gpt2"` is
+    GPT-2's: normal(0, 0.02), zero biases, residual projections scaled by 1/sqrt(2 * n_layers); it trains
+    better from scratch and is offered for that.
+    """
+
+    model_type = "hf_gpt"
+    keys_to_ignore_at_inference = ["past_key_values"]
+    attribute_map = {
+        "hidden_size": "emb_dim",
+        "num_attention_heads": "n_heads",
+        "num_hidden_layers": "n_layers",
+        "max_position_embeddings": "context_length",
+    }
+
+    def __init__(
+        self,
+        vocab_size=50257,
+        context_length=256,
+        emb_dim=768,
+        n_heads=12,
+        n_layers=12,
+        drop_rate=0.1,
+        qkv_bias=False,
+        init_scheme="book",
+        initializer_range=0.02,
+        layer_norm_eps=1e-5,
+        tie_word_embeddings=False,
+        use_cache=True,
+        bos_token_id="<|endoftext|>",
+        eos_token_id="<|endoftext|>",
+        pad_token_id=None,
+        **kwargs,
+    ):
+        self.vocab_size = vocab_size
+        self.context_length = context_length
+        self.emb_dim = emb_dim
+        self.n_heads = n_heads
+        self.n_layers = n_layers
+        self.drop_rate = drop_rate
+        self.qkv_bias = qkv_bias
+        self.init_scheme = init_scheme
+        self.initializer_range = initializer_range
+        self.layer_norm_eps = layer_norm_eps
+        self.tie_word_embeddings = tie_word_embeddings
+        self.use_cache = use_cache
+        # GPT-2's <|endoftext|> (id 50256) where the vocabulary has it; none in a smaller toy vocabulary.
+        endoftext = 50256 if isinstance(vocab_size, int) and vocab_size > 50256 else None
+        self.bos_token_id = endoftext if bos_token_id == "<|endoftext|>" else bos_token_id
+        self.eos_token_id = endoftext if eos_token_id == "<|endoftext|>" else eos_token_id
+        self.pad_token_id = pad_token_id
+        super().__init__(**kwargs)
+        self._validate()
+
+    def _validate(self):
+        for name in ("vocab_size", "context_length", "emb_dim", "n_heads", "n_layers"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+                raise ValueError(f"GPTConfig: `{name}` must be a positive integer, got {value!r}.")
+        if self.emb_dim % self.n_heads:
+            raise ValueError(
+                f"GPTConfig: `emb_dim` ({self.emb_dim}) must be divisible by `n_heads` ({self.n_heads}); "
+                f"pick n_heads among {[h for h in range(1, self.emb_dim + 1) if self.emb_dim % h == 0][:12]}..."
+            )
+        if isinstance(self.drop_rate, bool) or not isinstance(self.drop_rate, (int, float)) or not 0 <= self.drop_rate < 1:
+            raise ValueError(f"GPTConfig: `drop_rate` must be in [0, 1), got {self.drop_rate!r}.")
+        if self.init_scheme not in INIT_SCHEMES:
+            raise ValueError(f"GPTConfig: unknown `init_scheme` {self.init_scheme!r}; choose one of {INIT_SCHEMES}.")
+        if not self.initializer_range > 0:
+            raise ValueError(f"GPTConfig: `initializer_range` must be > 0, got {self.initializer_range!r}.")
+        if not self.layer_norm_eps > 0:
+            raise ValueError(f"GPTConfig: `layer_norm_eps` must be > 0, got {self.layer_norm_eps!r}.")
+
+    @property
+    def head_dim(self):
+        return self.emb_dim // self.n_heads
+
+    @classmethod
+    def from_preset(cls, name, **overrides):
+        """A config from the book's table (`"gpt2-small"`, `"gpt2-small (124M)"`, ..., `"GPT_CONFIG_124M"`)."""
+        if name not in PRESETS:
+            raise ValueError(f"Unknown preset {name!r}; choose one of {sorted(PRESETS)}.")
+        return cls(**{**PRESETS[name], **overrides})
+
+    def to_book_dict(self):
+        """The book's config dict, e.g. to build the book's own `GPTModel` from this config."""
+        return {k: getattr(self, k) for k in GPT_CONFIG_124M}
+
+
+__all__ = ["GPTConfig", "GPT_CONFIG_124M", "PRESETS"]

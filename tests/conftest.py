@@ -1,0 +1,20 @@
+import os
+from pathlib import Path
+
+import pytest
+
+# The Hub cannot be reached here: nothing in the suite may try the network.
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["HF_DATASETS_OFFLINE"] = "1"
+os.environ["TRANSFORMERS_OFFLINE"] = "1"
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+REPO = Path(__file__).resolve().parents[1]
+BOOK_REFERENCE = REPO.parent / "shared" / "book_reference"
+
+
+@pytest.fixture(scope="session")
+def book_reference():
+    if not BOOK_REFERENCE.is_dir():
+        pytest.fail(f"book reference outputs not found at {BOOK_REFERENCE} (shared/ must sit beside the repo)")
+    return BOOK_REFERENCE
