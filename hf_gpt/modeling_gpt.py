@@ -1,0 +1,307 @@
+"""The GPT of *Build a Large Language Model (From Scratch)* (ch. 4) as a `transformers` causal LM.
+
+Modules and parameter names are the book's (`tok_emb`, `trf_blocks.N.att.W_query`, `ff.layers.0`, `norm1.scale`,
+`out_head`, ...), so a state dict saved by the book's code loads as is and gives the same logits. The math is the
+book's, computed with fused kernels: scaled_dot_product_attention, native layer norm, tanh-GELU.
+This file imports only torch and transformers because it ships to the Hub as remote code.
+"""
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from transformers import GenerationMixin, PreTrainedModel
+from transformers import initialization as init
+from transformers.cache_utils import Cache, DynamicCache
+from transformers.masking_utils import create_causal_mask
+from transformers.modeling_layers import GradientCheckpointingLayer
+from transformers.modeling_outputs import CausalLMOutputWithPast
+from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS, slice_logits_to_keep
+from transformers.utils.output_capturing import OutputRecorder, capture_outputs
+
+try:
+    from .configuration_gpt import GPTConfig
+except ImportError:  # loaded as a lone file
+    from configuration_gpt import GPTConfig
+
+
+class LayerNorm(nn.Module):
+    """The book's LayerNorm (biased variance, eps inside the root), with its `scale`/`shift` names."""
+
+    def __init__(self, emb_dim, eps=1e-5):
+        super().__init__()
+        self.eps = eps
+        self.scale = nn.Parameter(torch.ones(emb_dim))
+        self.shift = nn.Parameter(torch.zeros(emb_dim))
+
+    def forward(self, x):
+        return F.layer_norm(x, self.scale.shape, self.scale, self.shift, self.eps)
+
+
+class GELU(nn.Module):
+    """The book's GELU is the tanh approximation; torch has it as one kernel."""
+
+    def forward(self, x):
+        return F.gelu(x, approximate="tanh")
+
+
+class FeedForward(nn.Module):
+    def __init__(self, config):
+        super().__init__()
+        self.layers = nn.Sequential(
+            nn.Linear(config.emb_dim, 4 * config.emb_dim),
+            GELU(),
+            nn.Linear(4 * config.emb_dim, config.emb_dim),
+        )
+
+    def forward(self, x):
+        return self.layers(x)
+
+
+def eager_attention_forward(module, query, key, value, attention_mask, scaling, dropout=0.0, **kwargs):
+    """The book's attention written out: softmax(q k^T / sqrt(d) + mask), dropout on the weights, times v."""
+    attn_weights = torch.matmul(query, key.transpose(2, 3)) * scaling
+    if attention_mask is not None:
+        attn_weights = attn_weights + attention_mask
+    attn_weights = torch.softmax(attn_weights, dim=-1, dtype=torch.float32).to(query.dtype)
+    attn_weights = F.dropout(attn_weights, p=dropout, training=module.training)
+    attn_output = torch.matmul(attn_weights, value).transpose(1, 2).contiguous()
+    return attn_output, attn_weights
+
+
+class MultiHeadAttention(nn.Module):
+    def __init__(self, config, layer_idx):
+        super().__init__()
+        d = config.emb_dim
+        self.config = config
+        self.layer_idx = layer_idx
+        self.num_heads = config.n_heads
+        self.head_dim = d // config.n_heads
+        self.scaling = self.head_dim**-0.5
+        self.is_causal = True
+        self.W_query = nn.Linear(d, d, bias=config.qkv_bias)
+        self.W_key = nn.Linear(d, d, bias=config.qkv_bias)
+        self.W_value = nn.Linear(d, d, bias=config.qkv_bias)
+        self.out_proj = nn.Linear(d, d)
+        self.dropout = nn.Dropout(config.drop_rate)
+
+    def forward(self, x, attention_mask=None, past_key_values=None, **kwargs):
+        b, t, _ = x.shape
+        heads = (b, t, self.num_heads, self.head_dim)
+        query = self.W_query(x).view(heads).transpose(1, 2)
+        key = self.W_key(x).view(heads).transpose(1, 2)
+        value = self.W_value(x).view(heads).transpose(1, 2)
+        if past_key_values is not None:
+            key, value = past_key_values.update(key, value, self.layer_idx)
+
+        attention = ALL_ATTENTION_FUNCTIONS.get_interface(self.config._attn_implementation, eager_attention_forward)
+        context, attn_weights = attention(
+            self,
+            query,
+            key,
+            value,
+            attention_mask,
+            dropout=self.dropout.p if self.training else 0.0,
+            scaling=self.scaling,
+            **kwargs,
+        )
+        return self.out_proj(context.reshape(b, t, -1)), attn_weights
+
+
+class TransformerBlock(GradientCheckpointingLayer):
+    def __init__(self, config, layer_idx=0):
+        super().__init__()
+        self.att = MultiHeadAttention(config, layer_idx)
+        self.ff = FeedForward(config)
+        self.norm1 = LayerNorm(config.emb_dim, config.layer_norm_eps)
+        self.norm2 = LayerNorm(config.emb_dim, config.layer_norm_eps)
+        self.drop_shortcut = nn.Dropout(config.drop_rate)
+
+    def forward(self, x, attention_mask=None, past_key_values=None, **kwargs):
+        attn_output, _ = self.att(self.norm1(x), attention_mask=attention_mask, past_key_values=past_key_values, **kwargs)
+        x = x + self.drop_shortcut(attn_output)
+        return x + self.drop_shortcut(self.ff(self.norm2(x)))
+
+
+class GPTPreTrainedModel(PreTrainedModel):
+    config_class = GPTConfig
+    config: GPTConfig
+    base_model_prefix = "gpt"
+    supports_gradient_checkpointing = True
+    _no_split_modules = ["TransformerBlock"]
+    _skip_keys_device_placement = ["past_key_values"]
+    _supports_sdpa = True
+    _supports_flash_attn = True
+    _supports_flex_attn = True
+    _supports_attention_backend = True
+    _can_compile_fullgraph = True
+    _can_record_outputs = {
+        "hidden_states": TransformerBlock,
+        "attentions": OutputRecorder(MultiHeadAttention, index=1),
+    }
+    # The book's models carry a causal-mask buffer per block; SDPA makes it unnecessary.
+    _keys_to_ignore_on_load_unexpected = [r"att\.mask"]
+
+    @torch.no_grad()
+    def _init_weights(self, module):
+        """`book`: keep PyTorch's defaults from construction, as the book does. `gpt2`: GPT-2's scheme."""
+        if self.config.init_scheme == "book":
+            return
+        std = self.config.initializer_range
+        if isinstance(module, nn.Linear):
+            init.normal_(module.weight, mean=0.0, std=std)
+            if module.bias is not None:
+                init.zeros_(module.bias)
+        elif isinstance(module, nn.Embedding):
+            init.normal_(module.weight, mean=0.0, std=std)
+        elif isinstance(module, LayerNorm):
+            init.ones_(module.scale)
+            init.zeros_(module.shift)
+        # Residual projections scaled by 1/sqrt(2 * n_layers): two residual additions per block.
+        residual_std = std / math.sqrt(2 * self.config.n_layers)
+        if isinstance(module, MultiHeadAttention):
+            init.normal_(module.out_proj.weight, mean=0.0, std=residual_std)
+        elif isinstance(module, FeedForward):
+            init.normal_(module.layers[2].weight, mean=0.0, std=residual_std)
+
+
+class GPTForCausalLM(GPTPreTrainedModel, GenerationMixin):
+    """The book's `GPTModel` with the `transformers` causal-LM interface (loss, KV cache, `generate`)."""
+
+    _tied_weights_keys = {"out_head.weight": "tok_emb.weight"}
+
+    def __init__(self, config):
+        super().__init__(config)
+        self.tok_emb = nn.Embedding(config.vocab_size, config.emb_dim)
+        self.pos_emb = nn.Embedding(config.context_length, config.emb_dim)
+        self.drop_emb = nn.Dropout(config.drop_rate)
+        self.trf_blocks = nn.ModuleList([TransformerBlock(config, i) for i in range(config.n_layers)])
+        self.final_norm = LayerNorm(config.emb_dim, config.layer_norm_eps)
+        self.out_head = nn.Linear(config.emb_dim, config.vocab_size, bias=False)
+        self.post_init()
+
+    def get_input_embeddings(self):
+        return self.tok_emb
+
+    def set_input_embeddings(self, value):
+        self.tok_emb = value
+
+    def get_output_embeddings(self):
+        return self.out_head
+
+    def set_output_embeddings(self, value):
+        self.out_head = value
+
+    @capture_outputs
+    def forward(
+        self,
+        input_ids=None,
+        attention_mask=None,
+        position_ids=None,
+        past_key_values=None,
+        inputs_embeds=None,
+        labels=None,
+        shift_labels=None,
+        use_cache=None,
+        logits_to_keep=0,
+        **kwargs,
+    ):
+        r"""
+        labels: the `transformers` convention, `labels = input_ids`, shifted inside; -100 is ignored.
+        shift_labels: targets already aligned with the inputs, the book's `target_ids` (token i+1 for input i), so a
+            window of n tokens trains n predictions as in the book. Give one of `labels` or `shift_labels`.
+        """
+        if (input_ids is None) == (inputs_embeds is None):
+            raise ValueError("Pass exactly one of `input_ids` or `inputs_embeds`.")
+        if inputs_embeds is None:
+            inputs_embeds = self.tok_emb(input_ids)
+        seq_len = inputs_embeds.shape[1]
+
+        if use_cache is None:
+            use_cache = self.config.use_cache and not self.training
+        if use_cache and past_key_values is None:
+            past_key_values = DynamicCache(config=self.config)
+        past_len = past_key_values.get_seq_length() if past_key_values is not None else 0
+        if past_len + seq_len > self.config.context_length:
+            raise ValueError(
+                f"The model sees at most context_length={self.config.context_length} tokens, got {past_len + seq_len}"
+                f" ({past_len} cached + {seq_len} new). Crop the input to its last {self.config.context_length} tokens,"
+                " as the book's generate_text_simple does (`generate` crops like that by itself)."
+            )
+        if position_ids is None:
+            position_ids = torch.arange(past_len, past_len + seq_len, device=inputs_embeds.device).unsqueeze(0)
+
+        x = self.drop_emb(inputs_embeds + self.pos_emb(position_ids))
+        mask = create_causal_mask(
+            config=self.config,
+            inputs_embeds=x,
+            attention_mask=attention_mask,
+            past_key_values=past_key_values,
+            position_ids=position_ids,
+        )
+        for block in self.trf_blocks:
+            x = block(x, attention_mask=mask, past_key_values=past_key_values, position_ids=position_ids, **kwargs)
+        x = self.final_norm(x)
+        logits = self.out_head(slice_logits_to_keep(x, logits_to_keep))
+
+        loss = None
+        if labels is not None or shift_labels is not None:
+            loss = self.loss_function(
+                logits, labels, vocab_size=self.config.vocab_size, shift_labels=shift_labels, **kwargs
+            )
+        return CausalLMOutputWithPast(
+            loss=loss, logits=logits, past_key_values=past_key_values if use_cache else None
+        )
+
+    def prepare_inputs_for_generation(self, input_ids, past_key_values=None, attention_mask=None, **kwargs):
+        """Past `context_length` tokens, crop to the last `context_length` and recompute, like the book's
+        `generate_text_simple` (positions restart at 0 for the cropped window, so the cache cannot be reused)."""
+        inputs = super().prepare_inputs_for_generation(
+            input_ids, past_key_values=past_key_values, attention_mask=attention_mask, **kwargs
+        )
+        context = self.config.context_length
+        cache = inputs.get("past_key_values")
+        past_len = cache.get_seq_length() if isinstance(cache, Cache) else 0
+        if inputs.get("input_ids") is None or past_len + inputs["input_ids"].shape[1] <= context:
+            return inputs
+        if isinstance(cache, Cache):
+            cache.reset()
+        inputs["input_ids"] = input_ids[:, -context:].contiguous()
+        if attention_mask is not None and attention_mask.ndim == 2:
+            window = attention_mask[:, -context:]
+            inputs["attention_mask"] = window
+            inputs["position_ids"] = (window.long().cumsum(-1) - 1).clamp(min=0)
+        else:
+            inputs.pop("attention_mask", None)
+            inputs["position_ids"] = torch.arange(context, device=input_ids.device).unsqueeze(0)
+        return inputs
+
+    @classmethod
+    def from_gpt2(cls, name_or_path, **kwargs):
+        """OpenAI's GPT-2 weights (a Hub id such as `gpt2-medium`, a folder or a file) in the book's layout."""
+        return _weights().load_gpt2(name_or_path, model_class=cls, **kwargs)
+
+    @classmethod
+    def from_book_checkpoint(cls, path, config, **kwargs):
+        """A `model.pth` or `model_and_optimizer.pth` saved by the book's training code."""
+        return _weights().load_book_checkpoint(path, config, model_class=cls, **kwargs)
+
+    def to_gpt2(self):
+        """A stock `transformers.GPT2LMHeadModel` with the same weights and logits."""
+        return _weights().to_gpt2(self)
+
+    def save_pretrained_gpt2(self, save_directory, **kwargs):
+        """Save as a stock `gpt2` folder that loads with no remote code."""
+        return _weights().save_pretrained_gpt2(self, save_directory, **kwargs)
+
+
+def _weights():
+    try:
+        from hf_gpt import weights
+    except ImportError as err:
+        raise ImportError("Converting to and from GPT-2 weights needs the hf_gpt package: pip install hf_gpt") from err
+    return weights
+
+
+__all__ = ["GPTForCausalLM", "GPTPreTrainedModel"]
