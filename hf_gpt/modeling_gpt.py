@@ -54,6 +54,7 @@ class FeedForward(nn.Module):
             GELU(),
             nn.Linear(4 * config.emb_dim, config.emb_dim),
         )
+        self.layers[2].is_residual_projection = True
 
     def forward(self, x):
         return self.layers(x)
@@ -84,6 +85,7 @@ class MultiHeadAttention(nn.Module):
         self.W_key = nn.Linear(d, d, bias=config.qkv_bias)
         self.W_value = nn.Linear(d, d, bias=config.qkv_bias)
         self.out_proj = nn.Linear(d, d)
+        self.out_proj.is_residual_projection = True
         self.dropout = nn.Dropout(config.drop_rate)
         self._fused_qkv = (None, None)
 
@@ -169,6 +171,8 @@ class GPTPreTrainedModel(PreTrainedModel):
             return
         std = self.config.initializer_range
         if isinstance(module, nn.Linear):
+            if getattr(module, "is_residual_projection", False):
+                std /= math.sqrt(2 * self.config.n_layers)  # two residual additions per block
             init.normal_(module.weight, mean=0.0, std=std)
             if module.bias is not None:
                 init.zeros_(module.bias)
@@ -177,12 +181,6 @@ class GPTPreTrainedModel(PreTrainedModel):
         elif isinstance(module, LayerNorm):
             init.ones_(module.scale)
             init.zeros_(module.shift)
-        # Residual projections scaled by 1/sqrt(2 * n_layers): two residual additions per block.
-        residual_std = std / math.sqrt(2 * self.config.n_layers)
-        if isinstance(module, MultiHeadAttention):
-            init.normal_(module.out_proj.weight, mean=0.0, std=residual_std)
-        elif isinstance(module, FeedForward):
-            init.normal_(module.layers[2].weight, mean=0.0, std=residual_std)
 
 
 class GPTForCausalLM(GPTPreTrainedModel, GenerationMixin):
@@ -266,6 +264,8 @@ class GPTForCausalLM(GPTPreTrainedModel, GenerationMixin):
 
         loss = None
         if labels is not None or shift_labels is not None:
+            if shift_labels is not None:
+                shift_labels = shift_labels.contiguous()
             loss = self.loss_function(
                 logits, labels, vocab_size=self.config.vocab_size, shift_labels=shift_labels, **kwargs
             )
