@@ -1,0 +1,47 @@
+"""Push a saved model folder to the Hugging Face Hub.
+
+    python scripts/push_to_hub.py outputs/gpt-verdict alice/gpt-verdict
+    python scripts/push_to_hub.py outputs/gpt-verdict alice/gpt-verdict-gpt2 --as-gpt2 --private
+    python scripts/push_to_hub.py outputs/gpt-verdict alice/gpt-verdict --revision experiment-1
+
+The token comes from `hf auth login` or the HF_TOKEN environment variable (there is deliberately no --token flag:
+a token on the command line ends up in shell history and process lists). Everything checkable locally (repo id,
+folder contents, login) is checked before anything is uploaded.
+"""
+
+import argparse
+import sys
+
+from huggingface_hub.errors import HfHubHTTPError
+
+from hf_gpt.hub import HubError, push_folder
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("folder", help="a folder written by save_pretrained / scripts/pretrain.py")
+    parser.add_argument("repo_id", help="`username/name` (or `name` for your own namespace)")
+    parser.add_argument("--private", action="store_true", help="create the repo private (no effect if it exists)")
+    parser.add_argument("--as-gpt2", "--as_gpt2", dest="as_gpt2", action="store_true",
+                        help="push the stock GPT-2 export, which loads without remote code")
+    parser.add_argument("--revision", default=None, help="branch to push to (created if missing); default main")
+    parser.add_argument("--commit_message", default=None)
+    return parser.parse_args(argv)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    try:
+        push_folder(args.folder, args.repo_id, private=args.private, revision=args.revision,
+                    as_gpt2=args.as_gpt2, commit_message=args.commit_message)
+    except HubError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except HfHubHTTPError as err:
+        print(f"error: the Hub answered: {err}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
