@@ -1,0 +1,572 @@
+"""Language-modelling data that chunks text exactly like the book's `GPTDatasetV1`, built with `datasets`.
+
+The book tokenizes one continuous text and slides a window of `max_length` tokens over it with a `stride`;
+window `k` is `ids[k*stride : k*stride + max_length]` and its targets are the same slice shifted by one, so each
+window trains `max_length` next-token predictions. Here a split's documents are joined with `<|endoftext|>` into
+that one stream, tokenized in pieces by a cached `.map`, then windowed by a second `.map` that reads ahead across
+batch boundaries, so the windows are exactly the book's while the data stays on disk (memory-mapped Arrow).
+
+Rows hold `input_ids` and `shift_labels` (the book's `target_ids`): `default_data_collator` turns them into
+LongTensors for `GPTForCausalLM(**batch)`. With the `Trainer`, pass `label_names=["shift_labels"]` in
+`TrainingArguments` so evaluation reports a loss.
+"""
+
+import codecs
+import glob
+import hashlib
+import logging
+import os
+import re
+import sys
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+logger = logging.getLogger(__name__)
+
+FORMATS = {".txt": "text", ".text": "text", ".md": "text", ".jsonl": "json", ".json": "json", ".csv": "csv",
+           ".parquet": "parquet"}
+PIECE_CHARS = 1 << 15  # tokenize long documents in pieces of about this many characters
+ENCODE_GROUP = 32  # pieces per tokenizer call: bounds the tokenizer's per-token bookkeeping
+# Cut points where GPT-2's pre-tokenizer splits anyway: before a space or after a newline, each between two
+# non-space characters. Tokenizing the pieces then gives exactly the ids of the whole text.
+_CUT = re.compile(r"(?<=\S)[ \n](?=\S)")
+# Any change to this file invalidates the caches it wrote.
+_CODE_DIGEST = hashlib.sha256(Path(__file__).read_bytes()).hexdigest()[:16]
+
+
+def count_windows(n_tokens, max_length, stride):
+    """How many windows the book's loop `range(0, n_tokens - max_length, stride)` makes."""
+    return len(range(0, n_tokens - max_length, stride))
+
+
+def _window_view(tokens, first, count, max_length, stride):
+    """`count` windows of `max_length + 1` tokens starting at `tokens[first]`, every `stride` (a view, no copy)."""
+    if count == 0:
+        return np.empty((0, max_length + 1), dtype=tokens.dtype)
+    return np.lib.stride_tricks.sliding_window_view(tokens, max_length + 1)[first::stride][:count]
+
+
+def _pieces(text, size=None):
+    size = size or PIECE_CHARS
+    start, n = 0, len(text)
+    while n - start > size:
+        m = _CUT.search(text, start + size)
+        if m is None:
+            break
+        end = m.start() if m.group() == " " else m.end()
+        yield text[start:end]
+        start = end
+    if start < n:
+        yield text[start:]
+
+
+class _Encoder:
+    """One interface over a fast or slow `transformers` tokenizer or a tiktoken `Encoding` (the book's)."""
+
+    def __init__(self, tokenizer):
+        # Only what encoding needs is kept (a fast tokenizer's Rust backend pickles as one JSON string), so that
+        # `datasets` hashes and ships this object to workers quickly.
+        self.tokenizer = None
+        if hasattr(tokenizer, "encode_ordinary_batch"):  # tiktoken
+            from .tokenization import ENDOFTEXT, GPT2_PAT_STR
+
+            self.kind, self.eos_id, self.tokenizer = "tiktoken", tokenizer.eot_token, tokenizer
+            self.exact_cuts = tokenizer._pat_str == GPT2_PAT_STR
+            self.special = {ENDOFTEXT} & set(tokenizer.special_tokens_set)
+        elif getattr(tokenizer, "is_fast", False):
+            from tokenizers import Tokenizer
+            from tokenizers.pre_tokenizers import ByteLevel
+
+            self.kind, self.eos_id = "fast", tokenizer.eos_token_id
+            backend = tokenizer.backend_tokenizer
+            if backend.truncation is not None or backend.padding is not None:
+                backend = Tokenizer.from_str(backend.to_str())
+                backend.no_truncation()
+                backend.no_padding()
+            self.backend = backend
+            pre = backend.pre_tokenizer
+            self.exact_cuts = (isinstance(pre, ByteLevel) and pre.use_regex and not pre.add_prefix_space
+                               and backend.normalizer is None)
+        elif callable(tokenizer):
+            self.kind, self.eos_id, self.exact_cuts, self.tokenizer = "slow", tokenizer.eos_token_id, False, tokenizer
+        else:
+            raise TypeError(f"expected a transformers tokenizer or a tiktoken Encoding, got {type(tokenizer).__name__}")
+        if self.eos_id is None:
+            raise ValueError("the tokenizer has no eos token to join documents with; set tokenizer.eos_token")
+
+    def digest(self):
+        if self.kind == "tiktoken":
+            t = self.tokenizer
+            ranks = b"".join(k + b"\0" + str(v).encode() + b"\0" for k, v in sorted(t._mergeable_ranks.items()))
+            return hashlib.sha256(repr((t._pat_str, sorted(t._special_tokens.items()))).encode() + ranks).hexdigest()
+        if self.kind == "fast":
+            return hashlib.sha256(self.backend.to_str().encode()).hexdigest()
+        from datasets.fingerprint import Hasher
+
+        return Hasher.hash(self.tokenizer)
+
+    def encode(self, texts):
+        """Token ids of each text, as int32 arrays, without added special tokens (the book adds none)."""
+        if self.kind == "tiktoken":
+            ids = self.tokenizer.encode_batch(texts, allowed_special=self.special)
+        elif self.kind == "fast":
+            ids = [e.ids for e in self.backend.encode_batch_fast(texts, add_special_tokens=False)]
+        else:
+            ids = self.tokenizer(texts, add_special_tokens=False, verbose=False)["input_ids"]
+        return [np.asarray(x, dtype=np.int32) for x in ids]
+
+    def encode_documents(self, texts):
+        """Per text, the int32 arrays of its pieces (long texts are cut where the ids stay the same)."""
+        pieces = [list(_pieces(t)) if self.exact_cuts else ([t] if t else []) for t in texts]
+        flat = [p for ps in pieces for p in ps]
+        ids = [a for i in range(0, len(flat), ENCODE_GROUP) for a in self.encode(flat[i:i + ENCODE_GROUP])]
+        out, i = [], 0
+        for ps in pieces:
+            out.append(ids[i:i + len(ps)])
+            i += len(ps)
+        return out
+
+    def encode_stream(self, text):
+        """The whole text as one int64 array, like the book's `tokenizer.encode(txt)`."""
+        arrays = self.encode_documents([text])[0]
+        return np.concatenate(arrays).astype(np.int64) if arrays else np.empty(0, dtype=np.int64)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Input checks: all cheap, all before tokenizing.
+
+
+def _check_window_args(max_length, stride, validation_fraction, context_length, num_proc):
+    for name, value in (("max_length", max_length), ("stride", stride)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value <= 0:
+            raise ValueError(f"{name} must be a positive int (the book uses max_length=256, stride=256 for "
+                             f"pretraining), got {value!r}")
+    if context_length is not None and not isinstance(context_length, (int, np.integer)):
+        config = context_length
+        context_length = getattr(config, "context_length", None) or getattr(config, "max_position_embeddings", None)
+        if context_length is None:
+            raise TypeError(f"context_length must be an int or a config with `context_length`, got {config!r}")
+    if context_length is not None and max_length > context_length:
+        raise ValueError(f"max_length={max_length} is longer than the model's context ({context_length} tokens): "
+                         f"lower max_length to at most {context_length}")
+    if not 0 <= validation_fraction < 1:
+        raise ValueError(f"validation_fraction must be in [0, 1), got {validation_fraction!r}")
+    if num_proc is not None and (not isinstance(num_proc, int) or num_proc < 1):
+        raise ValueError(f"num_proc must be a positive int or None, got {num_proc!r}")
+
+
+def _expand_files(files, role):
+    """Sorted, existing files of one known format from a path, folder, glob or list of those."""
+    if isinstance(files, (str, os.PathLike)):
+        files = [files]
+    out = []
+    for f in files:
+        f = os.path.expanduser(os.fspath(f))
+        if os.path.isdir(f):
+            found = sorted(p for p in glob.glob(os.path.join(f, "*")) if Path(p).suffix.lower() in FORMATS)
+            if not found:
+                raise FileNotFoundError(f"{role} folder {f!r} holds no {'/'.join(FORMATS)} file")
+            out += found
+        elif os.path.isfile(f):
+            out.append(f)
+        elif glob.has_magic(f) and glob.glob(f):
+            out += sorted(glob.glob(f))
+        else:
+            raise FileNotFoundError(f"{role} file {f!r} does not exist (current folder: {os.getcwd()})")
+    if not out:
+        raise ValueError(f"no {role} files given")
+    kinds = {FORMATS.get(Path(f).suffix.lower()) for f in out}
+    if None in kinds:
+        bad = next(f for f in out if Path(f).suffix.lower() not in FORMATS)
+        raise ValueError(f"{role} file {bad!r}: unknown format; use one of {', '.join(FORMATS)}")
+    if len(kinds) > 1:
+        raise ValueError(f"{role} files mix formats ({', '.join(sorted(kinds))}); give one format per split")
+    return out, kinds.pop()
+
+
+def _find_non_utf8(files):
+    """`(file, byte offset)` of the first byte that is not UTF-8, or None (parquet is binary: skipped)."""
+    for f in files:
+        if FORMATS[Path(f).suffix.lower()] == "parquet":
+            continue
+        decoder, offset = codecs.getincrementaldecoder("utf-8")(), 0
+        with open(f, "rb") as fh:
+            while chunk := fh.read(1 << 22):
+                pending = len(decoder.getstate()[0])
+                try:
+                    decoder.decode(chunk)
+                except UnicodeDecodeError as e:
+                    return f, offset - pending + e.start
+                offset += len(chunk)
+            try:
+                decoder.decode(b"", final=True)
+            except UnicodeDecodeError as e:
+                return f, offset - len(decoder.getstate()[0]) + e.start
+    return None
+
+
+def _raise_if_non_utf8(files):
+    bad = _find_non_utf8(files)
+    if bad:
+        raise ValueError(f"{bad[0]!r} is not UTF-8 text: byte {bad[1]} cannot be decoded; convert it, e.g. "
+                         f"`iconv -f latin1 -t utf-8 {Path(bad[0]).name} > {Path(bad[0]).stem}.utf8{Path(bad[0]).suffix}`")
+
+
+def _check_text_column(ds, text_column, where):
+    features = ds.features
+    if features is None:  # a stream of unknown schema: look at its first row
+        first = next(iter(ds.take(1)), None)
+        columns = list(first) if first else []
+        if text_column not in columns:
+            raise ValueError(f"{where} has no column {text_column!r}; its columns are {columns}: pass "
+                             f"text_column=<one of them>")
+        return
+    if text_column not in features:
+        raise ValueError(f"{where} has no column {text_column!r}; its columns are {list(features)}: pass "
+                         f"text_column=<one of them>")
+    dtype = getattr(features[text_column], "dtype", None)
+    if dtype not in ("string", "large_string"):
+        raise ValueError(f"{where}: column {text_column!r} holds {features[text_column]}, not text")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Sources
+
+
+def _pydoc_topics(python_version=None):
+    """Python's built-in help topics (`pydoc_data.topics`): ~465 KB of English prose on every Python install."""
+    try:
+        from pydoc_data.topics import topics
+    except ImportError as e:
+        raise ImportError("the default corpus (pydoc_data.topics) is missing from this Python; pass text_files=...") from e
+    for text in topics.values():
+        yield {"text": text}
+
+
+def _default_corpus(streaming, cache_dir):
+    import datasets
+
+    features = datasets.Features({"text": datasets.Value("string")})
+    if streaming:
+        return datasets.IterableDatasetDict({"train": datasets.IterableDataset.from_generator(
+            _pydoc_topics, features=features)})
+    from pydoc_data.topics import topics
+
+    digest = hashlib.sha256("\0".join(topics.values()).encode()).hexdigest()[:16]
+    ds = datasets.Dataset.from_generator(_pydoc_topics, features=features, cache_dir=cache_dir,
+                                         gen_kwargs={"python_version": sys.version}, fingerprint=f"pydoc-{digest}")
+    return datasets.DatasetDict({"train": ds})
+
+
+def _load_sources(text_files, validation_file, dataset_name, dataset_config_name, streaming, cache_dir):
+    """{"train": dataset} plus "validation" when one is given, streamed or not."""
+    import datasets
+
+    if text_files is not None and dataset_name is not None:
+        raise ValueError("give text_files or dataset_name, not both")
+    if dataset_name is not None:
+        raw = datasets.load_dataset(dataset_name, dataset_config_name, cache_dir=cache_dir, streaming=streaming)
+        if "train" not in raw:
+            raise ValueError(f"dataset {dataset_name!r} has no 'train' split (it has {list(raw)})")
+        splits = {k: raw[k] for k in ("train", "validation") if k in raw}
+        if validation_file is not None:
+            splits["validation"] = _load_files(*_expand_files(validation_file, "validation"), streaming, cache_dir)
+        return splits
+    if text_files is None:
+        if validation_file is not None:
+            raise ValueError("validation_file needs text_files (or dataset_name) for the training text")
+        return dict(_default_corpus(streaming, cache_dir))
+    if isinstance(text_files, dict):
+        unknown = set(text_files) - {"train", "validation"}
+        if unknown or "train" not in text_files:
+            raise ValueError(f"text_files as a dict takes the keys 'train' and optionally 'validation', got {list(text_files)}")
+        if "validation" in text_files and validation_file is not None:
+            raise ValueError("validation files given twice: in text_files['validation'] and validation_file")
+        validation_file = text_files.get("validation", validation_file)
+        text_files = text_files["train"]
+    files = {"train": _expand_files(text_files, "train")}
+    if validation_file is not None:
+        files["validation"] = _expand_files(validation_file, "validation")
+    if streaming:
+        _raise_if_non_utf8([f for fs, _ in files.values() for f in fs])
+    splits = {}
+    try:
+        for split, (fs, kind) in files.items():
+            splits[split] = _load_files(fs, kind, streaming, cache_dir)
+    except Exception:
+        _raise_if_non_utf8([f for fs, _ in files.values() for f in fs])
+        raise
+    return splits
+
+
+def _load_files(files, kind, streaming, cache_dir):
+    import datasets
+
+    kwargs = {"sample_by": "document"} if kind == "text" else {}
+    return datasets.load_dataset(kind, data_files=files, split="train", cache_dir=cache_dir, streaming=streaming,
+                                 **kwargs)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The map path
+
+
+def _tokenize_batch(batch, indices, *, encoder, text_column, first_doc, char_cut):
+    """Documents -> rows of token ids (pieces of the split's stream); `<|endoftext|>` before every document
+    but the split's first non-empty one. `char_cut=(fraction, part)` keeps the head or tail of a lone document."""
+    texts = _texts(batch.column(text_column).to_pylist(), char_cut)
+    eos = np.array([encoder.eos_id], dtype=np.int32)
+    arrays = []
+    for index, pieces in zip(indices, encoder.encode_documents(texts)):
+        if pieces and index > first_doc:
+            pieces[0] = np.concatenate([eos, pieces[0]])
+        arrays += pieces
+    return pa.table({"ids": _list_array(arrays)})
+
+
+def _texts(texts, char_cut):
+    texts = [t or "" for t in texts]
+    if char_cut is None:
+        return texts
+    fraction, part = char_cut
+    return [t[:int(fraction * len(t))] if part == "head" else t[int(fraction * len(t)):] for t in texts]
+
+
+def _list_array(arrays):
+    lengths = np.fromiter((len(a) for a in arrays), dtype=np.int32, count=len(arrays))
+    offsets = np.zeros(len(arrays) + 1, dtype=np.int32)
+    np.cumsum(lengths, out=offsets[1:])
+    values = np.concatenate(arrays) if arrays else np.empty(0, dtype=np.int32)
+    return pa.ListArray.from_arrays(pa.array(offsets), pa.array(values, type=pa.int32()))
+
+
+def _window_batch(batch, indices, *, tokens, starts, n_windows, max_length, stride):
+    """The windows whose first token lies in this batch of rows, reading later rows when a window runs past it."""
+    i0, i1 = indices[0], indices[-1] + 1
+    a, b = int(starts[i0]), int(starts[i1])
+    k_lo, k_hi = -(-a // stride), min(-(-b // stride), n_windows)
+    count = max(0, k_hi - k_lo)
+    if count:
+        end = (k_hi - 1) * stride + max_length + 1
+        j = int(np.searchsorted(starts, end, side="left"))
+        rows = batch.column("ids") if j <= i1 else tokens.slice(i0, j - i0).column("ids")
+        seg = pc.list_flatten(rows).to_numpy()
+        windows = _window_view(seg, k_lo * stride - a, count, max_length, stride).astype(np.int64)
+    else:
+        windows = np.empty((0, max_length + 1), dtype=np.int64)
+    return pa.table({"input_ids": _fixed_lists(windows[:, :-1]), "shift_labels": _fixed_lists(windows[:, 1:])})
+
+
+def _fixed_lists(matrix):
+    return pa.FixedSizeListArray.from_arrays(pa.array(np.ascontiguousarray(matrix).ravel()), matrix.shape[1])
+
+
+def _window_features(max_length):
+    import datasets
+
+    column = datasets.List(datasets.Value("int64"), length=max_length)
+    return datasets.Features({"input_ids": column, "shift_labels": column})
+
+
+def _fingerprint(*parts):
+    from datasets.fingerprint import Hasher
+
+    return Hasher.hash([_CODE_DIGEST, *parts])
+
+
+def _first_nonempty(ds, text_column):
+    lengths = pc.fill_null(pc.utf8_length(ds.data.column(text_column)), 0)
+    nonzero = np.flatnonzero(lengths.to_numpy())
+    return int(nonzero[0]) if len(nonzero) else len(ds)
+
+
+def _too_few_tokens(split, n_tokens, max_length, validation_fraction):
+    fix = f"lower max_length to at most {n_tokens - 1}" if n_tokens > 1 else "give it more text"
+    if split == "validation":
+        fix += f", or raise validation_fraction (now {validation_fraction})"
+    elif n_tokens > 1:
+        fix += ", or give more text"
+    return ValueError(f"the {split} split holds {n_tokens} tokens, fewer than max_length + 1 = {max_length + 1} "
+                      f"needed for one window: {fix}")
+
+
+def build_lm_datasets(tokenizer=None, *, text_files=None, validation_file=None, dataset_name=None,
+                      dataset_config_name=None, text_column="text", max_length, stride, validation_fraction=0.1,
+                      streaming=False, num_proc=None, context_length=None, cache_dir=None,
+                      load_from_cache_file=True, verbose=True):
+    """Train and validation windows of `max_length` tokens every `stride` tokens, as the book's `GPTDatasetV1`.
+
+    Sources: `text_files` (a path, folder, glob, list, or `{"train": ..., "validation": ...}`; a .txt file is one
+    document; .jsonl/.json/.csv/.parquet take `text_column`), a Hub `dataset_name`/`dataset_config_name`, or by
+    default Python's help topics (present on every install). Splits: an explicit validation file or split wins;
+    else a lone document is cut at character `int((1 - validation_fraction) * len(text))` as in the book, and
+    several documents are split by document, the last `validation_fraction` of them for validation (like
+    `run_clm.py`'s `train[90%:]`). `validation_fraction=0` returns only "train". Each split's documents are joined
+    with `<|endoftext|>` into one token stream, and windows never cross splits.
+
+    `context_length` (an int or a model config) guards `max_length`. Returns a `DatasetDict` whose rows hold
+    `input_ids` and `shift_labels` (int64, `max_length` each), cached by fingerprint so an identical second call
+    tokenizes nothing; with `streaming=True` an `IterableDatasetDict` yielding the same windows lazily.
+    """
+    import datasets
+
+    _check_window_args(max_length, stride, validation_fraction, context_length, num_proc)
+    if tokenizer is None:
+        from .tokenization import load_tokenizer
+
+        tokenizer = load_tokenizer()
+    encoder = _Encoder(tokenizer)
+    splits = _load_sources(text_files, validation_file, dataset_name, dataset_config_name, streaming, cache_dir)
+    for name, ds in splits.items():
+        _check_text_column(ds, text_column, f"the {name} data")
+    if streaming:
+        return _build_streaming(splits, encoder, text_column, max_length, stride, validation_fraction, verbose)
+
+    total_chars = sum(pc.sum(pc.utf8_length(ds.data.column(text_column))).as_py() or 0 for ds in splits.values())
+    if total_chars == 0:
+        raise ValueError("the corpus is empty: its documents hold no text; check text_files / text_column")
+    parts = _plan_splits(splits, validation_fraction)
+    digest = encoder.digest()
+    tokenized = {}
+    for split, (ds, char_cut) in parts.items():
+        fp = _fingerprint(ds._fingerprint, "tokenize", text_column, char_cut, digest)
+        tokenized[split] = ds.with_format("arrow").map(
+            _tokenize_batch, batched=True, batch_size=64, with_indices=True, remove_columns=ds.column_names,
+            fn_kwargs={"encoder": encoder, "text_column": text_column, "first_doc": _first_nonempty(ds, text_column),
+                       "char_cut": char_cut},
+            num_proc=num_proc, new_fingerprint=fp, load_from_cache_file=load_from_cache_file,
+            writer_batch_size=64, features=datasets.Features({"ids": datasets.List(datasets.Value("int32"))}),
+            desc=f"Tokenizing {split}")
+    starts = {}
+    for split, tok in tokenized.items():
+        lengths = pc.list_value_length(tok.data.column("ids")).to_numpy(zero_copy_only=False)
+        starts[split] = np.concatenate([[0], np.cumsum(lengths, dtype=np.int64)])
+        if starts[split][-1] < max_length + 1:
+            raise _too_few_tokens(split, int(starts[split][-1]), max_length, validation_fraction)
+
+    out = datasets.DatasetDict()
+    for split, tok in tokenized.items():
+        n_tokens = int(starts[split][-1])
+        n_windows = count_windows(n_tokens, max_length, stride)
+        fp = _fingerprint(tok._fingerprint, "windows", max_length, stride)
+        out[split] = tok.map(
+            _window_batch, batched=True, batch_size=16, with_indices=True, remove_columns=["ids"],
+            fn_kwargs={"tokens": tok.data, "starts": starts[split], "n_windows": n_windows,
+                       "max_length": max_length, "stride": stride},
+            num_proc=num_proc, new_fingerprint=fp, load_from_cache_file=load_from_cache_file,
+            features=_window_features(max_length), desc=f"Windowing {split}").with_format(None)
+        assert len(out[split]) == n_windows, (split, len(out[split]), n_windows)
+        _report(split, n_tokens, n_windows, max_length, stride, verbose)
+    return out
+
+
+def _plan_splits(splits, validation_fraction):
+    """{split: (dataset, char_cut)} following the book for one document and `run_clm.py` for many."""
+    train = splits["train"]
+    if "validation" in splits:
+        return {"train": (train, None), "validation": (splits["validation"], None)}
+    if validation_fraction == 0:
+        return {"train": (train, None)}
+    if len(train) == 1:
+        keep = 1 - validation_fraction
+        return {"train": (train, (keep, "head")), "validation": (train, (keep, "tail"))}
+    n_train = min(max(int((1 - validation_fraction) * len(train)), 1), len(train) - 1)
+    return {"train": (train.select(range(n_train)), None),
+            "validation": (train.select(range(n_train, len(train))), None)}
+
+
+def _report(split, n_tokens, n_windows, max_length, stride, verbose):
+    message = f"{split}: {n_tokens:,} tokens -> {n_windows:,} windows of {max_length} (stride {stride})"
+    logger.info(message)
+    if verbose:
+        print(message)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The streaming path: the same windows from a generator that carries the stream's tail between documents.
+
+
+def _stream_windows(source, encoder, text_column, char_cut, max_length, stride, split, validation_fraction):
+    buf, buf_start, end, next_start, first = np.empty(0, dtype=np.int32), 0, 0, 0, True
+    eos = np.array([encoder.eos_id], dtype=np.int32)
+    for batch in source.iter(batch_size=64):
+        for pieces in encoder.encode_documents(_texts(batch[text_column], char_cut)):
+            if not pieces:
+                continue
+            if not first:
+                pieces.insert(0, eos)
+            first = False
+            new = np.concatenate(pieces)
+            buf, end = np.concatenate([buf, new]), end + len(new)
+            count = max(0, (end - max_length - 1 - next_start) // stride + 1) if end > max_length + next_start else 0
+            for w in _window_view(buf, next_start - buf_start, count, max_length, stride).astype(np.int64):
+                yield {"input_ids": w[:-1], "shift_labels": w[1:]}
+            next_start += count * stride
+            keep_from = min(next_start, end)
+            buf, buf_start = buf[keep_from - buf_start:], keep_from
+    if end < max_length + 1:
+        raise _too_few_tokens(split, end, max_length, validation_fraction)
+
+
+def _build_streaming(splits, encoder, text_column, max_length, stride, validation_fraction, verbose):
+    import datasets
+
+    train = splits["train"]
+    if "validation" in splits:
+        parts = {"train": (train, None), "validation": (splits["validation"], None)}
+    elif validation_fraction == 0:
+        parts = {"train": (train, None)}
+    else:
+        n_docs = sum(1 for _ in train.select_columns([text_column]))  # one pass, no tokenizing
+        if n_docs == 0:
+            raise ValueError("the corpus is empty: it holds no documents")
+        if n_docs == 1:
+            keep = 1 - validation_fraction
+            parts = {"train": (train, (keep, "head")), "validation": (train, (keep, "tail"))}
+        else:
+            n_train = min(max(int((1 - validation_fraction) * n_docs), 1), n_docs - 1)
+            parts = {"train": (train.take(n_train), None), "validation": (train.skip(n_train), None)}
+    out = datasets.IterableDatasetDict()
+    for split, (source, char_cut) in parts.items():
+        out[split] = datasets.IterableDataset.from_generator(
+            _stream_windows, features=_window_features(max_length),
+            gen_kwargs={"source": source, "encoder": encoder, "text_column": text_column, "char_cut": char_cut,
+                        "max_length": max_length, "stride": stride, "split": split,
+                        "validation_fraction": validation_fraction})
+        if verbose:
+            print(f"{split}: streaming windows of {max_length} (stride {stride}); counts are known once iterated")
+    return out
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The book's DataLoader
+
+
+def create_dataloader(text, tokenizer=None, batch_size=4, max_length=256, stride=128, shuffle=True, drop_last=True,
+                      num_workers=0):
+    """The book's `create_dataloader_v1`: batches of `(input_ids, target_ids)` LongTensors over one text.
+
+    Same windows, same order under the same `torch.manual_seed` (both shuffle with a `RandomSampler` over the
+    same number of windows). `tokenizer` may be a `transformers` tokenizer (default: `load_tokenizer()`) or the
+    book's tiktoken encoding. `model(input_ids=x, shift_labels=y).loss` is the book's `calc_loss_batch(x, y, ...)`.
+    """
+    import torch
+    from torch.utils.data import DataLoader, TensorDataset
+
+    _check_window_args(max_length, stride, 0.0, None, None)
+    if tokenizer is None:
+        from .tokenization import load_tokenizer
+
+        tokenizer = load_tokenizer()
+    ids = _Encoder(tokenizer).encode_stream(text)
+    if len(ids) < max_length + 1:
+        raise _too_few_tokens("text", len(ids), max_length, None)
+    windows = _window_view(ids, 0, count_windows(len(ids), max_length, stride), max_length, stride)
+    dataset = TensorDataset(torch.from_numpy(windows[:, :-1].copy()), torch.from_numpy(windows[:, 1:].copy()))
+    return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, drop_last=drop_last, num_workers=num_workers)
+
+
+__all__ = ["build_lm_datasets", "create_dataloader", "count_windows"]
