@@ -40,6 +40,16 @@ def tiny_model(seed=0):
     return hf_gpt.GPTForCausalLM(config).eval()
 
 
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Tiny models gain nothing from intra-op threads, and on a shared, busy CPU the threads' hand-offs make each
+    op ~50x slower; put the setting back for the modules that follow."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="module")
 def tokenizer():
     return hf_gpt.load_tokenizer()
@@ -177,7 +187,7 @@ def test_fresh_process_without_hf_gpt_generates_the_same_tokens_and_stock_export
     assert stock_config["model_type"] == "gpt2" and "auto_map" not in stock_config
     assert not [f for f in files_of(stock_dir) if f.endswith(".py")]
 
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": ""}
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": "", "OMP_NUM_THREADS": "1"}
     result = subprocess.run([sys.executable, "-c", FRESH_PROCESS, str(folder), str(stock_dir), PROMPT],
                             cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL)
     assert result.returncode == 0, result.stderr[-3000:]
@@ -285,8 +295,9 @@ def stand_in_hub():
 
 def push_script(args, stand_in_hub, tmp_path):
     """scripts/push_to_hub.py in its own process, aimed at the stand-in; a fresh HF_HOME holds no saved login."""
+    # HF_HUB_DISABLE_XET: the stand-in speaks the plain commit API, not the Xet storage protocol.
     env = {**os.environ, "HF_ENDPOINT": stand_in_hub.url, "HF_HUB_OFFLINE": "0", "TRANSFORMERS_OFFLINE": "0",
-           "HF_HUB_DISABLE_XET": "1",  # the stand-in speaks the plain commit API, not the Xet storage protocol
+           "HF_HUB_DISABLE_XET": "1", "OMP_NUM_THREADS": "1",
            "HF_TOKEN": TOKEN, "HF_HOME": str(tmp_path / "hf_home"), "HF_DEBUG": "1",
            "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", "")}
     return subprocess.run([sys.executable, str(REPO / "scripts" / "push_to_hub.py"), *args], cwd=tmp_path, env=env,

@@ -1,0 +1,148 @@
+"""Generate text from a saved model folder or a Hub repo, without writing code.
+
+    python scripts/generate.py outputs/gpt-verdict "Every effort moves you"
+    python scripts/generate.py outputs/gpt-verdict "Every effort moves you" --greedy --max_new_tokens 25
+    python scripts/generate.py alice/gpt-verdict "Every effort moves you" --top_p 0.95 --temperature 0.8 --seed 123 --stream
+    python scripts/generate.py outputs/gpt2-export "Every effort moves you" --num_beams 4
+
+Defaults come from the folder's `generation_config.json` (hf_gpt folders sample with top_p 0.9). A sampling flag
+(--top_p, --top_k, --temperature) turns sampling on; --num_beams alone means plain beam search; --greedy forces
+greedy decoding. Prints the prompt and its continuation.
+"""
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("model", help="a folder written by save_pretrained / scripts/pretrain.py, or a Hub repo id")
+    parser.add_argument("prompt", help="the text to continue (empty: start from <|endoftext|>)")
+    parser.add_argument("--max_new_tokens", type=int, default=None)
+    parser.add_argument("--top_p", type=float, default=None)
+    parser.add_argument("--top_k", type=int, default=None)
+    parser.add_argument("--temperature", type=float, default=None)
+    parser.add_argument("--num_beams", type=int, default=None)
+    parser.add_argument("--num_return_sequences", type=int, default=1)
+    parser.add_argument("--repetition_penalty", type=float, default=None)
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument("--greedy", action="store_true", help="always pick the most likely token (deterministic)")
+    mode.add_argument("--do_sample", action="store_true", help="sample even if the folder's defaults are greedy")
+    parser.add_argument("--seed", type=int, default=None, help="makes sampling reproducible")
+    parser.add_argument("--stream", action="store_true", help="print tokens as they are generated")
+    parser.add_argument("--trust_remote_code", action="store_true",
+                        help="run model code from a Hub repo (local folders are always trusted)")
+    parser.add_argument("--device", default=None, help="default: cuda if available, else cpu")
+    args = parser.parse_args(argv)
+    for name in ("max_new_tokens", "top_k", "num_beams", "num_return_sequences"):
+        value = getattr(args, name)
+        if value is not None and value < (0 if name == "top_k" else 1):
+            parser.error(f"--{name} must be {'>= 0' if name == 'top_k' else '>= 1'}, got {value}")
+    if args.top_p is not None and not 0 < args.top_p <= 1:
+        parser.error(f"--top_p must be in (0, 1], got {args.top_p}")
+    if args.temperature is not None and not args.temperature > 0:
+        parser.error(f"--temperature must be > 0, got {args.temperature}")
+    if args.stream and (args.num_return_sequences > 1 or (args.num_beams or 1) > 1):
+        parser.error("--stream shows one sequence as it grows: drop --num_beams / --num_return_sequences, or --stream")
+    return args
+
+
+class GenerateError(Exception):
+    """A bad input the user can fix; printed without a traceback."""
+
+
+def _looks_like_path(name):
+    return os.path.isabs(name) or name.startswith((".", "~")) or name.count("/") > 1 or "\\" in name
+
+
+def load(source, *, trust_remote_code=False):
+    """Model and tokenizer from a local folder (checked for completeness first) or a Hub repo id."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    try:
+        import hf_gpt  # noqa: F401  (registers hf_gpt with the Auto classes, so its Hub repos need no remote code)
+        from hf_gpt.hub import HubError, check_model_folder, check_repo_id
+    except ImportError as err:
+        raise GenerateError(f"hf_gpt is not importable ({err}); install it with `pip install -e .`") from None
+
+    path = Path(os.path.expanduser(source))
+    if path.exists() or _looks_like_path(source):
+        try:
+            check_model_folder(path)
+        except HubError as err:
+            raise GenerateError(str(err)) from None
+        return (AutoModelForCausalLM.from_pretrained(path, trust_remote_code=True),
+                AutoTokenizer.from_pretrained(path, trust_remote_code=True))
+    try:
+        check_repo_id(source)
+    except HubError as err:
+        raise GenerateError(f"{source!r} is neither an existing folder nor a Hub repo id: {err}") from None
+    try:
+        model = AutoModelForCausalLM.from_pretrained(source, trust_remote_code=trust_remote_code)
+        tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=trust_remote_code)
+    except ValueError as err:
+        if "trust_remote_code" in str(err):
+            raise GenerateError(f"{source} runs its own model code; if you trust it, add --trust_remote_code.") from None
+        raise
+    except OSError as err:
+        from huggingface_hub import is_offline_mode
+
+        why = "the Hub is offline (HF_HUB_OFFLINE is set) and it is not cached" if is_offline_mode() else str(err)
+        raise GenerateError(f"could not load {source!r}: it is not a local folder, and {why}.") from None
+    return model, tokenizer
+
+
+def generation_kwargs(model, args):
+    """The command line's choices, passed to `generate` on top of the folder's `generation_config.json`."""
+    kwargs = {k: getattr(args, k) for k in ("max_new_tokens", "top_p", "top_k", "temperature", "num_beams",
+                                            "repetition_penalty") if getattr(args, k) is not None}
+    if args.greedy:
+        kwargs["do_sample"] = False
+    elif args.do_sample or any(k in kwargs for k in ("top_p", "top_k", "temperature")):
+        kwargs["do_sample"] = True
+    elif "num_beams" in kwargs:
+        kwargs["do_sample"] = False
+    if args.num_return_sequences > 1:
+        kwargs["num_return_sequences"] = args.num_return_sequences
+    defaults = model.generation_config
+    if defaults.pad_token_id is None and defaults.eos_token_id is not None:
+        kwargs["pad_token_id"] = defaults.eos_token_id
+    return kwargs
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    import torch
+    from transformers import TextStreamer, set_seed
+
+    try:
+        model, tokenizer = load(args.model, trust_remote_code=args.trust_remote_code)
+    except GenerateError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    model.to(device).eval()
+    kwargs = generation_kwargs(model, args)
+
+    inputs = tokenizer(args.prompt, return_tensors="pt")
+    if inputs["input_ids"].shape[1] == 0:
+        if tokenizer.bos_token_id is None:
+            print("error: the prompt is empty and the tokenizer has no start token; give a prompt", file=sys.stderr)
+            return 2
+        inputs = {"input_ids": torch.tensor([[tokenizer.bos_token_id]]), "attention_mask": torch.ones(1, 1, dtype=torch.long)}
+    inputs = {k: v.to(device) for k, v in inputs.items()}
+    if args.seed is not None:
+        set_seed(args.seed)
+    streamer = TextStreamer(tokenizer, skip_special_tokens=True) if args.stream else None
+    with torch.no_grad():
+        output = model.generate(**inputs, **kwargs, streamer=streamer)
+    if not args.stream:
+        texts = tokenizer.batch_decode(output, skip_special_tokens=True)
+        print("\n---\n".join(texts))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
