@@ -13,6 +13,7 @@ import json
 import os
 import pickle
 import re
+import struct
 import zipfile
 from pathlib import Path
 
@@ -32,7 +33,7 @@ GPT2_HUB_IDS = {
 }
 GPT2_WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json")
 GPT2_ACTIVATIONS = ("gelu_new", "gelu_pytorch_tanh")
-_HUB_KWARGS = ("revision", "cache_dir", "token", "local_files_only", "force_download", "subfolder")
+_HUB_KWARGS = ("revision", "cache_dir", "token", "local_files_only", "force_download")
 # Causal-mask buffers that old GPT-2 files (and the book's state dicts) carry; the model builds its mask itself.
 _GPT2_BUFFER = re.compile(r"h\.\d+\.attn\.(bias|masked_bias)")
 _BOOK_BUFFER = re.compile(r"trf_blocks\.\d+\.att\.mask")
@@ -151,57 +152,90 @@ def _book_config(config, overrides):
 # --------------------------------------------------------------------------------------------- tensor sources
 
 
-class _SafetensorsSource:
-    """Tensors of one or more `.safetensors` files, read one at a time.
+_SAFETENSORS_DTYPES = {
+    "F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16,
+    "I64": torch.int64, "I32": torch.int32, "I16": torch.int16, "I8": torch.int8, "U8": torch.uint8,
+    "BOOL": torch.bool,
+}
 
-    The `pread` backend reads each tensor into fresh memory: with `mmap` every page touched stays in the
-    process's RSS until the file is closed, which would double the peak while loading.
+
+class _SafetensorsSource:
+    """Tensors of one or more `.safetensors` files, read one at a time with plain file reads.
+
+    `safetensors.safe_open` validates each file first (header, offsets, size). The data is then read with
+    `readinto` rather than through a memory map, whose touched pages would stay in the process's RSS until the
+    file is closed and double the peak. A tensor that is about to be transposed or split is read into one reusable
+    scratch buffer, so its memory is faulted in once, for the converted copy only.
     """
 
     def __init__(self, paths):
-        from safetensors import safe_open
-
-        self._handles, self._file = [], {}
+        self._entries, self._files, self._scratch = {}, {}, None
         try:
             for path in paths:
-                try:
-                    try:
-                        handle = safe_open(str(path), framework="pt", backend="pread")
-                    except TypeError:  # safetensors before the `backend` option
-                        handle = safe_open(str(path), framework="pt")
-                except FileNotFoundError:
-                    raise
-                except Exception as err:
-                    raise ValueError(
-                        f"{path}: not a readable safetensors file ({err}). It may be truncated or corrupt; "
-                        "delete it and download or save it again."
-                    ) from err
-                self._handles.append(handle)
-                for key in handle.keys():
-                    if key in self._file:
-                        raise ValueError(f"{path}: tensor {key!r} is also in {self._file[key][1]}")
-                    self._file[key] = (handle, path)
+                self._files[path] = open(path, "rb", buffering=0)
+                for key, entry in self._read_header(path).items():
+                    if key in self._entries:
+                        raise ValueError(f"{path}: tensor {key!r} is also in {self._entries[key][0]}")
+                    self._entries[key] = (path, *entry)
         except BaseException:
             self.close()
             raise
 
+    @staticmethod
+    def _read_header(path):
+        from safetensors import safe_open
+
+        try:
+            with safe_open(str(path), framework="pt") as handle:
+                keys = set(handle.keys())
+            with open(path, "rb") as f:
+                (length,) = struct.unpack("<Q", f.read(8))
+                header = json.loads(f.read(length))
+        except FileNotFoundError:
+            raise
+        except Exception as err:
+            raise ValueError(
+                f"{path}: not a readable safetensors file ({err}). It may be truncated or corrupt; "
+                "delete it and download or save it again."
+            ) from err
+        entries = {}
+        for key in keys:
+            info = header[key]
+            if info["dtype"] not in _SAFETENSORS_DTYPES:
+                raise ValueError(f"{path}: tensor {key!r} has dtype {info['dtype']}, not a torch dtype")
+            begin, end = info["data_offsets"]
+            entries[key] = (tuple(info["shape"]), _SAFETENSORS_DTYPES[info["dtype"]], 8 + length + begin, end - begin)
+        return entries
+
     def keys(self):
-        return list(self._file)
+        return list(self._entries)
 
     def shape(self, key):
-        return tuple(self._file[key][0].get_slice(key).get_shape())
+        return self._entries[key][1]
 
-    def get(self, key):
-        handle, path = self._file[key]
-        try:
-            return handle.get_tensor(key)
-        except Exception as err:
-            raise ValueError(f"{path}: cannot read tensor {key!r} ({err}); the file may be corrupt.") from err
+    def get(self, key, scratch=False):
+        """The tensor, in its own memory, or with `scratch=True` in a buffer the next `get` overwrites."""
+        path, shape, dtype, offset, nbytes = self._entries[key]
+        if scratch:
+            if self._scratch is None or self._scratch.numel() < nbytes:
+                self._scratch = torch.empty(nbytes, dtype=torch.uint8)
+            raw = self._scratch[:nbytes]
+        else:
+            raw = torch.empty(nbytes, dtype=torch.uint8)
+        f = self._files[path]
+        f.seek(offset)
+        view, done = memoryview(raw.numpy()), 0
+        while done < nbytes:
+            n = f.readinto(view[done:])
+            if not n:
+                raise ValueError(f"{path}: tensor {key!r} ends past the end of the file; the file is truncated.")
+            done += n
+        return raw.view(dtype).view(shape)
 
     def close(self):
-        for handle in self._handles:
-            handle.__exit__(None, None, None)
-        self._handles = []
+        for f in self._files.values():
+            f.close()
+        self._files, self._scratch = {}, None
 
 
 class _DictSource:
@@ -219,7 +253,7 @@ class _DictSource:
     def shape(self, key):
         return tuple(self._sd[key].shape)
 
-    def get(self, key):
+    def get(self, key, scratch=False):
         return self._sd.pop(key) if self._consume else self._sd[key]
 
     def close(self):
@@ -266,7 +300,8 @@ def _files_from_index(index_path, fetch):
 
 def resolve_gpt2_checkpoint(name_or_path, **hub_kwargs):
     """`(config.json path or None, [weight files])` for a local file or folder, or a Hub id via the HF cache."""
-    name_or_path = GPT2_HUB_IDS.get(str(name_or_path), name_or_path)
+    if not os.path.exists(os.path.expanduser(os.fspath(name_or_path))):
+        name_or_path = GPT2_HUB_IDS.get(str(name_or_path), name_or_path)
     path = Path(os.path.expanduser(os.fspath(name_or_path)))
     if path.is_file():
         config = path.parent / "config.json"
@@ -279,8 +314,12 @@ def resolve_gpt2_checkpoint(name_or_path, **hub_kwargs):
                 if name.endswith(".index.json"):
                     files = _files_from_index(path / name, lambda shard: path / shard)
                 return (config if config.is_file() else None), files
+        hint = ""
+        if (path / "hparams.json").is_file() or (path / "model.ckpt.index").is_file():
+            hint = (" It holds OpenAI's original TensorFlow checkpoint (what the book's gpt_download.py fetches); "
+                    "load the same weights from the Hub's converted copy instead, e.g. from_gpt2('gpt2-small (124M)').")
         raise FileNotFoundError(
-            f"{path}: no GPT-2 weights in this folder; looked for {', '.join(GPT2_WEIGHT_FILES)}."
+            f"{path}: no GPT-2 weights in this folder; looked for {', '.join(GPT2_WEIGHT_FILES)}.{hint}"
         )
     return _resolve_on_hub(os.fspath(name_or_path), hub_kwargs)
 
@@ -292,8 +331,12 @@ def _resolve_on_hub(repo_id, hub_kwargs):
     def fetch(filename):
         return Path(hf_hub_download(repo_id, filename, **hub_kwargs))
 
-    offline = constants.HF_HUB_OFFLINE or hub_kwargs.get("local_files_only")
-    where = "in the local Hugging Face cache (offline mode: HF_HUB_OFFLINE is set)" if offline else "on the Hub"
+    if constants.HF_HUB_OFFLINE:
+        where = "in the local Hugging Face cache (offline mode: HF_HUB_OFFLINE is set)"
+    elif hub_kwargs.get("local_files_only"):
+        where = "in the local Hugging Face cache (local_files_only=True)"
+    else:
+        where = "on the Hub"
     try:
         config = fetch("config.json")
     except HFValidationError as err:
@@ -323,54 +366,58 @@ def _names(keys):
 
 
 def _gpt2_plan(config):
-    """Each GPT-2 tensor the model needs: `(expected shape, convert)`, `convert` giving the book's tensors."""
+    """Each GPT-2 tensor the model needs: `(expected shape, convert, copies)`; `convert` gives the book's tensors,
+    and `copies` says they never share memory with its input (which may then be read into scratch memory)."""
     d, ctx = config.emb_dim, config.context_length
 
+    def owned(t):
+        return t.clone(memory_format=torch.contiguous_format)
+
     def same(name):
-        return lambda t: {name: t}
+        return lambda t: {name: t}, False
 
     def linear(name):
-        return lambda t: {name: t.t().contiguous()}
+        return lambda t: {name: owned(t.t())}, True
 
     def qkv_weight(prefix):
-        return lambda t: {f"{prefix}.{n}.weight": part.t().contiguous()
-                          for n, part in zip(("W_query", "W_key", "W_value"), t.split(d, dim=1))}
+        return lambda t: {f"{prefix}.{n}.weight": owned(part.t())
+                          for n, part in zip(("W_query", "W_key", "W_value"), t.split(d, dim=1))}, True
 
     def qkv_bias(prefix, key):
         def convert(t):
             if config.qkv_bias:
-                return {f"{prefix}.{n}.bias": part.clone() for n, part in zip(("W_query", "W_key", "W_value"), t.split(d))}
+                return {f"{prefix}.{n}.bias": owned(part) for n, part in zip(("W_query", "W_key", "W_value"), t.split(d))}
             if torch.count_nonzero(t):
                 raise ValueError(f"{key} has non-zero query/key/value biases but the config has qkv_bias=False; "
                                  "load with qkv_bias=True.")
             return {}
-        return convert
+        return convert, True
 
     def positions(t):
-        return {"pos_emb.weight": t if t.shape[0] == ctx else t[:ctx].clone()}
+        return {"pos_emb.weight": t if t.shape[0] == ctx else owned(t[:ctx])}
 
     plan = {
-        "wte.weight": ((config.vocab_size, d), same("tok_emb.weight")),
-        "wpe.weight": ((ctx, d), positions),
+        "wte.weight": ((config.vocab_size, d), *same("tok_emb.weight")),
+        "wpe.weight": ((ctx, d), positions, False),
     }
     for i in range(config.n_layers):
         g, t = f"h.{i}.", f"trf_blocks.{i}."
         plan.update({
-            g + "ln_1.weight": ((d,), same(t + "norm1.scale")),
-            g + "ln_1.bias": ((d,), same(t + "norm1.shift")),
-            g + "attn.c_attn.weight": ((d, 3 * d), qkv_weight(t + "att")),
-            g + "attn.c_attn.bias": ((3 * d,), qkv_bias(t + "att", g + "attn.c_attn.bias")),
-            g + "attn.c_proj.weight": ((d, d), linear(t + "att.out_proj.weight")),
-            g + "attn.c_proj.bias": ((d,), same(t + "att.out_proj.bias")),
-            g + "ln_2.weight": ((d,), same(t + "norm2.scale")),
-            g + "ln_2.bias": ((d,), same(t + "norm2.shift")),
-            g + "mlp.c_fc.weight": ((d, 4 * d), linear(t + "ff.layers.0.weight")),
-            g + "mlp.c_fc.bias": ((4 * d,), same(t + "ff.layers.0.bias")),
-            g + "mlp.c_proj.weight": ((4 * d, d), linear(t + "ff.layers.2.weight")),
-            g + "mlp.c_proj.bias": ((d,), same(t + "ff.layers.2.bias")),
+            g + "ln_1.weight": ((d,), *same(t + "norm1.scale")),
+            g + "ln_1.bias": ((d,), *same(t + "norm1.shift")),
+            g + "attn.c_attn.weight": ((d, 3 * d), *qkv_weight(t + "att")),
+            g + "attn.c_attn.bias": ((3 * d,), *qkv_bias(t + "att", g + "attn.c_attn.bias")),
+            g + "attn.c_proj.weight": ((d, d), *linear(t + "att.out_proj.weight")),
+            g + "attn.c_proj.bias": ((d,), *same(t + "att.out_proj.bias")),
+            g + "ln_2.weight": ((d,), *same(t + "norm2.scale")),
+            g + "ln_2.bias": ((d,), *same(t + "norm2.shift")),
+            g + "mlp.c_fc.weight": ((d, 4 * d), *linear(t + "ff.layers.0.weight")),
+            g + "mlp.c_fc.bias": ((4 * d,), *same(t + "ff.layers.0.bias")),
+            g + "mlp.c_proj.weight": ((4 * d, d), *linear(t + "ff.layers.2.weight")),
+            g + "mlp.c_proj.bias": ((d,), *same(t + "ff.layers.2.bias")),
         })
-    plan["ln_f.weight"] = ((d,), same("final_norm.scale"))
-    plan["ln_f.bias"] = ((d,), same("final_norm.shift"))
+    plan["ln_f.weight"] = ((d,), *same("final_norm.scale"))
+    plan["ln_f.bias"] = ((d,), *same("final_norm.shift"))
     return plan
 
 
@@ -388,7 +435,7 @@ def _gpt2_names(keys, where):
 def _check_gpt2_layout(source, names, config, plan, source_tied, where):
     """Every problem with names and shapes, in one ValueError, before any tensor data is read."""
     problems = []
-    for name, (shape, _) in plan.items():
+    for name, (shape, _, _) in plan.items():
         if name not in names:
             continue
         found = source.shape(names[name])
@@ -441,8 +488,8 @@ def _convert_gpt2(source, names, config, plan, dtype):
         return t if dtype is None else t.to(dtype)
 
     out = {}
-    for name, (_, convert) in plan.items():
-        tensor = source.get(names[name])
+    for name, (_, convert, copies) in plan.items():
+        tensor = source.get(names[name], scratch=copies)
         out.update({k: cast(v) for k, v in convert(tensor).items()})
         del tensor
     if "lm_head.weight" in names:
@@ -517,15 +564,20 @@ def load_gpt2(name_or_path, *, model_class=None, config=None, dtype=None, **kwar
 
     The config comes from the checkpoint's `config.json` (context_length = n_positions, qkv_bias, tied head) unless
     `config=` is given; other keyword arguments are Hub options (`revision`, `cache_dir`, `token`,
-    `local_files_only`, `force_download`, `subfolder`) or config overrides (`context_length=256` keeps the first 256
+    `local_files_only`, `force_download`) or config overrides (`context_length=256` keeps the first 256
     position embeddings, `drop_rate=0.0`, ...). `dtype` casts the weights (default: as stored).
+    OpenAI's original TensorFlow files (the book's `gpt_download.py`) are not read: the Hub's copies are the same
+    weights.
     """
     hub_kwargs = {k: kwargs.pop(k) for k in _HUB_KWARGS if k in kwargs}
     config_path, files = resolve_gpt2_checkpoint(name_or_path, **hub_kwargs)
     gpt2_config = {}
     if config_path is not None:
-        with open(config_path, encoding="utf-8") as f:
-            gpt2_config = json.load(f)
+        try:
+            with open(config_path, encoding="utf-8") as f:
+                gpt2_config = json.load(f)
+        except json.JSONDecodeError as err:
+            raise ValueError(f"{config_path}: not valid JSON ({err})") from err
     if config is not None:
         config = _with_overrides(config, kwargs)
     elif config_path is not None:
