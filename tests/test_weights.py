@@ -94,6 +94,12 @@ def test_from_gpt2_matches_stock_logits_and_greedy_generation(checkpoints, stock
     assert_same_model(ours, stock, input_ids)
 
 
+def test_sharded_checkpoint_loads(stock, input_ids, tmp_path):
+    stock.save_pretrained(tmp_path, max_shard_size="40KB")
+    assert len(list(tmp_path.glob("model-*.safetensors"))) > 1
+    assert_same_model(GPTForCausalLM.from_gpt2(tmp_path), stock, input_ids)
+
+
 def test_from_gpt2_config_mirrors_the_gpt2_config(checkpoints):
     config = GPTForCausalLM.from_gpt2(checkpoints["hub-safetensors"]).config
     got = {k: getattr(config, k) for k in ("vocab_size", "context_length", "emb_dim", "n_heads", "n_layers",
@@ -136,6 +142,8 @@ def test_gpt2_round_trip_is_bit_exact(tmp_path, tie):
     stock = random_gpt2(seed=3, tie_word_embeddings=tie)
     stock.save_pretrained(tmp_path / "in")
     ours = GPTForCausalLM.from_gpt2(tmp_path / "in")
+    params = list(ours.parameters())
+    assert len({p.untyped_storage().data_ptr() for p in params}) == len(params)  # each tensor in its own memory
     back = ours.to_gpt2().state_dict()
     original = stock.state_dict()
     assert sorted(back) == sorted(original)
@@ -320,6 +328,13 @@ def test_corrupt_pytorch_bin_names_the_file(checkpoints, tmp_path):
 def test_folder_without_weights_says_what_it_looked_for(checkpoints, tmp_path):
     (tmp_path / "config.json").write_bytes((checkpoints["saved"] / "config.json").read_bytes())
     with pytest.raises(FileNotFoundError, match="looked for model.safetensors, .*pytorch_model.bin"):
+        GPTForCausalLM.from_gpt2(tmp_path)
+    (tmp_path / "hparams.json").write_text("{}")  # what the book's gpt_download.py leaves in gpt2/124M/
+    with pytest.raises(FileNotFoundError, match="original TensorFlow checkpoint"):
+        GPTForCausalLM.from_gpt2(tmp_path)
+    (tmp_path / "model.safetensors").write_bytes((checkpoints["saved"] / "model.safetensors").read_bytes())
+    (tmp_path / "config.json").write_text("{not json")
+    with pytest.raises(ValueError, match="config.json: not valid JSON"):
         GPTForCausalLM.from_gpt2(tmp_path)
 
 
