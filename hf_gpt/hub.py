@@ -268,6 +268,7 @@ def write_model_card(
         template_path=str(template_path or template_dir / CARD_TEMPLATE),
         model_name=model_name,
         trained=bool(train_results or training_args),
+        stock_gpt2=stock_gpt2,
         base_model=base_model,
         dataset_name=dataset_name if _is_hub_dataset(dataset_name) or not dataset_name else Path(dataset_name).name,
         num_parameters_human=_human(arch["num_parameters"]),
@@ -456,12 +457,26 @@ def _is_model_file(name):
     )
 
 
-def push_folder(folder, repo_id, *, private=False, revision=None, as_gpt2=False, commit_message=None, log=print):
+def _transport_errors():
+    """Connection failures of the HTTP client huggingface_hub uses (httpx2 in 2.x, httpx in 1.x)."""
+    import importlib
+
+    errors = []
+    for name in ("httpx2", "httpx"):
+        try:
+            errors.append(importlib.import_module(name).TransportError)
+        except (ImportError, AttributeError):
+            pass
+    return tuple(errors)
+
+
+def push_folder(folder, repo_id, *, private=None, revision=None, as_gpt2=False, commit_message=None, log=print):
     """Upload a saved model folder to the Hub repo `repo_id` (created if needed); returns the commit URL.
 
     Everything that can be checked locally is checked first (repo id, folder contents, offline mode, login), so a
     bad input fails before any upload. A folder without a card gets one (written into the folder); an existing
-    card's usage snippets are pointed at `repo_id`. `as_gpt2` pushes the stock GPT-2 export instead.
+    card's usage snippets are pointed at `repo_id`. `as_gpt2` pushes the stock GPT-2 export instead. `private`
+    None leaves a new repo's visibility to the Hub's default for that namespace; it never changes an existing repo.
     """
     check_repo_id(repo_id)
     folder = Path(folder)
@@ -490,6 +505,8 @@ def push_folder(folder, repo_id, *, private=False, revision=None, as_gpt2=False,
         api = HfApi(token=token)
         try:
             repo_url = api.create_repo(repo_id, repo_type="model", private=private, exist_ok=True)
+            if repo_url.repo_id != repo_id:  # `name` alone: the Hub put it in the user's namespace
+                _set_card_repo(upload_dir, repo_url.repo_id)
             if revision:
                 api.create_branch(repo_url.repo_id, branch=revision, exist_ok=True)
             log(f"Uploading {len(files)} files to {repo_url.repo_id}" + (f" (branch {revision})" if revision else ""))
@@ -500,6 +517,8 @@ def push_folder(folder, repo_id, *, private=False, revision=None, as_gpt2=False,
                 commit_message=commit_message or ("Upload stock GPT-2 export" if upload_dir != folder else "Upload model"),
                 ignore_patterns=list(PUSH_IGNORE_PATTERNS),
             )
+        except _transport_errors() as err:
+            raise HubError(f"Could not reach the Hub at {api.endpoint}: {err}. Check the connection (and HF_ENDPOINT).") from None
         except HfHubHTTPError as err:
             status = getattr(err.response, "status_code", None)
             if status in (401, 403):

@@ -32,7 +32,7 @@ def parse_args(argv=None):
 def main(argv=None):
     args = parse_args(argv)
     try:
-        push_folder(args.folder, args.repo_id, private=args.private, revision=args.revision,
+        push_folder(args.folder, args.repo_id, private=True if args.private else None, revision=args.revision,
                     as_gpt2=args.as_gpt2, commit_message=args.commit_message)
     except HubError as err:
         print(f"error: {err}", file=sys.stderr)

@@ -215,6 +215,21 @@ def test_stock_export_carries_the_run_artifacts_and_a_gpt2_card(folder, tmp_path
     assert {r.metric_type: r.metric_value for r in card.data.eval_results} == {"loss": 6.25, "perplexity": 518.01}
 
 
+def test_save_for_hub_takes_a_stock_gpt2_model_too(model, tokenizer, tmp_path):
+    from transformers import AutoModelForCausalLM
+
+    stock = model.to_gpt2()
+    out = hub.save_for_hub(stock, tokenizer, tmp_path / "gpt2", base_model="openai-community/gpt2")
+    assert files_of(out) == ["README.md", "config.json", "generation_config.json", "model.safetensors",
+                             "tokenizer.json", "tokenizer_config.json"]
+    card = ModelCard.load(out / "README.md")
+    assert card.data.tags[-1] == "gpt2" and card.data.base_model == "openai-community/gpt2"
+    assert "saved in the stock `gpt2` format" in card.text and "trust_remote_code" not in card.text
+    assert f"({stock.num_parameters():,})" in card.text  # GPT-2 always has q/k/v biases
+    reloaded = AutoModelForCausalLM.from_pretrained(out)
+    assert type(reloaded).__name__ == "GPT2LMHeadModel" and reloaded.generation_config.top_p == 0.9
+
+
 # ------------------------------------------------------------------------------------- the stand-in Hub
 
 
@@ -255,7 +270,8 @@ class StandInHub:
                 if method == "POST" and path == "/api/repos/create":
                     payload = json.loads(body)
                     hub_.created.append(payload)
-                    return self.reply(200, {"url": f"{host}/{payload['organization']}/{payload['name']}"})
+                    owner = payload["organization"] or "stand-in-user"  # `name` alone goes to the token's user
+                    return self.reply(200, {"url": f"{host}/{owner}/{payload['name']}"})
                 if method == "POST" and path == "/api/validate-yaml":
                     return self.reply(200, {"errors": [], "warnings": []})
                 if method == "POST" and len(parts) == 6 and parts[:2] == ["api", "models"]:
@@ -349,7 +365,7 @@ def test_push_with_stand_in_hub_uploads_exactly_the_folder(folder, stand_in_hub,
 @pytest.mark.slow
 def test_push_as_gpt2_with_stand_in_hub_uploads_the_stock_export(folder, stand_in_hub, tmp_path):
     before = {name: (folder / name).read_bytes() for name in files_of(folder)}
-    result = push_script([str(folder), "alice/gpt-verdict-gpt2", "--as-gpt2"], stand_in_hub, tmp_path)
+    result = push_script([str(folder), "gpt-verdict-gpt2", "--as-gpt2"], stand_in_hub, tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
 
     assert sorted(stand_in_hub.uploaded) == [
@@ -361,7 +377,9 @@ def test_push_as_gpt2_with_stand_in_hub_uploads_the_stock_export(folder, stand_i
     assert [c["revision"] for c in stand_in_hub.commits] == ["main"]
     card = ModelCard(stand_in_hub.uploaded["README.md"].decode())
     assert "gpt2" in card.data.tags and "custom_code" not in card.data.tags
-    assert 'AutoModelForCausalLM.from_pretrained("alice/gpt-verdict-gpt2")' in card.text
+    assert 'AutoModelForCausalLM.from_pretrained("stand-in-user/gpt-verdict-gpt2")' in card.text
+    assert card.data.model_name == "stand-in-user/gpt-verdict-gpt2"
+    assert stand_in_hub.created == [{"name": "gpt-verdict-gpt2", "organization": None, "type": "model"}]
     assert "trust_remote_code=True" not in card.text
     assert {r.metric_type: r.metric_value for r in card.data.eval_results} == {"loss": 6.25, "perplexity": 518.01}
     assert {name: (folder / name).read_bytes() for name in files_of(folder)} == before  # the source is untouched
@@ -464,3 +482,18 @@ def test_push_offline_says_to_unset_offline_mode(push_cli, folder, monkeypatch):
     code, err = push_cli(folder, "alice/gpt")
     assert (code, err) == (2, "error: HF_HUB_OFFLINE is set, so nothing can reach the Hub: unset HF_HUB_OFFLINE "
                               "to push.\n")
+
+
+def test_push_to_an_unreachable_hub_says_so_in_one_line(folder, monkeypatch, tmp_path):
+    import socket
+
+    with socket.socket() as probe:  # a port on 127.0.0.1 that was free a moment ago: connections are refused
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    monkeypatch.setattr(constants, "ENDPOINT", f"http://127.0.0.1:{port}")
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setenv("HF_TOKEN", TOKEN)
+    run = tmp_path / "run"
+    shutil.copytree(folder, run)
+    with pytest.raises(hub.HubError, match=rf"^Could not reach the Hub at http://127\.0\.0\.1:{port}: .*HF_ENDPOINT\)\.$"):
+        hub.push_folder(run, "alice/gpt", log=lambda message: None)
