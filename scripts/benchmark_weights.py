@@ -12,7 +12,6 @@ target is peak RSS <= 1.3 x the file size. The file is read warm (just written, 
 
 import argparse
 import json
-import os
 import resource
 import shutil
 import struct
