@@ -10,6 +10,7 @@ nothing here prints, logs or writes it.
 
 import json
 import math
+import mmap
 import os
 import re
 import shutil
@@ -420,7 +421,11 @@ def _refuse_if_token_inside(folder, token, files):
     needle = token.encode()
     for name in files:
         path = Path(folder) / name
-        if needle in path.read_bytes():
+        if path.stat().st_size == 0:
+            continue
+        with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as data:  # weights can be GBs
+            found = data.find(needle) != -1
+        if found:
             raise HubError(
                 f"{name} contains your Hugging Face token; refusing to upload it. Delete the file or write it again "
                 f"without the token (log in with `hf auth login` instead of passing --hub_token), then push again."
