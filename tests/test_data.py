@@ -110,7 +110,8 @@ def test_book_counts_on_the_verdict(tok, tik, book_reference, tmp_path):
 def test_pieces_do_not_change_ids(tok, tik):
     """Cutting long texts before tokenizing must give the ids of the whole text, whatever the whitespace."""
     rng = random.Random(1)
-    alphabet = ["a", "b", " ", " ", "\n", "\n\n", "'s", "'", "1", "2", ".", "!", "\t", "é", "\u00a0", "\r\n", "  ", EOT]
+    alphabet = ["a", "b", " ", " ", "\n", "\n\n", "'s", "'", "1", "2", ".", "!", "\t", "é", "\u00a0", "\r\n", "  ", EOT,
+                "\x1c", "\x85", "\u2028", "\u3000", "\u180e", "\u200b", "\u0301", "漢", "🙂", "\x0b", "\u2009"]
     encoder = data._Encoder(tok)
     for size in (1, 3, 8):
         for _ in range(60):
@@ -119,6 +120,39 @@ def test_pieces_do_not_change_ids(tok, tik):
             assert "".join(pieces) == text
             got = np.concatenate(encoder.encode(pieces))
             assert got.tolist() == tik.encode(text, allowed_special={EOT}), repr(text)
+
+
+def test_gpt2_twin_is_used_only_for_exact_gpt2(tok):
+    assert data._Encoder(tok).gpt2_twin().name == "gpt2"
+    extra = load_tokenizer()
+    extra.add_tokens(["<|pad|>"])
+    assert data._Encoder(extra).gpt2_twin() is None
+    assert data._Encoder(load_tokenizer(add_prefix_space=True)).gpt2_twin() is None
+
+
+def test_gpt2_twin_gives_the_tokenizers_ids_on_any_unicode(tok):
+    rng = random.Random(5)
+    ranges = [(0x20, 0x7E), (0x0, 0x20), (0xA0, 0x17F), (0x300, 0x36F), (0x370, 0x3FF), (0x400, 0x4FF), (0x600, 0x6FF),
+              (0x1680, 0x1680), (0x180E, 0x180E), (0x2000, 0x206F), (0x3000, 0x303F), (0x4E00, 0x4E80), (0xAC00, 0xAC80),
+              (0x1F300, 0x1F64F), (0xFE00, 0xFE0F), (0x1C, 0x1F), (0x85, 0x85)]
+    texts = ["".join(chr(rng.randint(*rng.choice(ranges))) for _ in range(rng.randrange(1, 200))) for _ in range(400)]
+    texts += [" " * 5 + "x\n\n\n y", "it's 'S 'LL 'll don't", "a" * 3000, EOT + " " + EOT + "\n"]
+    encoder = data._Encoder(tok)
+    twin = encoder.gpt2_twin()
+    for text, ours, theirs in zip(texts, encoder.encode(texts), encoder.encode(texts, twin)):
+        assert ours.tolist() == theirs.tolist(), repr(text)
+
+
+def test_windows_through_the_twin_equal_the_books_loop(tok, one_doc, tmp_path, monkeypatch):
+    path, ids = one_doc
+    used = []
+    encode = data._Encoder.encode
+    monkeypatch.setattr(data._Encoder, "encode", lambda self, texts, twin=None: used.append(twin) or encode(self, texts, twin))
+    monkeypatch.setattr(data, "TWIN_MIN_CHARS", 0)
+    monkeypatch.setattr(data, "PIECE_CHARS", 211)
+    ds = build(tok, tmp_path, text_files=path, max_length=50, stride=33, validation_fraction=0)
+    assert used and all(t is not None and t.name == "gpt2" for t in used)
+    assert_book(ds["train"], ids, 50, 33)
 
 
 # --- the model contract -----------------------------------------------------------------------------------------
@@ -306,9 +340,9 @@ def test_second_identical_call_tokenizes_nothing(tok, one_doc, tmp_path, monkeyp
     calls = []
     encode = data._Encoder.encode
 
-    def counting(self, texts):
+    def counting(self, texts, twin=None):
         calls.append(len(texts))
-        return encode(self, texts)
+        return encode(self, texts, twin)
 
     monkeypatch.setattr(data._Encoder, "encode", counting)
     first = build(tok, tmp_path, text_files=path, max_length=64, stride=32)
@@ -328,7 +362,7 @@ def test_second_identical_call_tokenizes_nothing(tok, one_doc, tmp_path, monkeyp
 
 @pytest.fixture
 def no_tokenizing(monkeypatch):
-    def refuse(self, texts):
+    def refuse(self, texts, twin=None):
         raise AssertionError("tokenized before rejecting bad input")
 
     monkeypatch.setattr(data._Encoder, "encode", refuse)
