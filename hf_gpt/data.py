@@ -19,7 +19,6 @@ import json
 import logging
 import os
 import re
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -246,8 +245,9 @@ def _find_non_utf8(files):
 def _raise_if_non_utf8(files):
     bad = _find_non_utf8(files)
     if bad:
+        path = Path(bad[0])
         raise ValueError(f"{bad[0]!r} is not UTF-8 text: byte {bad[1]} cannot be decoded; convert it, e.g. "
-                         f"`iconv -f latin1 -t utf-8 {Path(bad[0]).name} > {Path(bad[0]).stem}.utf8{Path(bad[0]).suffix}`")
+                         f"`iconv -f latin1 -t utf-8 {path.name} > {path.stem}.utf8{path.suffix}`")
 
 
 def _check_text_column(ds, text_column, where):
@@ -271,12 +271,13 @@ def _check_text_column(ds, text_column, where):
 # Sources
 
 
-def _pydoc_topics(python_version=None):
+def _pydoc_topics():
     """Python's built-in help topics (`pydoc_data.topics`): ~465 KB of English prose on every Python install."""
     try:
         from pydoc_data.topics import topics
     except ImportError as e:
-        raise ImportError("the default corpus (pydoc_data.topics) is missing from this Python; pass text_files=...") from e
+        raise ImportError("the default corpus (pydoc_data.topics) is missing from this Python; "
+                          "pass text_files=...") from e
     for text in topics.values():
         yield {"text": text}
 
@@ -292,7 +293,7 @@ def _default_corpus(streaming, cache_dir):
 
     digest = hashlib.sha256("\0".join(topics.values()).encode()).hexdigest()[:16]
     ds = datasets.Dataset.from_generator(_pydoc_topics, features=features, cache_dir=cache_dir,
-                                         gen_kwargs={"python_version": sys.version}, fingerprint=f"pydoc-{digest}")
+                                         fingerprint=f"pydoc-{digest}")
     return datasets.DatasetDict({"train": ds})
 
 
@@ -303,12 +304,13 @@ def _load_sources(text_files, validation_file, dataset_name, dataset_config_name
     if text_files is not None and dataset_name is not None:
         raise ValueError("give text_files or dataset_name, not both")
     if dataset_name is not None:
+        validation = _expand_files(validation_file, "validation") if validation_file is not None else None
         raw = datasets.load_dataset(dataset_name, dataset_config_name, cache_dir=cache_dir, streaming=streaming)
         if "train" not in raw:
             raise ValueError(f"dataset {dataset_name!r} has no 'train' split (it has {list(raw)})")
         splits = {k: raw[k] for k in ("train", "validation") if k in raw}
-        if validation_file is not None:
-            splits["validation"] = _load_files(*_expand_files(validation_file, "validation"), streaming, cache_dir)
+        if validation is not None:
+            splits["validation"] = _load_files(*validation, streaming, cache_dir)
         return splits
     if text_files is None:
         if validation_file is not None:
@@ -317,7 +319,8 @@ def _load_sources(text_files, validation_file, dataset_name, dataset_config_name
     if isinstance(text_files, dict):
         unknown = set(text_files) - {"train", "validation"}
         if unknown or "train" not in text_files:
-            raise ValueError(f"text_files as a dict takes the keys 'train' and optionally 'validation', got {list(text_files)}")
+            raise ValueError(f"text_files as a dict takes the keys 'train' and optionally 'validation', "
+                             f"got {list(text_files)}")
         if "validation" in text_files and validation_file is not None:
             raise ValueError("validation files given twice: in text_files['validation'] and validation_file")
         validation_file = text_files.get("validation", validation_file)

@@ -110,8 +110,8 @@ def test_book_counts_on_the_verdict(tok, tik, book_reference, tmp_path):
 def test_pieces_do_not_change_ids(tok, tik):
     """Cutting long texts before tokenizing must give the ids of the whole text, whatever the whitespace."""
     rng = random.Random(1)
-    alphabet = ["a", "b", " ", " ", "\n", "\n\n", "'s", "'", "1", "2", ".", "!", "\t", "é", "\u00a0", "\r\n", "  ", EOT,
-                "\x1c", "\x85", "\u2028", "\u3000", "\u180e", "\u200b", "\u0301", "漢", "🙂", "\x0b", "\u2009"]
+    alphabet = ["a", "b", " ", " ", "\n", "\n\n", "'s", "'", "1", "2", ".", "!", "\t", "é", "\u00a0", "\r\n", "  ",
+                EOT, "\x1c", "\x85", "\u2028", "\u3000", "\u180e", "\u200b", "\u0301", "漢", "🙂", "\x0b", "\u2009"]
     encoder = data._Encoder(tok)
     for size in (1, 3, 8):
         for _ in range(60):
@@ -133,8 +133,8 @@ def test_gpt2_twin_is_used_only_for_exact_gpt2(tok):
 def test_gpt2_twin_gives_the_tokenizers_ids_on_any_unicode(tok):
     rng = random.Random(5)
     ranges = [(0x20, 0x7E), (0x0, 0x20), (0xA0, 0x17F), (0x300, 0x36F), (0x370, 0x3FF), (0x400, 0x4FF), (0x600, 0x6FF),
-              (0x1680, 0x1680), (0x180E, 0x180E), (0x2000, 0x206F), (0x3000, 0x303F), (0x4E00, 0x4E80), (0xAC00, 0xAC80),
-              (0x1F300, 0x1F64F), (0xFE00, 0xFE0F), (0x1C, 0x1F), (0x85, 0x85)]
+              (0x1680, 0x1680), (0x180E, 0x180E), (0x2000, 0x206F), (0x3000, 0x303F), (0x4E00, 0x4E80),
+              (0xAC00, 0xAC80), (0x1F300, 0x1F64F), (0xFE00, 0xFE0F), (0x1C, 0x1F), (0x85, 0x85)]
     texts = ["".join(chr(rng.randint(*rng.choice(ranges))) for _ in range(rng.randrange(1, 200))) for _ in range(400)]
     texts += [" " * 5 + "x\n\n\n y", "it's 'S 'LL 'll don't", "a" * 3000, EOT + " " + EOT + "\n"]
     encoder = data._Encoder(tok)
@@ -147,7 +147,12 @@ def test_windows_through_the_twin_equal_the_books_loop(tok, one_doc, tmp_path, m
     path, ids = one_doc
     used = []
     encode = data._Encoder.encode
-    monkeypatch.setattr(data._Encoder, "encode", lambda self, texts, twin=None: used.append(twin) or encode(self, texts, twin))
+
+    def spy(self, texts, twin=None):
+        used.append(twin)
+        return encode(self, texts, twin)
+
+    monkeypatch.setattr(data._Encoder, "encode", spy)
     monkeypatch.setattr(data, "TWIN_MIN_CHARS", 0)
     monkeypatch.setattr(data, "PIECE_CHARS", 211)
     ds = build(tok, tmp_path, text_files=path, max_length=50, stride=33, validation_fraction=0)
@@ -476,3 +481,36 @@ def test_create_dataloader_matches_the_books(tok, tik, book_reference):
             assert torch.equal(x, bx) and torch.equal(y, by)
     first = next(iter(create_dataloader(text, tok, batch_size=1, max_length=4, stride=1, shuffle=False)))
     assert first[0].tolist() == [[40, 367, 2885, 1464]] and first[1].tolist() == [[367, 2885, 1464, 1807]]
+
+
+def test_trainer_evaluates_the_books_loss(tok, one_doc, tmp_path):
+    """The rows go to the Trainer as they are; `label_names=["shift_labels"]` makes it report the loss."""
+    from transformers import Trainer, TrainingArguments
+
+    from hf_gpt import GPTConfig, GPTForCausalLM
+
+    path, ids = one_doc
+    ds = build(tok, tmp_path, text_files=path, max_length=32, stride=32, validation_fraction=0)
+    torch.manual_seed(0)
+    model = GPTForCausalLM(GPTConfig(vocab_size=50257, context_length=32, emb_dim=16, n_heads=2, n_layers=1,
+                                     drop_rate=0.0, qkv_bias=False))
+    args = TrainingArguments(output_dir=str(tmp_path / "out"), per_device_eval_batch_size=len(ds["train"]),
+                             label_names=["shift_labels"], report_to=[], use_cpu=True)
+    metrics = Trainer(model=model, args=args, eval_dataset=ds["train"]).evaluate()
+    inputs, targets = map(torch.tensor, book_windows(ids, 32, 32))
+    with torch.no_grad():
+        logits = model.eval()(inputs).logits
+    book_loss = torch.nn.functional.cross_entropy(logits.flatten(0, 1), targets.flatten())
+    assert metrics["eval_loss"] == pytest.approx(book_loss.item(), rel=1e-5)
+
+
+def test_num_proc_gives_the_same_windows(tok, tmp_path):
+    texts = docs(30, seed=11)
+    write_table(tmp_path / "d.jsonl", texts, "jsonl")
+    kwargs = dict(text_files=tmp_path / "d.jsonl", text_column="content", max_length=24, stride=10)
+    one = build(tok, tmp_path, **kwargs)
+    two = build(tok, tmp_path, cache_dir=str(tmp_path / "cache2"), num_proc=2, **kwargs)
+    for split in ("train", "validation"):
+        assert two[split]["input_ids"] == one[split]["input_ids"]
+        assert two[split]["shift_labels"] == one[split]["shift_labels"]
+    assert_book(two["train"], joined_ids(tiktoken_gpt2(), texts[:27]), 24, 10)
