@@ -219,6 +219,8 @@ def test_many_documents_split_by_document_and_joined_with_endoftext(tok, tik, tm
     assert train_ids.count(50256) == 7
     assert_book(ds["train"], train_ids, 16, 16)
     assert_book(ds["validation"], joined_ids(tik, texts[9:]), 16, 16)
+    globbed = build(tok, tmp_path, text_files=str(tmp_path / "doc*.txt"), max_length=16, stride=16)
+    assert globbed["train"]["input_ids"] == ds["train"]["input_ids"]
 
 
 def test_explicit_validation_file_wins(tok, tik, tmp_path):
@@ -280,7 +282,7 @@ def test_hub_dataset_goes_to_load_dataset_and_uses_its_validation_split(tok, tik
 
 
 def test_hub_dataset_offline_fails_at_the_loader(tok, tmp_path):
-    with pytest.raises(Exception, match="wikitext"):
+    with pytest.raises(ConnectionError, match="wikitext"):
         build(tok, tmp_path, dataset_name="wikitext", dataset_config_name="wikitext-2-raw-v1", max_length=8, stride=4)
 
 
