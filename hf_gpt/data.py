@@ -355,19 +355,39 @@ def _load_files(files, kind, streaming, cache_dir):
 def _tokenize_batch(batch, indices, *, encoder, text_column, first_doc, char_cut):
     """Documents -> rows of token ids (pieces of the split's stream); `<|endoftext|>` before every document
     but the split's first non-empty one. `char_cut=(fraction, part)` keeps the head or tail of a lone document."""
-    texts = _texts(batch.column(text_column).to_pylist(), char_cut)
-    eos = np.array([encoder.eos_id], dtype=np.int32)
-    chunks, arrays, last = [], [], None
+    column = batch.column(text_column)
+    texts = _texts(column.to_pylist(), char_cut)
+    # Ids land in one buffer sized for the worst case (a token holds at least one UTF-8 byte): pages never written
+    # cost no memory, and the table needs no concatenating copy.
+    values = _Buffer(int(pc.sum(pc.binary_length(column)).as_py() or 0) + len(texts))
+    offsets, last = [0], None
     for i, ids in encoder.iter_encoded(texts):
         if i != last and indices[i] > first_doc:
-            ids = np.concatenate([eos, ids])
-        arrays.append(ids)
+            values.append([encoder.eos_id])
+        values.append(ids)
+        offsets.append(len(values))
         last = i
-        if len(arrays) == ENCODE_GROUP:  # pack as we go: the pieces' arrays never pile up
-            chunks.append(_list_array(arrays))
-            arrays = []
-    chunks.append(_list_array(arrays))
-    return pa.Table.from_batches([pa.RecordBatch.from_arrays([c], ["ids"]) for c in chunks])
+    ids = pa.ListArray.from_arrays(pa.array(np.asarray(offsets, dtype=np.int32)), pa.array(values.array()))
+    return pa.table({"ids": ids})
+
+
+class _Buffer:
+    """A growable int32 array."""
+
+    def __init__(self, capacity):
+        self.data, self.n = np.empty(max(capacity, 16), dtype=np.int32), 0
+
+    def __len__(self):
+        return self.n
+
+    def append(self, ids):
+        if self.n + len(ids) > len(self.data):
+            self.data = np.concatenate([self.data[:self.n], np.empty(max(len(self.data), len(ids)), np.int32)])
+        self.data[self.n:self.n + len(ids)] = ids
+        self.n += len(ids)
+
+    def array(self):
+        return self.data[:self.n]
 
 
 def _texts(texts, char_cut):
@@ -376,14 +396,6 @@ def _texts(texts, char_cut):
         return texts
     fraction, part = char_cut
     return [t[:int(fraction * len(t))] if part == "head" else t[int(fraction * len(t)):] for t in texts]
-
-
-def _list_array(arrays):
-    lengths = np.fromiter((len(a) for a in arrays), dtype=np.int32, count=len(arrays))
-    offsets = np.zeros(len(arrays) + 1, dtype=np.int32)
-    np.cumsum(lengths, out=offsets[1:])
-    values = np.concatenate(arrays) if arrays else np.empty(0, dtype=np.int32)
-    return pa.ListArray.from_arrays(pa.array(offsets), pa.array(values, type=pa.int32()))
 
 
 def _window_batch(batch, indices, *, tokens, starts, n_windows, max_length, stride):
@@ -469,6 +481,7 @@ def build_lm_datasets(tokenizer=None, *, text_files=None, validation_file=None, 
         encoder.use_twin = True  # a stream is read once, and is usually big
         return _build_streaming(splits, encoder, text_column, max_length, stride, validation_fraction, verbose)
 
+    _release_freed_memory()
     total_chars = sum(pc.sum(pc.utf8_length(ds.data.column(text_column))).as_py() or 0 for ds in splits.values())
     if total_chars == 0:
         raise ValueError("the corpus is empty: its documents hold no text; check text_files / text_column")
@@ -506,6 +519,18 @@ def build_lm_datasets(tokenizer=None, *, text_files=None, validation_file=None, 
         assert len(out[split]) == n_windows, (split, len(out[split]), n_windows)
         _report(split, n_tokens, n_windows, max_length, stride, verbose)
     return out
+
+
+def _release_freed_memory():
+    """Hands memory freed by loading (Arrow's pool, the C heap) back to the OS before tokenizing, so the two
+    passes' peaks do not add up."""
+    pa.default_memory_pool().release_unused()
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc
+        pass
 
 
 def _plan_splits(splits, validation_fraction):
