@@ -465,6 +465,8 @@ def build_lm_datasets(tokenizer=None, *, text_files=None, validation_file=None, 
     `context_length` (an int or a model config) guards `max_length`. Returns a `DatasetDict` whose rows hold
     `input_ids` and `shift_labels` (int64, `max_length` each), cached by fingerprint so an identical second call
     tokenizes nothing; with `streaming=True` an `IterableDatasetDict` yielding the same windows lazily.
+    `tokenizer` may also be the book's tiktoken encoding; a GPT-2 tokenizer tokenizes big corpora through
+    tiktoken when it is installed (verified to be the same BPE, so the same ids, ~4x faster).
     """
     import datasets
 
