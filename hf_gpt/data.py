@@ -328,8 +328,9 @@ def _load_sources(text_files, validation_file, dataset_name, dataset_config_name
     files = {"train": _expand_files(text_files, "train")}
     if validation_file is not None:
         files["validation"] = _expand_files(validation_file, "validation")
-    if streaming:
-        _raise_if_non_utf8([f for fs, _ in files.values() for f in fs])
+    # A stream fails late, and the JSON loader keeps invalid UTF-8 without a word: check those up front. The
+    # other loaders fail on it, and only then are the files scanned for the culprit.
+    _raise_if_non_utf8([f for fs, kind in files.values() for f in fs if streaming or kind == "json"])
     splits = {}
     try:
         for split, (fs, kind) in files.items():

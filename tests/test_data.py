@@ -384,13 +384,17 @@ def test_missing_file(tok, tmp_path, no_tokenizing):
               max_length=8, stride=8)
 
 
-@pytest.mark.parametrize("streaming", [False, True])
-def test_non_utf8_file_names_file_and_byte(tok, tmp_path, no_tokenizing, streaming):
-    (tmp_path / "good.txt").write_text("fine text", encoding="utf-8")
-    (tmp_path / "latin.txt").write_bytes("naïve café\n".encode("utf-8") + "déjà vu".encode("latin-1"))
-    with pytest.raises(ValueError, match=r"latin\.txt' is not UTF-8 text: byte 14 cannot be decoded"):
-        build(tok, tmp_path, text_files=[tmp_path / "good.txt", tmp_path / "latin.txt"], max_length=8, stride=8,
-              streaming=streaming)
+@pytest.mark.parametrize("fmt, streaming", [("txt", False), ("txt", True), ("jsonl", False), ("csv", False)])
+def test_non_utf8_file_names_file_and_byte(tok, tmp_path, no_tokenizing, fmt, streaming):
+    head = {"txt": "naïve café\n", "jsonl": '{"id": 0, "content": "naïve café', "csv": "id,content\n0,naïve café"}[fmt]
+    tail = {"txt": "", "jsonl": '"}\n', "csv": "\n"}[fmt]
+    write_table(tmp_path / f"good.{fmt}", ["fine text"], fmt) if fmt != "txt" else (
+        tmp_path / "good.txt").write_text("fine text", encoding="utf-8")
+    (tmp_path / f"latin.{fmt}").write_bytes(head.encode("utf-8") + "déjà vu".encode("latin-1") + tail.encode())
+    offset = len(head.encode("utf-8")) + 1
+    with pytest.raises(ValueError, match=rf"latin\.{fmt}' is not UTF-8 text: byte {offset} cannot be decoded"):
+        build(tok, tmp_path, text_files=[tmp_path / f"good.{fmt}", tmp_path / f"latin.{fmt}"], max_length=8,
+              stride=8, streaming=streaming, text_column="content" if fmt != "txt" else "text")
 
 
 def test_empty_corpus(tok, tmp_path, no_tokenizing):
