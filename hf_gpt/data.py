@@ -114,9 +114,12 @@ class _Encoder:
         """Token ids of each text, as int32 arrays, without added special tokens (the book adds none)."""
         if twin is not None or self.kind == "tiktoken":
             enc = twin or self.tokenizer
-            return [enc.encode_to_numpy(t, allowed_special={ENDOFTEXT}).view(np.int32) for t in texts]
-        if self.kind == "fast":
-            ids = [e.ids for e in self.backend.encode_batch_fast(texts, add_special_tokens=False)]
+            if hasattr(enc, "encode_to_numpy"):  # tiktoken >= 0.8: no list of Python ints
+                return [enc.encode_to_numpy(t, allowed_special={ENDOFTEXT}).view(np.int32) for t in texts]
+            ids = enc.encode_batch(texts, allowed_special={ENDOFTEXT})
+        elif self.kind == "fast":
+            encode_batch = getattr(self.backend, "encode_batch_fast", self.backend.encode_batch)  # skips offsets
+            ids = [e.ids for e in encode_batch(texts, add_special_tokens=False)]
         else:
             ids = self.tokenizer(texts, add_special_tokens=False, verbose=False)["input_ids"]
         return [np.asarray(x, dtype=np.int32) for x in ids]
