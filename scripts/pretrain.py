@@ -1,0 +1,20 @@
+#!/usr/bin/env python
+"""Pretrain the book's GPT with the Hugging Face Trainer (the book's chapter 5, plus warmup, cosine decay and
+gradient clipping).
+
+    accelerate launch scripts/pretrain.py                         # gpt-tiny on the embedded corpus, minutes on a CPU
+    accelerate launch scripts/pretrain.py --preset GPT_CONFIG_124M --train_files the-verdict.txt --max_length 256
+    accelerate launch scripts/pretrain.py --init_from gpt2 --train_files my_text/ --max_length 1024
+    accelerate launch scripts/pretrain.py args.yaml --max_steps 100   # arguments from a JSON/YAML file, then flags
+    accelerate launch --multi_gpu --num_processes 2 scripts/pretrain.py ...   # DDP (gloo on a CPU)
+    accelerate launch scripts/pretrain.py --resume_from_checkpoint last
+
+`--help` lists every argument with its default. The work is done by `hf_gpt.training`.
+"""
+
+import sys
+
+from hf_gpt.training import main
+
+if __name__ == "__main__":
+    sys.exit(main())
