@@ -1,23 +1,32 @@
-"""hf_gpt: the GPT of *Build a Large Language Model (From Scratch)* as a native Hugging Face causal LM."""
+"""hf_gpt: the GPT of *Build a Large Language Model (From Scratch)* as a native Hugging Face causal LM.
 
-from transformers import AutoConfig, AutoModelForCausalLM
+Names load on first use (PEP 562), so `hf_gpt.data` and `hf_gpt.tokenization` can prepare text without importing
+torch and the model code. Importing the model or config registers them with the Auto classes.
+"""
 
-from .configuration_gpt import GPT_CONFIG_124M, PRESETS, GPTConfig
-from .modeling_gpt import GPTForCausalLM
+import importlib
 
-AutoConfig.register(GPTConfig.model_type, GPTConfig, exist_ok=True)
-AutoModelForCausalLM.register(GPTConfig, GPTForCausalLM, exist_ok=True)
-# save_pretrained then writes `auto_map` and copies the two self-contained sources, so a folder loads anywhere
-# with trust_remote_code=True, hf_gpt installed or not.
-GPTConfig.register_for_auto_class()
-GPTForCausalLM.register_for_auto_class("AutoModelForCausalLM")
-
-
-def load_tokenizer(name_or_path=None, **kwargs):
-    """The GPT-2 tokenizer: an explicit path or id, else the Hub's `openai-community/gpt2`, else offline BPE files."""
-    from .tokenization import load_tokenizer as _load
-
-    return _load(name_or_path, **kwargs)
+_LAZY = {
+    "GPTConfig": "configuration_gpt",
+    "GPT_CONFIG_124M": "configuration_gpt",
+    "PRESETS": "configuration_gpt",
+    "GPTForCausalLM": "modeling_gpt",
+    "load_tokenizer": "tokenization",
+    "build_lm_datasets": "data",
+    "create_dataloader": "data",
+}
 
 
-__all__ = ["GPTConfig", "GPTForCausalLM", "GPT_CONFIG_124M", "PRESETS", "load_tokenizer"]
+def __getattr__(name):
+    if name not in _LAZY:
+        raise AttributeError(f"module 'hf_gpt' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_LAZY))
+
+
+__all__ = list(_LAZY)

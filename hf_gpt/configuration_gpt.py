@@ -5,7 +5,7 @@ the standard `transformers` names (`hidden_size`, `num_attention_heads`, ...) ar
 This file imports only `transformers` because it ships to the Hub as remote code.
 """
 
-from transformers import PretrainedConfig
+from transformers import AutoConfig, PretrainedConfig
 
 GPT_CONFIG_124M = {
     "vocab_size": 50257,
@@ -46,6 +46,7 @@ class GPTConfig(PretrainedConfig):
     """
 
     model_type = "hf_gpt"
+    _auto_class = "AutoConfig"  # save_pretrained writes `auto_map` and copies this file
     keys_to_ignore_at_inference = ["past_key_values"]
     attribute_map = {
         "hidden_size": "emb_dim",
@@ -127,5 +128,8 @@ class GPTConfig(PretrainedConfig):
         """The book's config dict, e.g. to build the book's own `GPTModel` from this config."""
         return {k: getattr(self, k) for k in GPT_CONFIG_124M}
 
+
+if __name__ == "hf_gpt.configuration_gpt":  # the installed package, not a copy loaded as remote code
+    AutoConfig.register(GPTConfig.model_type, GPTConfig, exist_ok=True)
 
 __all__ = ["GPTConfig", "GPT_CONFIG_124M", "PRESETS"]

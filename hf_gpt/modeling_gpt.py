@@ -11,7 +11,7 @@ import math
 import torch
 import torch.nn.functional as F
 from torch import nn
-from transformers import GenerationMixin, PreTrainedModel
+from transformers import AutoModelForCausalLM, GenerationMixin, PreTrainedModel
 from transformers import initialization as init
 from transformers.cache_utils import Cache, DynamicCache
 from transformers.masking_utils import create_causal_mask
@@ -187,6 +187,7 @@ class GPTForCausalLM(GPTPreTrainedModel, GenerationMixin):
     """The book's `GPTModel` with the `transformers` causal-LM interface (loss, KV cache, `generate`)."""
 
     _tied_weights_keys = {"out_head.weight": "tok_emb.weight"}
+    _auto_class = "AutoModelForCausalLM"  # save_pretrained writes `auto_map` and copies this file
 
     def __init__(self, config):
         super().__init__(config)
@@ -322,5 +323,8 @@ def _weights():
         raise ImportError("Converting to and from GPT-2 weights needs the hf_gpt package: pip install hf_gpt") from err
     return weights
 
+
+if __name__ == "hf_gpt.modeling_gpt":  # the installed package, not a copy loaded as remote code
+    AutoModelForCausalLM.register(GPTConfig, GPTForCausalLM, exist_ok=True)
 
 __all__ = ["GPTForCausalLM", "GPTPreTrainedModel"]
