@@ -88,6 +88,13 @@ def cpu_has_fast_bf16():
         return bool(re.search(r"\b(amx_bf16|avx512_bf16)\b", flags))
 
 
+def _has_accelerator():
+    mps = getattr(torch.backends, "mps", None)
+    xpu = getattr(torch, "xpu", None)
+    return (torch.cuda.is_available() or (mps is not None and mps.is_available())
+            or (xpu is not None and xpu.is_available()))
+
+
 def default_bf16():
     """bf16 autocast where the hardware has it (CUDA with bf16, CPUs with AMX/AVX512-BF16); fp32 otherwise."""
     if torch.cuda.is_available():
@@ -224,11 +231,10 @@ class PretrainingArguments(TrainingArguments):
     def __post_init__(self):
         if self.bf16 is None:
             self.bf16 = not self.fp16 and default_bf16()
-        if self.bf16 and not torch.cuda.is_available():
-            # transformers only allows bf16 off-GPU with use_cpu; accelerate then autocasts on the CPU.
+        if not _has_accelerator():
+            # On a CPU-only machine transformers needs use_cpu both to allow bf16 autocast and to see the processes
+            # of `accelerate launch --multi_gpu` as gloo DDP (else each rank would train alone on the same data).
             self.use_cpu = True
-        if not torch.cuda.is_available():
-            self.dataloader_pin_memory = False
         super().__post_init__()
 
 

@@ -1,0 +1,223 @@
+"""scripts/pretrain.py end to end, in real subprocesses: outputs, kill-and-resume, a kill while a checkpoint is
+written, and 2-process DDP through `accelerate launch`."""
+
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from safetensors.torch import load_file
+
+REPO = Path(__file__).resolve().parents[1]
+SCRIPT = REPO / "scripts" / "pretrain.py"
+TINY_MODEL = "n_layers=2,emb_dim=32,n_heads=2,context_length=32"
+LOSS_KEYS = ("loss", "grad_norm", "learning_rate", "eval_loss", "eval_train_loss", "eval_perplexity")
+
+# Runs hf_gpt.training.main (what scripts/pretrain.py runs) with test hooks chosen by environment variables:
+# SIGKILL after a step, SIGKILL while a checkpoint is being written (after half of optimizer.pt), or record the
+# windows each rank trains on.
+DRIVER = r'''
+import json, os, signal, sys
+from pathlib import Path
+from transformers import TrainerCallback
+from hf_gpt import training
+
+callbacks = []
+if os.environ.get("KILL_AFTER_STEP"):
+    class KillAfterStep(TrainerCallback):
+        def on_step_end(self, args, state, control, **kwargs):
+            if state.global_step == int(os.environ["KILL_AFTER_STEP"]):
+                os.kill(os.getpid(), signal.SIGKILL)
+    callbacks.append(KillAfterStep())
+
+if os.environ.get("KILL_DURING_SAVE"):
+    original_save = training.PretrainingTrainer._save_optimizer_and_scheduler
+    def save_then_die(self, output_dir):
+        original_save(self, output_dir)
+        if self.state.global_step == int(os.environ["KILL_DURING_SAVE"]):
+            path = Path(output_dir) / "optimizer.pt"
+            data = path.read_bytes()
+            path.write_bytes(data[: len(data) // 2])
+            os.kill(os.getpid(), signal.SIGKILL)
+    training.PretrainingTrainer._save_optimizer_and_scheduler = save_then_die
+
+seen = []
+if os.environ.get("RECORD_WINDOWS"):
+    original_step = training.PretrainingTrainer.training_step
+    def recording_step(self, model, inputs, num_items_in_batch=None):
+        seen.append(inputs["input_ids"].tolist())
+        return original_step(self, model, inputs, num_items_in_batch)
+    training.PretrainingTrainer.training_step = recording_step
+
+code = training.main(sys.argv[1:], callbacks=callbacks)
+if os.environ.get("RECORD_WINDOWS"):
+    rank = os.environ.get("RANK", "0")
+    Path(os.environ["RECORD_WINDOWS"], f"rank{rank}.json").write_text(json.dumps(seen))
+sys.exit(code)
+'''
+
+
+def run(args, tmp_path, env=None, launcher=(sys.executable,), expect=0):
+    full_env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false",
+                **(env or {})}
+    proc = subprocess.run([*launcher, *map(str, args)], cwd=tmp_path, env=full_env, capture_output=True, text=True,
+                          timeout=600)
+    if expect is not None:
+        assert proc.returncode == expect, f"exit {proc.returncode}\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}"
+    return proc
+
+
+def driver(tmp_path):
+    path = tmp_path / "driver.py"
+    path.write_text(DRIVER)
+    return path
+
+
+def tiny_args(book_reference, output_dir, *extra):
+    return ["--output_dir", output_dir, "--config_overrides", TINY_MODEL,
+            "--train_files", book_reference / "the-verdict.txt", "--per_device_train_batch_size", "4",
+            "--max_eval_samples", "8", "--eval_train_samples", "8", "--sample_max_new_tokens", "8",
+            "--max_steps", "8", "--save_steps", "2", "--eval_steps", "4", "--logging_steps", "1",
+            "--save_total_limit", "3", "--disable_tqdm", "true", *extra]
+
+
+def losses(output_dir):
+    """Step -> the logged numbers that must not depend on interruptions or process count."""
+    history = json.loads((Path(output_dir) / "trainer_state.json").read_text())["log_history"]
+    table = {}
+    for entry in history:
+        for key in LOSS_KEYS:
+            if key in entry:
+                table[(entry["step"], key)] = entry[key]
+    return table
+
+
+def assert_same_run(a, b, tol):
+    la, lb = losses(a), losses(b)
+    assert la.keys() == lb.keys()
+    for key in la:
+        assert lb[key] == pytest.approx(la[key], rel=tol, abs=tol), key
+    wa, wb = load_file(Path(a) / "model.safetensors"), load_file(Path(b) / "model.safetensors")
+    assert wa.keys() == wb.keys()
+    for name in wa:
+        torch.testing.assert_close(wb[name], wa[name], rtol=tol, atol=tol, msg=name)
+
+
+@pytest.fixture(scope="module")
+def reference_run(book_reference, tmp_path_factory):
+    """The uninterrupted run, through the script itself and with its arguments from a YAML file plus flags."""
+    tmp_path = tmp_path_factory.mktemp("reference")
+    args = tiny_args(book_reference, tmp_path / "out")
+    values = {args[i].lstrip("-"): str(args[i + 1]) for i in range(0, len(args), 2) if args[i] != "--max_steps"}
+    values["train_files"] = [values["train_files"]]
+    (tmp_path / "args.yaml").write_text(yaml.safe_dump(values))
+    proc = run([SCRIPT, tmp_path / "args.yaml", "--max_steps", "8"], tmp_path)
+    return tmp_path / "out", proc
+
+
+@pytest.mark.slow
+def test_end_to_end_run_writes_every_output(reference_run):
+    out, proc = reference_run
+    for name in ("model.safetensors", "config.json", "generation_config.json", "tokenizer.json", "tokenizer_config.json",
+                 "train_results.json", "eval_results.json", "all_results.json", "trainer_state.json",
+                 "training_args.bin", "loss.png", "samples.jsonl", "configuration_gpt.py", "modeling_gpt.py"):
+        assert (out / name).is_file(), name
+    assert (out / "loss.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    checkpoints = sorted(out.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))
+    assert [p.name for p in checkpoints] == ["checkpoint-4", "checkpoint-6", "checkpoint-8"]  # save_total_limit 3
+    for checkpoint in checkpoints:
+        for name in ("model.safetensors", "optimizer.pt", "scheduler.pt", "rng_state.pth", "trainer_state.json",
+                     "checkpoint_complete.json"):
+            assert (checkpoint / name).is_file(), (checkpoint, name)
+
+    eval_results = json.loads((out / "eval_results.json").read_text())
+    assert eval_results["perplexity"] == pytest.approx(math.exp(eval_results["eval_loss"]), rel=1e-5)
+    train_results = json.loads((out / "train_results.json").read_text())
+    assert train_results["train_tokens"] == 8 * 4 * 32
+    history = json.loads((out / "trainer_state.json").read_text())["log_history"]
+    step0 = [e for e in history if e["step"] == 0]
+    assert any("eval_loss" in e for e in step0) and any("eval_train_loss" in e for e in step0)
+    assert [e["step"] for e in history if "eval_loss" in e] == [0, 4, 8]
+    assert all(e["tokens_per_second"] > 0 for e in history if "loss" in e)
+    samples = [json.loads(line) for line in (out / "samples.jsonl").read_text().splitlines()]
+    assert [s["step"] for s in samples] == [0, 4, 8]
+    assert all(s["text"].startswith("Every effort moves you") for s in samples)
+    assert "Step 000004 |" in proc.stdout and "val loss" in proc.stdout
+
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    model = AutoModelForCausalLM.from_pretrained(out, trust_remote_code=True)
+    tokenizer = AutoTokenizer.from_pretrained(out)
+    ids = tokenizer("Every effort moves you", return_tensors="pt").input_ids
+    assert model.generate(ids, max_new_tokens=3, do_sample=False).shape == (1, ids.shape[1] + 3)
+    assert model.generation_config.do_sample  # published folders sample by default (hf_gpt.hub)
+    if (out / "README.md").exists():
+        assert "loss.png" in (out / "README.md").read_text()
+
+
+@pytest.mark.slow
+def test_killed_run_resumes_to_the_same_losses_and_weights(reference_run, book_reference, tmp_path):
+    reference, _ = reference_run
+    out = tmp_path / "out"
+    killed = run([driver(tmp_path), *tiny_args(book_reference, out)], tmp_path, env={"KILL_AFTER_STEP": "5"},
+                 expect=None)
+    assert killed.returncode == -9
+    assert sorted(p.name for p in out.glob("checkpoint-*")) == ["checkpoint-2", "checkpoint-4"]
+    resumed = run([SCRIPT, *tiny_args(book_reference, out, "--resume_from_checkpoint", "last")], tmp_path)
+    assert f"Resuming from {out / 'checkpoint-4'}" in resumed.stdout + resumed.stderr
+    assert_same_run(reference, out, 1e-5)
+
+
+@pytest.mark.slow
+def test_kill_while_writing_a_checkpoint_resumes_from_the_last_complete_one(reference_run, book_reference, tmp_path):
+    reference, _ = reference_run
+    out = tmp_path / "out"
+    killed = run([driver(tmp_path), *tiny_args(book_reference, out)], tmp_path, env={"KILL_DURING_SAVE": "6"},
+                 expect=None)
+    assert killed.returncode == -9
+    broken = out / "checkpoint-6"
+    assert (broken / "model.safetensors").is_file() and not (broken / "trainer_state.json").exists()
+    resumed = run([SCRIPT, *tiny_args(book_reference, out, "--resume_from_checkpoint", "last")], tmp_path)
+    assert f"Resuming from {out / 'checkpoint-4'}" in resumed.stdout + resumed.stderr
+    assert "Removing incomplete checkpoint" in resumed.stdout + resumed.stderr
+    assert (out / "checkpoint-6" / "checkpoint_complete.json").is_file()  # rewritten whole by the resumed run
+    assert_same_run(reference, out, 1e-5)
+
+
+@pytest.mark.slow
+def test_two_process_ddp_equals_one_process_with_the_same_global_batch(book_reference, tmp_path):
+    """`accelerate launch --multi_gpu --num_processes 2` (gloo DDP on this CPU), 4 windows per process, against one
+    process with 8: same losses (fp32, no dropout), and the two ranks train on disjoint windows."""
+    common = ["--max_steps", "6", "--eval_steps", "3", "--save_steps", "6", "--bf16", "false"]
+    one, two = tmp_path / "one", tmp_path / "two"
+    (tmp_path / "seen1").mkdir()
+    (tmp_path / "seen2").mkdir()
+    run([driver(tmp_path), *tiny_args(book_reference, one, *common, "--per_device_train_batch_size", "8")], tmp_path,
+        env={"RECORD_WINDOWS": str(tmp_path / "seen1")})
+    run([driver(tmp_path), *tiny_args(book_reference, two, *common, "--per_device_train_batch_size", "4")], tmp_path,
+        env={"RECORD_WINDOWS": str(tmp_path / "seen2"), "OMP_NUM_THREADS": "1"},
+        launcher=(sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+                  "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port",
+                  "29517"))
+
+    la, lb = losses(one), losses(two)
+    assert la.keys() == lb.keys()
+    for key in la:
+        assert lb[key] == pytest.approx(la[key], rel=1e-4, abs=1e-4), key
+    wa, wb = load_file(one / "model.safetensors"), load_file(two / "model.safetensors")
+    for name in wa:
+        torch.testing.assert_close(wb[name], wa[name], rtol=1e-4, atol=1e-4, msg=name)
+
+    single = json.loads((tmp_path / "seen1" / "rank0.json").read_text())
+    rank0 = json.loads((tmp_path / "seen2" / "rank0.json").read_text())
+    rank1 = json.loads((tmp_path / "seen2" / "rank1.json").read_text())
+    assert len(rank0) == len(rank1) == len(single) == 6
+    for step in range(6):
+        r0, r1 = {tuple(w) for w in rank0[step]}, {tuple(w) for w in rank1[step]}
+        assert len(r0) == len(r1) == 4 and not r0 & r1
+        assert r0 | r1 == {tuple(w) for w in single[step]}
