@@ -221,3 +221,19 @@ def test_two_process_ddp_equals_one_process_with_the_same_global_batch(book_refe
         r0, r1 = {tuple(w) for w in rank0[step]}, {tuple(w) for w in rank1[step]}
         assert len(r0) == len(r1) == 4 and not r0 & r1
         assert r0 | r1 == {tuple(w) for w in single[step]}
+
+
+def test_shipped_accelerate_configs_load():
+    from accelerate.commands.config.config_args import ClusterConfig
+    from accelerate.utils import DistributedType
+
+    expected = {"cpu_ddp": (DistributedType.MULTI_GPU, 1), "single_gpu": (DistributedType.NO, 1),
+                "multi_gpu": (DistributedType.MULTI_GPU, 1), "fsdp": (DistributedType.FSDP, 1),
+                "multi_node": (DistributedType.MULTI_GPU, 2)}
+    folder = REPO / "scripts" / "accelerate_configs"
+    assert {p.stem for p in folder.glob("*.yaml")} == set(expected)
+    for name, (kind, machines) in expected.items():
+        config = ClusterConfig.from_yaml_file(folder / f"{name}.yaml")
+        assert (config.distributed_type, config.num_machines) == (kind, machines), name
+    fsdp = ClusterConfig.from_yaml_file(folder / "fsdp.yaml").fsdp_config
+    assert fsdp["fsdp_transformer_layer_cls_to_wrap"] == "TransformerBlock"
