@@ -28,7 +28,7 @@ PRESETS = {
     "gpt2-xl": {**_GPT2_BASE, "emb_dim": 1600, "n_layers": 48, "n_heads": 25},
     # Small enough to pretrain on a laptop CPU in minutes (the default of scripts/pretrain.py).
     "gpt-tiny": {"vocab_size": 50257, "context_length": 128, "emb_dim": 128, "n_heads": 4, "n_layers": 4,
-                 "drop_rate": 0.0, "qkv_bias": False, "tie_word_embeddings": True},
+                 "drop_rate": 0.0, "qkv_bias": False, "tie_word_embeddings": True, "init_scheme": "gpt2"},
 }
 # The book's own spelling of the table rows, e.g. "gpt2-small (124M)".
 for _name, _size in [("gpt2-small", "124M"), ("gpt2-medium", "355M"), ("gpt2-large", "774M"), ("gpt2-xl", "1558M")]:
