@@ -188,8 +188,8 @@ class PretrainingArguments(TrainingArguments):
         default=0.1, metadata={"help": "Linear warmup: steps, or a share of all steps if < 1."}
     )
     max_grad_norm: float = field(default=1.0, metadata={"help": "Gradient clipping norm (the book's 1.0)."})
-    num_train_epochs: float = field(default=4.0, metadata={"help": "Passes over the training windows."})
-    per_device_train_batch_size: int = field(default=16, metadata={"help": "Windows per device and step."})
+    num_train_epochs: float = field(default=1.0, metadata={"help": "Passes over the training windows."})
+    per_device_train_batch_size: int = field(default=8, metadata={"help": "Windows per device and step."})
     per_device_eval_batch_size: int = field(default=32, metadata={"help": "Windows per device in evaluation."})
     eval_strategy: str = field(default="steps", metadata={"help": "When to evaluate: 'steps', 'epoch' or 'no'."})
     eval_steps: float | None = field(default=50, metadata={"help": "Evaluate every this many steps."})
@@ -981,7 +981,7 @@ def run_pretraining(model_args, data_args, training_args, callbacks=()):
         model=model,
         args=training_args,
         train_dataset=train_dataset,
-        eval_dataset=eval_dataset if training_args.eval_strategy != "no" or training_args.eval_on_start else None,
+        eval_dataset=eval_dataset,
         processing_class=tokenizer,
         compute_metrics=PerplexityMetric(),
         callbacks=[
@@ -1022,22 +1022,24 @@ def run_pretraining(model_args, data_args, training_args, callbacks=()):
     trainer.save_metrics("train", train_metrics)
     trainer.save_state()
 
-    last_eval = next((e for e in reversed(trainer.state.log_history) if "eval_loss" in e), None)
-    if last_eval is not None and last_eval.get("step") == trainer.state.global_step:
-        eval_metrics = {k: v for k, v in last_eval.items() if k.startswith("eval_") or k == "epoch"}
-    else:
-        eval_metrics = trainer.evaluate()
-    if hasattr(eval_dataset, "__len__"):
-        eval_metrics["eval_samples"] = len(eval_dataset)
-    eval_metrics["perplexity"] = eval_metrics.get("eval_perplexity", math.exp(min(eval_metrics["eval_loss"], 700)))
-    trainer.log_metrics("eval", eval_metrics)
-    trainer.save_metrics("eval", eval_metrics)
+    eval_metrics = None
+    if eval_dataset is not None:
+        last_eval = next((e for e in reversed(trainer.state.log_history) if "eval_loss" in e), None)
+        if last_eval is not None and last_eval.get("step") == trainer.state.global_step:
+            eval_metrics = {k: v for k, v in last_eval.items() if k.startswith("eval_") or k == "epoch"}
+        else:
+            eval_metrics = trainer.evaluate()
+        if hasattr(eval_dataset, "__len__"):
+            eval_metrics["eval_samples"] = len(eval_dataset)
+        eval_metrics["perplexity"] = eval_metrics.get("eval_perplexity",
+                                                      math.exp(min(eval_metrics["eval_loss"], 700)))
+        trainer.log_metrics("eval", eval_metrics)
+        trainer.save_metrics("eval", eval_metrics)
 
+    trainer.card_info.update(eval_results=eval_metrics, train_results=train_metrics)
     if trainer.is_world_process_zero():
         plot_losses(trainer.state.log_history, output_dir / "loss.png")
-        trainer.card_info.update(eval_results=eval_metrics, train_results=train_metrics)
         write_card(output_dir, trainer.model.config, training_args, **trainer.card_info)
-    trainer.card_info.update(eval_results=eval_metrics, train_results=train_metrics)
     if training_args.push_to_hub:
         trainer.push_to_hub(dataset_name=dataset_name)
     summary = _summary(trainer.state.log_history)
