@@ -62,15 +62,13 @@ class PretrainingError(ValueError):
 class NonFiniteLossError(RuntimeError):
     """The training loss became NaN or infinite; training stopped before that step's update."""
 
-    def __init__(self, step, loss, epoch=None, last_checkpoint=None):
+    def __init__(self, step, loss, epoch=None, last_checkpoint=None, problem=None):
         self.step, self.loss = step, loss
         where = f"step {step}" + (f" (epoch {epoch:.2f})" if epoch is not None else "")
         resume = (f" The last complete checkpoint is {last_checkpoint}: resume from it with --resume_from_checkpoint "
                   f"{last_checkpoint}, e.g. with a lower --learning_rate." if last_checkpoint else "")
-        super().__init__(
-            f"Training stopped: the loss is {loss} at {where}. The update of that step was not applied and no final "
-            f"model was saved.{resume}"
-        )
+        problem = problem or f"the loss is {loss} at {where}. The update of that step was not applied and"
+        super().__init__(f"Training stopped: {problem} no final model was saved.{resume}")
 
 
 # ------------------------------------------------------------------------------------------------------ precision
@@ -189,7 +187,7 @@ class PretrainingArguments(TrainingArguments):
     )
     max_grad_norm: float = field(default=1.0, metadata={"help": "Gradient clipping norm (the book's 1.0)."})
     num_train_epochs: float = field(default=1.0, metadata={"help": "Passes over the training windows."})
-    per_device_train_batch_size: int = field(default=8, metadata={"help": "Windows per device and step."})
+    per_device_train_batch_size: int = field(default=4, metadata={"help": "Windows per device and step."})
     per_device_eval_batch_size: int = field(default=32, metadata={"help": "Windows per device in evaluation."})
     eval_strategy: str = field(default="steps", metadata={"help": "When to evaluate: 'steps', 'epoch' or 'no'."})
     eval_steps: float | None = field(default=50, metadata={"help": "Evaluate every this many steps."})
@@ -517,9 +515,10 @@ def validate_arguments(model_args, data_args, training_args):
 
 
 def _clear_previous_run(output_dir):
-    """For --overwrite_output_dir: the old run's checkpoints go (they would be taken for this run's)."""
+    """For --overwrite_output_dir: the old run's checkpoints and samples go (they would be taken for this run's)."""
     for _, path, _ in find_checkpoints(output_dir):
         shutil.rmtree(path, ignore_errors=True)
+    (Path(output_dir) / "samples.jsonl").unlink(missing_ok=True)
 
 
 def check_dataset_sizes(train_dataset, eval_dataset, training_args, max_length):
@@ -536,9 +535,8 @@ def check_dataset_sizes(train_dataset, eval_dataset, training_args, max_length):
         )
     if training_args.eval_strategy != "no" and eval_dataset is not None and len(eval_dataset) == 0:
         raise PretrainingError(
-            f"the validation split is empty (no window of {max_length} tokens fits in "
-            f"{training_args.output_dir and 'the held-out text'}); give more text, raise --validation_fraction or "
-            f"lower --max_length."
+            f"the validation split is empty (no window of {max_length} tokens fits in the held-out text); give more "
+            f"text, raise --validation_fraction or lower --max_length."
         )
 
 
@@ -835,7 +833,6 @@ class PretrainingTrainer(Trainer):
     def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix="eval"):
         """Validation metrics; on the standard call, first the loss on a fixed slice of the training data (the
         book's `evaluate_model` reports both)."""
-        drop_inference_caches(self.model)
         if eval_dataset is None and metric_key_prefix == "eval" and self.train_eval_dataset is not None:
             train_metrics = super().evaluate(self.train_eval_dataset, ignore_keys, "eval_train")
         else:
@@ -862,14 +859,6 @@ class PretrainingTrainer(Trainer):
             return
         if not write_card(self.args.output_dir, self.model.config, self.args, **self.card_info):
             super().create_model_card(*args, **kwargs)
-
-
-def drop_inference_caches(model):
-    """Forget weights the model derived for inference (the attention's stacked W_query/W_key/W_value): the fused
-    AdamW updates parameters without bumping their version counter, so such a cache could outlive an update."""
-    for module in model.modules():
-        if hasattr(module, "_fused_qkv"):
-            module._fused_qkv = (None, None)
 
 
 def write_card(output_dir, model_config, training_args, eval_results=None, train_results=None, dataset_name=None,
@@ -975,8 +964,8 @@ def run_pretraining(model_args, data_args, training_args, callbacks=()):
                                               if data_args.train_files else "pydoc_data.topics (embedded default)")
     card_info = {"dataset_name": data_args.dataset_name or (data_args.train_files[0] if data_args.train_files else None),
                  "base_model": model_args.init_from or model_args.model_name_or_path}
-    throughput = ThroughputCallback(training_flops_per_token(model, plan.max_length), peak_tflops(training_args) and
-                                    peak_tflops(training_args) * 1e12)
+    peak = peak_tflops(training_args)
+    throughput = ThroughputCallback(training_flops_per_token(model, plan.max_length), peak * 1e12 if peak else None)
     trainer = PretrainingTrainer(
         model=model,
         args=training_args,
@@ -996,16 +985,12 @@ def run_pretraining(model_args, data_args, training_args, callbacks=()):
         card_info=card_info,
     )
 
-    try:
-        train_result = trainer.train(resume_from_checkpoint=plan.resume_from_checkpoint)
-    except NonFiniteLossError as e:
-        if trainer.is_world_process_zero():
-            logger.error(str(e))
-        raise
+    train_result = trainer.train(resume_from_checkpoint=plan.resume_from_checkpoint)
 
     if not all(torch.isfinite(p).all() for p in trainer.model.parameters()):
-        raise NonFiniteLossError(trainer.state.global_step, "finite, but the weights hold NaN/inf",
-                                 trainer.state.epoch, last_complete_checkpoint(training_args.output_dir))
+        raise NonFiniteLossError(trainer.state.global_step, None, trainer.state.epoch,
+                                 last_complete_checkpoint(training_args.output_dir),
+                                 problem=f"the weights hold NaN/inf after step {trainer.state.global_step};")
     train_metrics = dict(train_result.metrics)
     if hasattr(train_dataset, "__len__"):
         train_metrics["train_samples"] = len(train_dataset)
