@@ -2,7 +2,7 @@
 """Training throughput of scripts/pretrain.py's loop (the Trainer, as hf_gpt.training configures it) against the
 book's `train_model_simple` loop: same model, same windows, same batch, on this machine.
 
-    python scripts/benchmark_training.py                      # gpt-tiny, batch 8, context 128, 3 alternating rounds
+    python scripts/benchmark_training.py                      # gpt-tiny, batch 4, context 128, 3 alternating rounds
     python scripts/benchmark_training.py --preset GPT_CONFIG_124M --max_length 256 --batch_size 2 --steps 20
 
 Each measurement runs in a fresh process; the rounds alternate the loops so machine load hits them alike. Tokens/s
@@ -113,7 +113,7 @@ def main():
     parser.add_argument("--preset", default="gpt-tiny")
     parser.add_argument("--context_length", type=int, default=None, help="default: the preset's")
     parser.add_argument("--max_length", type=int, default=None, help="window length (default: context_length)")
-    parser.add_argument("--batch_size", type=int, default=8)
+    parser.add_argument("--batch_size", type=int, default=4)
     parser.add_argument("--steps", type=int, default=30)
     parser.add_argument("--warmup_steps", type=int, default=5)
     parser.add_argument("--repeats", type=int, default=3)

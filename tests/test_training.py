@@ -383,3 +383,29 @@ def test_dataset_smaller_than_one_batch(tmp_path, monkeypatch, capsys):
     err = _error(capsys, main(["--train_files", str(text), "--config_overrides", TINY_MODEL, "--output_dir",
                                str(tmp_path / "o"), "--per_device_train_batch_size", "64"]))
     assert "smaller than one batch" in err and "one step takes 64" in err
+
+
+def test_init_from_gpt2_weights(book_reference, tmp_path, capsys):
+    """`--init_from` a GPT-2 folder (here a tiny one written by save_pretrained_gpt2): its context is checked before
+    loading, and training continues from exactly its weights."""
+    torch.manual_seed(0)
+    source = GPTForCausalLM(GPTConfig(vocab_size=50257, context_length=32, emb_dim=32, n_heads=2, n_layers=1,
+                                      qkv_bias=True, tie_word_embeddings=True))
+    source.save_pretrained_gpt2(tmp_path / "gpt2-tiny")
+    err = _error(capsys, main(["--init_from", str(tmp_path / "gpt2-tiny"), "--max_length", "64",
+                               "--output_dir", str(tmp_path / "bad")]))
+    assert "--max_length 64 is larger than the model's context_length 32" in err
+
+    seen = {}
+
+    class FirstWeights(TrainerCallback):
+        def on_train_begin(self, args, state, control, model=None, **kwargs):
+            seen["W_query"] = model.trf_blocks[0].att.W_query.weight.detach().clone()
+
+    out = tmp_path / "out"
+    argv = tiny_argv(book_reference, out, "--init_from", str(tmp_path / "gpt2-tiny"), "--max_steps", "2",
+                     "--eval_steps", "2", "--save_steps", "2")
+    argv[argv.index("--config_overrides") + 1] = "drop_rate=0.0"
+    assert main(argv, callbacks=[FirstWeights()]) == 0
+    torch.testing.assert_close(seen["W_query"], source.trf_blocks[0].att.W_query.weight, rtol=0, atol=0)
+    assert json.loads((out / "config.json").read_text())["qkv_bias"] is True
