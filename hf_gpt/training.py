@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-from transformers import HfArgumentParser, Trainer, TrainerCallback, TrainingArguments
+from transformers import HfArgumentParser, Trainer, TrainerCallback, TrainingArguments, default_data_collator
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 from .configuration_gpt import PRESETS, GPTConfig
@@ -960,10 +960,9 @@ def run_pretraining(model_args, data_args, training_args, callbacks=()):
                 f"{'bf16 autocast' if training_args.bf16 else 'fp32'}; {len(train_dataset) if hasattr(train_dataset, '__len__') else '?'} "
                 f"training windows of {plan.max_length} tokens")
 
-    dataset_name = data_args.dataset_name or (", ".join(Path(f).name for f in data_args.train_files)
-                                              if data_args.train_files else "pydoc_data.topics (embedded default)")
-    card_info = {"dataset_name": data_args.dataset_name or (data_args.train_files[0] if data_args.train_files else None),
-                 "base_model": model_args.init_from or model_args.model_name_or_path}
+    dataset_name = data_args.dataset_name or (data_args.train_files[0] if data_args.train_files
+                                              else "pydoc_data.topics (Python's help texts, the default corpus)")
+    card_info = {"dataset_name": dataset_name, "base_model": model_args.init_from or model_args.model_name_or_path}
     peak = peak_tflops(training_args)
     throughput = ThroughputCallback(training_flops_per_token(model, plan.max_length), peak * 1e12 if peak else None)
     trainer = PretrainingTrainer(
@@ -972,6 +971,7 @@ def run_pretraining(model_args, data_args, training_args, callbacks=()):
         train_dataset=train_dataset,
         eval_dataset=eval_dataset,
         processing_class=tokenizer,
+        data_collator=default_data_collator,
         compute_metrics=PerplexityMetric(),
         callbacks=[
             SampleCallback(training_args.sample_prompt, training_args.sample_max_new_tokens,

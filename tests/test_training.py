@@ -409,3 +409,16 @@ def test_init_from_gpt2_weights(book_reference, tmp_path, capsys):
     assert main(argv, callbacks=[FirstWeights()]) == 0
     torch.testing.assert_close(seen["W_query"], source.trf_blocks[0].att.W_query.weight, rtol=0, atol=0)
     assert json.loads((out / "config.json").read_text())["qkv_bias"] is True
+
+
+def test_streaming_needs_max_steps_then_trains(book_reference, tmp_path, capsys, monkeypatch):
+    with monkeypatch.context() as patched:
+        patched.setattr(training, "build_model", lambda *a, **k: pytest.fail("model built"))
+        patched.setattr(hf_gpt.data, "build_lm_datasets", lambda *a, **k: pytest.fail("data tokenized"))
+        err = _error(capsys, main(["--streaming", "--output_dir", str(tmp_path / "bad")]))
+    assert "--streaming needs --max_steps" in err
+    out = tmp_path / "out"
+    assert main(tiny_argv(book_reference, out, "--streaming", "--max_steps", "2", "--eval_steps", "2",
+                          "--save_steps", "2")) == 0
+    assert json.loads((out / "train_results.json").read_text())["train_tokens"] == 2 * 4 * 32
+    assert "perplexity" in json.loads((out / "eval_results.json").read_text())
