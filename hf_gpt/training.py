@@ -500,6 +500,11 @@ def validate_arguments(model_args, data_args, training_args):
         raise PretrainingError("give --train_files or --dataset_name, not both.")
     if training_args.per_device_train_batch_size < 1:
         raise PretrainingError("--per_device_train_batch_size must be at least 1.")
+    if training_args.hub_token:
+        raise PretrainingError(
+            "--hub_token would be saved in training_args.bin and pushed with it; log in with `hf auth login` or "
+            "set the HF_TOKEN environment variable instead."
+        )
 
     _check_writable(training_args.output_dir)
     resume = resolve_resume(training_args)

@@ -332,6 +332,12 @@ def test_unknown_config_override(tmp_path, nothing_heavy, capsys):
     assert "unknown config field(s) ['n_layer']" in err
 
 
+def test_hub_token_on_the_command_line_is_refused(tmp_path, nothing_heavy, capsys):
+    err = _error(capsys, main(["--hub_token", "hf_secret123", "--output_dir", str(tmp_path / "o")]))
+    assert "HF_TOKEN" in err and "hf_secret123" not in err
+    assert not (tmp_path / "o").exists()
+
+
 def test_output_dir_under_a_file(tmp_path, nothing_heavy, capsys):
     (tmp_path / "afile").write_text("x")
     err = _error(capsys, main(["--output_dir", str(tmp_path / "afile" / "run")]))
