@@ -18,3 +18,15 @@ def book_reference():
     if not BOOK_REFERENCE.is_dir():
         pytest.fail(f"book reference outputs not found at {BOOK_REFERENCE} (shared/ must sit beside the repo)")
     return BOOK_REFERENCE
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Tiny models gain nothing from intra-op threads, and on a shared, busy CPU the threads' hand-offs make each
+    op ~50x slower; put the setting back for the modules that follow."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -17,14 +17,7 @@ REPO = Path(__file__).resolve().parents[1]
 PROMPT = "Every effort moves you"
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny models gain nothing from intra-op threads, and on a shared, busy CPU the threads' hand-offs make each
-    op ~50x slower; put the setting back for the modules that follow."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

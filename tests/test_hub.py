@@ -40,14 +40,7 @@ def tiny_model(seed=0):
     return hf_gpt.GPTForCausalLM(config).eval()
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny models gain nothing from intra-op threads, and on a shared, busy CPU the threads' hand-offs make each
-    op ~50x slower; put the setting back for the modules that follow."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
