@@ -98,7 +98,9 @@ class MultiHeadAttention(nn.Module):
     def forward(self, x, attention_mask=None, past_key_values=None, **kwargs):
         b, t, _ = x.shape
         heads = (b, t, self.num_heads, self.head_dim)
-        if self.stacked_qkv is None or torch.is_grad_enabled():
+        # Under autocast the three weights' casts are cached for the whole call while a stack would be recast at
+        # every step, so the stack only serves full-precision decoding.
+        if self.stacked_qkv is None or torch.is_grad_enabled() or torch.is_autocast_enabled(x.device.type):
             query, key, value = self.W_query(x), self.W_key(x), self.W_value(x)
         else:
             query, key, value = F.linear(x, *self.stacked_qkv).split(self.num_heads * self.head_dim, dim=-1)
