@@ -60,7 +60,10 @@ def generate_fn(model, prompt, new_tokens, precision):
 
     def step():
         with torch.no_grad(), autocast(precision):
-            model.generate(prompt, max_new_tokens=new_tokens, min_new_tokens=new_tokens, do_sample=False)
+            model.generate(
+                prompt, attention_mask=torch.ones_like(prompt), max_new_tokens=new_tokens, min_new_tokens=new_tokens,
+                do_sample=False, pad_token_id=0,
+            )
 
     return step
 
@@ -107,7 +110,7 @@ def main():
     config, ours, stock = build_models(args.preset, args.context_length)
     torch.manual_seed(1)
     batch = torch.randint(0, config.vocab_size, (args.batch_size, args.context_length))
-    prompt = batch[:1, :4]
+    prompt = batch[:, :4]  # one 4-token prompt per row of the batch
     rows = []
     for precision in args.precisions:
         train = race(

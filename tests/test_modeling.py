@@ -7,10 +7,12 @@ import sys
 
 import pytest
 import torch
+import torch.nn.functional as F
 from safetensors.torch import load_file
 from transformers import AutoConfig, AutoModelForCausalLM, TextIteratorStreamer, pipeline
 
 from hf_gpt import GPT_CONFIG_124M, PRESETS, GPTConfig, GPTForCausalLM, load_tokenizer
+from hf_gpt.modeling_gpt import Linear
 
 FIXTURES = ["book_tiny", "book_tiny_qkvbias"]
 
@@ -293,22 +295,30 @@ def test_dropout_applies_in_training_only():
     assert torch.equal(a, b) and not torch.allclose(a, c)
 
 
-def test_generate_stacks_qkv_only_for_its_own_duration():
-    """The stacked W_query/W_key/W_value must never outlive a weight update (fused AdamW bumps no version)."""
-    model = tiny_model()
-    ids = torch.randint(0, 1000, (1, 6))
-    model.generate(ids, max_new_tokens=8, do_sample=False)
-    assert all(block.att.stacked_qkv is None for block in model.trf_blocks)
-    with torch.no_grad():
-        for block in model.trf_blocks:
-            block.att.W_key.weight.mul_(-3.0)
-            block.att.W_value.bias.add_(0.5)
-    after = model.generate(ids, max_new_tokens=8, do_sample=False)
-    expected = ids
-    with torch.no_grad():
-        for _ in range(8):
-            expected = torch.cat([expected, model(expected).logits[:, -1:].argmax(-1)], dim=1)
-    assert after.tolist() == expected.tolist()
+@pytest.mark.parametrize("bias", [True, False])
+@pytest.mark.parametrize("out_features", [48, 1001])  # 1001 = 2 x 500 + 1: one row left over after the blocks
+def test_decoding_product_by_weight_blocks_equals_nn_linear(bias, out_features):
+    """On CPU without autograd, up to 64 rows go through one batched product over row blocks of the weight (all
+    threads decode); more rows, or autograd, take nn.Linear's path. Both give nn.Linear's numbers."""
+    torch.manual_seed(0)
+    layer = Linear(32, out_features, bias=bias)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        for shape in [(1, 1, 32), (2, 1, 32), (2, 32, 32), (65, 32)]:
+            x = torch.randn(shape)
+            expected = F.linear(x, layer.weight, layer.bias)
+            with torch.no_grad(), torch.profiler.profile() as prof:
+                got = layer(x)
+            blocked = any(event.name == "aten::bmm" for event in prof.events())
+            assert blocked == (x.numel() // 32 <= 64), shape
+            assert got.shape == expected.shape
+            torch.testing.assert_close(got, expected, atol=1e-6, rtol=1e-5)
+        x = torch.randn(2, 1, 32, requires_grad=True)
+        layer(x).sum().backward()
+        torch.testing.assert_close(x.grad, layer.weight.sum(0).expand(2, 1, 32))
+    finally:
+        torch.set_num_threads(threads)
 
 
 # --- saving, loading, Auto classes ---------------------------------------------------------------------------------
