@@ -298,8 +298,8 @@ def test_dropout_applies_in_training_only():
 @pytest.mark.parametrize("bias", [True, False])
 @pytest.mark.parametrize("out_features", [48, 1001])  # 1001 = 2 x 500 + 1: one row left over after the blocks
 def test_decoding_product_by_weight_blocks_equals_nn_linear(bias, out_features):
-    """On CPU without autograd, up to 64 rows go through one batched product over row blocks of the weight (all
-    threads decode); more rows, or autograd, take nn.Linear's path. Both give nn.Linear's numbers."""
+    """In fp32 on CPU without autograd, up to 64 rows go through one batched product over row blocks of the weight
+    (all threads decode); more rows, autograd or bf16 take nn.Linear's path. Both give nn.Linear's numbers."""
     torch.manual_seed(0)
     layer = Linear(32, out_features, bias=bias)
     threads = torch.get_num_threads()
@@ -317,6 +317,10 @@ def test_decoding_product_by_weight_blocks_equals_nn_linear(bias, out_features):
         x = torch.randn(2, 1, 32, requires_grad=True)
         layer(x).sum().backward()
         torch.testing.assert_close(x.grad, layer.weight.sum(0).expand(2, 1, 32))
+        layer.to(torch.bfloat16)  # bf16 products have their own fast kernels
+        with torch.no_grad(), torch.profiler.profile() as prof:
+            layer(x.detach().bfloat16())
+        assert not any(event.name == "aten::bmm" for event in prof.events())
     finally:
         torch.set_num_threads(threads)
 
