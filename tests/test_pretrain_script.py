@@ -148,6 +148,7 @@ def test_end_to_end_run_writes_every_output(reference_run):
     assert [s["step"] for s in samples] == [0, 4, 8]
     assert all(s["text"].startswith("Every effort moves you") for s in samples)
     assert "Step 000004 |" in proc.stdout and "val loss" in proc.stdout
+    assert "glibc malloc keeps freed memory for reuse" in proc.stdout + proc.stderr
 
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
