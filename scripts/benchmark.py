@@ -5,6 +5,7 @@ machine hits them alike. Prints a table and writes JSON.
 
     python scripts/benchmark.py                      # 124M shape, context 256, batch 2, fp32 and bf16 autocast
     python scripts/benchmark.py --preset gpt-tiny --rounds 2 --new_tokens 20   # a quick smoke run
+    python scripts/benchmark.py --tasks train --precisions fp32 --rounds 9     # one row, more rounds
 """
 
 import argparse
@@ -104,6 +105,7 @@ def main():
     parser.add_argument("--new_tokens", type=int, default=200)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--precisions", nargs="+", default=["fp32", "bf16"], choices=["fp32", "bf16"])
+    parser.add_argument("--tasks", nargs="+", default=["train", "generate"], choices=["train", "generate"])
     parser.add_argument("--output", default="bench_results/benchmark_model.json")
     args = parser.parse_args()
 
@@ -113,26 +115,23 @@ def main():
     prompt = batch[:, :4]  # one 4-token prompt per row of the batch
     rows = []
     for precision in args.precisions:
-        train = race(
-            {
+        results = []
+        if "train" in args.tasks:
+            contenders = {
                 "hf_gpt": train_step_fn(ours, batch, precision),
                 "transformers GPT2LMHeadModel (sdpa)": train_step_fn(stock, batch, precision),
-            },
-            args.rounds,
-            reps=2,
-        )
-        gen = race(
-            {
+            }
+            results.append(("train step (fwd+bwd+AdamW)", race(contenders, args.rounds, reps=2)))
+        if "generate" in args.tasks:
+            contenders = {
                 "hf_gpt": generate_fn(ours, prompt, args.new_tokens, precision),
                 "transformers GPT2LMHeadModel (sdpa)": generate_fn(stock, prompt, args.new_tokens, precision),
                 "book generate_text_simple (no cache)": book_generate_fn(
                     ours, prompt, args.new_tokens, config.context_length, precision
                 ),
-            },
-            max(2, args.rounds // 2),
-            reps=1,
-        )
-        for task, result in (("train step (fwd+bwd+AdamW)", train), (f"greedy generate {args.new_tokens} tokens", gen)):
+            }
+            results.append((f"greedy generate {args.new_tokens} tokens", race(contenders, max(2, args.rounds // 2), reps=1)))
+        for task, result in results:
             base = result["hf_gpt"]
             for name, seconds in result.items():
                 rows.append(
@@ -148,7 +147,7 @@ def main():
     out.parent.mkdir(parents=True, exist_ok=True)
     meta = {
         "preset": args.preset, "context_length": args.context_length, "batch_size": args.batch_size,
-        "new_tokens": args.new_tokens, "rounds": args.rounds, "torch": torch.__version__,
+        "new_tokens": args.new_tokens, "rounds": args.rounds, "tasks": args.tasks, "torch": torch.__version__,
         "transformers": transformers.__version__, "threads": torch.get_num_threads(), "machine": platform.machine(),
     }
     out.write_text(json.dumps({"meta": meta, "rows": rows}, indent=2))
