@@ -79,8 +79,8 @@ def test_bf16_is_the_default_on_this_cpu():
 
 
 def test_reuse_freed_memory_stops_page_faults_on_reallocation():
-    """A step's large tensors (here 64 MiB, freed then allocated again) fault their pages in once, not every step.
-    In a fresh process: the setting is process-wide."""
+    """A step's large tensors (here 64 MiB, freed then allocated again) fault their pages in once the heap has settled
+    (it may map a block or two first), not every step. In a fresh process: the setting is process-wide."""
     thp = Path("/sys/kernel/mm/transparent_hugepage/enabled")
     if thp.exists() and "[always]" in thp.read_text():
         pytest.skip("transparent huge pages are always on: a fresh tensor faults in 2 MiB pages, not 4 KiB ones")
@@ -93,18 +93,18 @@ def faults_of_a_fresh_64mib_tensor():
     torch.ones(16 << 20)
     return resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
 
-faults_of_a_fresh_64mib_tensor()
-default = faults_of_a_fresh_64mib_tensor()
+default = [faults_of_a_fresh_64mib_tensor() for _ in range(4)]
 took = reuse_freed_memory()
-faults_of_a_fresh_64mib_tensor()
-print(took, default, faults_of_a_fresh_64mib_tensor())
+settling = [faults_of_a_fresh_64mib_tensor() for _ in range(4)]
+print(took, min(default[1:]), sum(settling), sum(faults_of_a_fresh_64mib_tensor() for _ in range(6)))
 """
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
-    took, default, reused = proc.stdout.split()
+    took, default, settling, settled = proc.stdout.split()
     assert took == "True"
-    assert int(default) >= 16_000  # 64 MiB / 4 KiB pages
-    assert int(reused) < 100
+    assert int(default) >= 16_000  # every 64 MiB tensor: 16384 pages of 4 KiB
+    assert int(settling) <= 3 * 16_500  # at most a few blocks mapped while the heap settles
+    assert int(settled) < 100
 
 
 def test_help_lists_every_argument_with_its_default():
