@@ -250,7 +250,7 @@ class PretrainingArguments(TrainingArguments):
         default=True,
         metadata={"help": "Training on CPU with glibc: keep freed memory for reuse, not return it to the OS (saves a "
                           "page fault per 4 KiB of each step's large tensors: the default run trains 2.1x faster and "
-                          "peaks at 2.3 GB instead of 1.1 GB)."},
+                          "peaks at ~2 GB instead of 1.1 GB)."},
     )
 
     def __post_init__(self):
