@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-VERDICT = REPO.parent / "shared" / "book_reference" / "the-verdict.txt"
+VERDICT = REPO / "hf_gpt" / "resources" / "the-verdict.txt"
 
 
 def make_corpus(path, mb, seed=0):

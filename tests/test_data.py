@@ -11,6 +11,7 @@ import torch
 import hf_gpt.data as data
 from hf_gpt.data import build_lm_datasets, count_windows, create_dataloader
 from hf_gpt.tokenization import load_tokenizer, tiktoken_gpt2
+from hf_gpt.resources import THE_VERDICT
 
 EOT = "<|endoftext|>"
 WORDS = ("every effort moves you forward , and the painter 's wife said : \" it was n't his best work .\n"
@@ -96,7 +97,7 @@ def test_one_token_short_is_a_clear_error(tok, one_doc, tmp_path):
 
 def test_book_counts_on_the_verdict(tok, tik, book_reference, tmp_path):
     """The book's ch. 5 setup: 90/10 character split, context 256, stride 256."""
-    path = book_reference / "the-verdict.txt"
+    path = THE_VERDICT
     text = path.read_text(encoding="utf-8")
     ds = build(tok, tmp_path, text_files=path, max_length=256, stride=256)
     cut = int(0.9 * len(text))
@@ -472,7 +473,7 @@ def test_create_dataloader_matches_the_books(tok, tik, book_reference):
         def __getitem__(self, idx):
             return self.input_ids[idx], self.target_ids[idx]
 
-    text = (book_reference / "the-verdict.txt").read_text(encoding="utf-8")
+    text = THE_VERDICT.read_text(encoding="utf-8")
     for tokenizer, max_length, stride, shuffle, drop_last in [(tok, 4, 1, False, True), (tok, 256, 128, True, True),
                                                                (tik, 64, 100, True, False)]:
         torch.manual_seed(123)

@@ -13,6 +13,8 @@ import torch
 import yaml
 from safetensors.torch import load_file
 
+from hf_gpt.resources import THE_VERDICT
+
 REPO = Path(__file__).resolve().parents[1]
 SCRIPT = REPO / "scripts" / "pretrain.py"
 TINY_MODEL = "n_layers=2,emb_dim=32,n_heads=2,context_length=32"
@@ -80,7 +82,7 @@ def driver(tmp_path):
 
 def tiny_args(book_reference, output_dir, *extra):
     return ["--output_dir", output_dir, "--config_overrides", TINY_MODEL,
-            "--train_files", book_reference / "the-verdict.txt", "--per_device_train_batch_size", "4",
+            "--train_files", THE_VERDICT, "--per_device_train_batch_size", "4",
             "--max_eval_samples", "8", "--eval_train_samples", "8", "--sample_max_new_tokens", "8",
             "--max_steps", "8", "--save_steps", "2", "--eval_steps", "4", "--logging_steps", "1",
             "--save_total_limit", "3", "--disable_tqdm", "true", *extra]

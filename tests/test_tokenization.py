@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from hf_gpt.tokenization import GPT2_HUB_ID, gpt2_bpe_files, load_tokenizer, tiktoken_gpt2
+from hf_gpt.resources import THE_VERDICT
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -56,7 +57,7 @@ def test_bundled_files_are_openai_gpt2():
 
 
 def test_equals_tiktoken_on_the_verdict(tokenizer, book_reference):
-    text = (book_reference / "the-verdict.txt").read_text(encoding="utf-8")
+    text = THE_VERDICT.read_text(encoding="utf-8")
     expected = tiktoken_gpt2().encode(text, allowed_special={"<|endoftext|>"})
     assert len(expected) == 5145
     assert tokenizer(text)["input_ids"] == expected

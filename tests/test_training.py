@@ -17,6 +17,7 @@ import hf_gpt.data
 import hf_gpt.training as training
 from hf_gpt import GPTConfig, GPTForCausalLM
 from hf_gpt.metrics import PERPLEXITY_PATH
+from hf_gpt.resources import THE_VERDICT
 from hf_gpt.training import (
     PretrainingArguments,
     PretrainingTrainer,
@@ -36,7 +37,7 @@ def tiny_argv(book_reference, output_dir, *extra):
     return [
         "--output_dir", str(output_dir),
         "--config_overrides", TINY_MODEL,
-        "--train_files", str(book_reference / "the-verdict.txt"),
+        "--train_files", str(THE_VERDICT),
         "--per_device_train_batch_size", "4",
         "--per_device_eval_batch_size", "8",
         "--max_eval_samples", "8",
@@ -250,7 +251,7 @@ def test_eval_loss_is_the_models_loss(short_run, book_reference):
     model = GPTForCausalLM.from_pretrained(output_dir).eval()
     from hf_gpt import load_tokenizer
 
-    data = hf_gpt.data.build_lm_datasets(load_tokenizer(), text_files=str(book_reference / "the-verdict.txt"),
+    data = hf_gpt.data.build_lm_datasets(load_tokenizer(), text_files=str(THE_VERDICT),
                                          max_length=32, stride=32, verbose=False)
     val = data["validation"].with_format("torch")[:8]
     with torch.no_grad():
