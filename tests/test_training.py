@@ -338,7 +338,7 @@ def nothing_heavy(monkeypatch):
     def refuse(*args, **kwargs):
         raise AssertionError("bad input must be reported before this")
 
-    monkeypatch.setattr(training, "build_model", refuse)
+    monkeypatch.setattr(training.run, "build_model", refuse)
     monkeypatch.setattr(hf_gpt.data, "build_lm_datasets", refuse)
 
 
@@ -361,7 +361,7 @@ def test_context_longer_than_the_preset(tmp_path, nothing_heavy, capsys):
 
 def test_unknown_config_override(tmp_path, nothing_heavy, capsys):
     err = _error(capsys, main(["--config_overrides", "n_layer=2", "--output_dir", str(tmp_path / "o")]))
-    assert "unknown config field(s) ['n_layer']" in err
+    assert "unknown config field 'n_layer'. Did you mean 'n_layers'?" in err
 
 
 def test_hub_token_on_the_command_line_is_refused(tmp_path, nothing_heavy, capsys):
@@ -409,13 +409,13 @@ def test_resume_from_nothing(tmp_path, nothing_heavy, capsys, resume):
 
 
 def test_missing_training_file(tmp_path, monkeypatch, capsys):
-    monkeypatch.setattr(training, "build_model", lambda *a, **k: pytest.fail("model built"))
+    monkeypatch.setattr(training.run, "build_model", lambda *a, **k: pytest.fail("model built"))
     err = _error(capsys, main(["--train_files", str(tmp_path / "missing.txt"), "--output_dir", str(tmp_path / "o")]))
     assert "missing.txt" in err
 
 
 def test_dataset_smaller_than_one_batch(tmp_path, monkeypatch, capsys):
-    monkeypatch.setattr(training, "build_model", lambda *a, **k: pytest.fail("model built"))
+    monkeypatch.setattr(training.run, "build_model", lambda *a, **k: pytest.fail("model built"))
     text = tmp_path / "small.txt"
     text.write_text("Every effort moves you. " * 200)  # ~1000 tokens: 28 training windows of 32, 3 for validation
     err = _error(capsys, main(["--train_files", str(text), "--config_overrides", TINY_MODEL, "--output_dir",
@@ -451,7 +451,7 @@ def test_init_from_gpt2_weights(book_reference, tmp_path, capsys):
 
 def test_streaming_needs_max_steps_then_trains(book_reference, tmp_path, capsys, monkeypatch):
     with monkeypatch.context() as patched:
-        patched.setattr(training, "build_model", lambda *a, **k: pytest.fail("model built"))
+        patched.setattr(training.run, "build_model", lambda *a, **k: pytest.fail("model built"))
         patched.setattr(hf_gpt.data, "build_lm_datasets", lambda *a, **k: pytest.fail("data tokenized"))
         err = _error(capsys, main(["--streaming", "--output_dir", str(tmp_path / "bad")]))
     assert "--streaming needs --max_steps" in err

@@ -1,0 +1,172 @@
+"""What the book's loop prints and draws, as Trainer callbacks: the sample, `loss.png`, tokens/s and MFU."""
+
+import json
+import logging
+import math
+import os
+import time
+from pathlib import Path
+
+import torch
+from transformers import TrainerCallback
+
+from ..sampling import BOOK_SAMPLING, sampling_kwargs
+from .args import DEFAULT_PROMPT
+
+logger = logging.getLogger(__name__)
+
+class ThroughputCallback(TrainerCallback):
+    """Tokens/s of the training steps alone (data loading included; logging, evaluation and saving left out),
+    and MFU when the device's peak is known. `PretrainingTrainer.log` adds them to each training log."""
+
+    def __init__(self, flops_per_token=None, peak_flops=None):
+        self.flops_per_token, self.peak_flops = flops_per_token, peak_flops
+        self._mark = None
+        self._seconds = 0.0
+        self._tokens = 0
+        self._last_tokens = None
+
+    def _reset_mark(self, state):
+        self._mark = time.perf_counter()
+        self._last_tokens = state.num_input_tokens_seen
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self._reset_mark(state)
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if self._mark is None:
+            self._reset_mark(state)
+            return
+        now = time.perf_counter()
+        self._seconds += now - self._mark
+        self._tokens += state.num_input_tokens_seen - self._last_tokens
+        self._mark, self._last_tokens = now, state.num_input_tokens_seen
+
+    def on_evaluate(self, args, state, control, **kwargs):
+        self._reset_mark(state)
+
+    def on_save(self, args, state, control, **kwargs):
+        self._reset_mark(state)
+
+    def on_log(self, args, state, control, **kwargs):
+        self._reset_mark(state)
+
+    def flush(self, world_size=1):
+        """Throughput since the last call, as log entries."""
+        if self._seconds <= 0 or self._tokens <= 0:
+            return {}
+        tokens_per_second = self._tokens / self._seconds
+        logs = {"tokens_per_second": round(tokens_per_second, 1)}
+        if self.flops_per_token and self.peak_flops:
+            logs["mfu"] = round(tokens_per_second * self.flops_per_token / (self.peak_flops * world_size), 4)
+        self._seconds, self._tokens = 0.0, 0
+        return logs
+
+
+class SampleCallback(TrainerCallback):
+    """After each validation, print the book's progress line and a sample for a fixed prompt, like
+    `generate_and_print_sample`; samples also go to `samples.jsonl`. Generation runs on its own RNG stream, so
+    sampling never changes the training run."""
+
+    def __init__(self, prompt=DEFAULT_PROMPT, max_new_tokens=50, temperature=1.0, top_k=50, top_p=None, seed=123):
+        self.prompt, self.max_new_tokens = prompt, max_new_tokens
+        self.temperature, self.top_k, self.top_p, self.seed = temperature, top_k, top_p, seed
+
+    def generate(self, model, tokenizer):
+        ids = tokenizer(self.prompt, return_tensors="pt").input_ids.to(model.device)
+        kwargs = {"max_new_tokens": self.max_new_tokens, "pad_token_id": tokenizer.pad_token_id,
+                  **sampling_kwargs(temperature=self.temperature or 0, top_k=self.top_k, top_p=self.top_p,
+                                    defaults=BOOK_SAMPLING)}
+        was_training = model.training
+        model.eval()
+        devices = [model.device.index] if model.device.type == "cuda" else []
+        try:
+            with torch.random.fork_rng(devices=devices), torch.no_grad():
+                torch.manual_seed(self.seed)
+                out = model.generate(ids, **kwargs)
+        finally:
+            model.train(was_training)
+        return tokenizer.decode(out[0], skip_special_tokens=False)
+
+    def on_evaluate(self, args, state, control, model=None, processing_class=None, metrics=None, **kwargs):
+        if not metrics or "eval_loss" not in metrics:
+            return
+        fsdp = bool(getattr(args, "fsdp", None)) or os.environ.get("ACCELERATE_USE_FSDP", "false").lower() == "true"
+        sample = None
+        if self.max_new_tokens > 0 and processing_class is not None and model is not None:
+            if fsdp or state.is_world_process_zero:
+                sample = self.generate(model, processing_class)
+        if not state.is_world_process_zero:
+            return
+        train_loss = next((e["eval_train_loss"] for e in reversed(state.log_history)
+                           if "eval_train_loss" in e and e.get("step") == state.global_step), None)
+        parts = [f"Step {state.global_step:06d}", f"epoch {state.epoch or 0:.2f}",
+                 f"tokens {state.num_input_tokens_seen:,}"]
+        if train_loss is not None:
+            parts.append(f"train loss {train_loss:.3f}")
+        parts.append(f"val loss {metrics['eval_loss']:.3f}")
+        if "eval_perplexity" in metrics:
+            parts.append(f"val perplexity {metrics['eval_perplexity']:.1f}")
+        print(" | ".join(parts), flush=True)
+        if sample is not None:
+            print(sample.replace("\n", " "), flush=True)
+            with open(Path(args.output_dir) / "samples.jsonl", "a", encoding="utf-8") as f:
+                f.write(json.dumps({"step": state.global_step, "prompt": self.prompt, "text": sample}) + "\n")
+
+
+def plot_losses(log_history, path):
+    """The book's `plot_losses`: training and validation loss against tokens seen, epochs on a second axis."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    def series(key):
+        points = [(e["num_input_tokens_seen"], e.get("epoch", 0.0), e[key]) for e in log_history
+                  if key in e and "num_input_tokens_seen" in e and math.isfinite(e[key])]
+        return [p[0] for p in points], [p[1] for p in points], [p[2] for p in points]
+
+    train = series("loss")
+    train_eval = series("eval_train_loss")
+    val = series("eval_loss")
+    if not (train[0] or val[0]):
+        return None
+    fig, ax = plt.subplots(figsize=(7, 4))
+    if train[0]:
+        ax.plot(train[0], train[2], label="Training loss (running)", alpha=0.8)
+    if train_eval[0]:
+        ax.plot(train_eval[0], train_eval[2], "o-", markersize=3, label="Training loss (at evaluation)")
+    if val[0]:
+        ax.plot(val[0], val[2], "s-.", markersize=3, label="Validation loss")
+    ax.set_xlabel("Tokens seen")
+    ax.set_ylabel("Loss")
+    ax.legend(loc="upper right")
+    ax.grid(alpha=0.3)
+    every = [(t, e) for t, e in zip(train[0] + val[0], train[1] + val[1])]
+    if every and max(t for t, _ in every) > 0:
+        tokens_per_epoch = max(t / e for t, e in every if e > 0) if any(e > 0 for _, e in every) else None
+        if tokens_per_epoch:
+            top = ax.secondary_xaxis("top", functions=(lambda t: t / tokens_per_epoch, lambda e: e * tokens_per_epoch))
+            top.set_xlabel("Epochs")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+class LossPlotCallback(TrainerCallback):
+    """Redraw `loss.png` in output_dir after each evaluation and at the end (main process only)."""
+
+    def _draw(self, args, state):
+        if state.is_world_process_zero:
+            try:
+                plot_losses(state.log_history, Path(args.output_dir) / "loss.png")
+            except Exception as e:  # a plot must never stop a training run
+                logger.warning(f"could not draw loss.png: {e}")
+
+    def on_evaluate(self, args, state, control, metrics=None, **kwargs):
+        if metrics and "eval_loss" in metrics:
+            self._draw(args, state)
+
+    def on_train_end(self, args, state, control, **kwargs):
+        self._draw(args, state)

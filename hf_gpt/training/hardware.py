@@ -1,0 +1,77 @@
+"""What the hardware offers a run: bf16 speed, glibc's memory reuse, peak FLOP/s for MFU."""
+
+import ctypes
+import re
+import sys
+from pathlib import Path
+
+import torch
+
+# Dense bf16 tensor-core peaks (TFLOP/s) of common accelerators, for MFU; others need --peak_tflops.
+PEAK_BF16_TFLOPS = {"H100": 989.0, "H200": 989.0, "A100": 312.0, "L40S": 362.0, "A10G": 70.0, "A10": 125.0,
+                    "L4": 121.0, "RTX 4090": 165.0, "RTX 3090": 71.0, "V100": 125.0, "T4": 65.0}
+
+
+def cpu_has_fast_bf16():
+    """True on CPUs with AMX or AVX512-BF16, where bf16 autocast trains faster than fp32."""
+    try:
+        return bool(torch.cpu._is_amx_tile_supported() or torch.cpu._is_avx512_bf16_supported())
+    except AttributeError:
+        try:
+            flags = Path("/proc/cpuinfo").read_text()
+        except OSError:
+            return False
+        return bool(re.search(r"\b(amx_bf16|avx512_bf16)\b", flags))
+
+
+def reuse_freed_memory():
+    """Have glibc's malloc keep freed memory for reuse instead of handing it back to the OS; True if it took.
+
+    A training step allocates the same large tensors every step (logits, their gradients, the parameters' gradients).
+    Above 32 MiB glibc maps each one fresh from the OS and unmaps it when freed, so every step pays a page fault per
+    4 KiB it writes: ~0.3 ms per MB, half the default run's training time. With mmap and trimming off, freed blocks
+    are reused as by a caching allocator (the process holds on to its peak memory, as CUDA's allocator does)."""
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        mallopt = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError):  # not glibc
+        return False
+    m_trim_threshold, m_mmap_max = -1, -4
+    return bool(mallopt(m_mmap_max, 0)) and bool(mallopt(m_trim_threshold, 2**31 - 1))
+
+
+def _has_accelerator():
+    mps = getattr(torch.backends, "mps", None)
+    xpu = getattr(torch, "xpu", None)
+    return (torch.cuda.is_available() or (mps is not None and mps.is_available())
+            or (xpu is not None and xpu.is_available()))
+
+
+def default_bf16():
+    """bf16 autocast where the hardware has it (CUDA with bf16, CPUs with AMX/AVX512-BF16); fp32 otherwise."""
+    if torch.cuda.is_available():
+        return torch.cuda.is_bf16_supported()
+    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        return False
+    return cpu_has_fast_bf16()
+
+
+def training_flops_per_token(model, seq_len):
+    """Forward + backward FLOPs per token: 6 x (weights of every matmul, the output head included even when tied)
+    + 12 x layers x seq_len x width for attention scores and values (PaLM's estimate)."""
+    matmul_params = sum(m.weight.numel() for m in model.modules() if isinstance(m, torch.nn.Linear))
+    config = model.config
+    return 6 * matmul_params + 12 * config.n_layers * seq_len * config.emb_dim
+
+
+def peak_tflops(training_args):
+    """Peak TFLOP/s of one device when known (`--peak_tflops`, or a common GPU in bf16)."""
+    if training_args.peak_tflops:
+        return training_args.peak_tflops
+    if torch.cuda.is_available() and training_args.bf16:
+        name = torch.cuda.get_device_name()
+        for key, value in PEAK_BF16_TFLOPS.items():
+            if key in name:
+                return value
+    return None

@@ -1,0 +1,219 @@
+"""A whole pretraining run, in order: check the arguments, tokenize, build the model, train, save, report."""
+
+import logging
+import math
+import os
+import sys
+from pathlib import Path
+
+import torch
+from transformers import default_data_collator
+
+from .args import parse_arguments
+from .callbacks import LossPlotCallback, SampleCallback, ThroughputCallback, plot_losses
+from .checkpoints import _clear_previous_run, last_complete_checkpoint, remove_incomplete_checkpoints
+from .errors import NonFiniteLossError, PretrainingError
+from .hardware import peak_tflops, reuse_freed_memory, training_flops_per_token
+from .trainer import PerplexityMetric, PretrainingTrainer, write_card
+from .validation import _parse_overrides, check_dataset_sizes, validate_arguments
+
+logger = logging.getLogger("hf_gpt.training")
+
+def build_model(model_args, plan):
+    from ..modeling_gpt import GPTForCausalLM
+
+    overrides = _parse_overrides(model_args.config_overrides)
+    if model_args.init_from:
+        model = GPTForCausalLM.from_gpt2(model_args.init_from, **overrides)
+    elif model_args.model_name_or_path:
+        model = GPTForCausalLM.from_pretrained(model_args.model_name_or_path, config=plan.config)
+    else:
+        model = GPTForCausalLM(plan.config)
+    if plan.max_length is not None and plan.max_length > model.config.context_length:
+        raise PretrainingError(f"--max_length {plan.max_length} is larger than the model's context_length "
+                               f"{model.config.context_length}.")
+    return model
+
+
+def _setup_logging(training_args):
+    level = logging.INFO if training_args.should_log else logging.WARNING
+    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S",
+                        handlers=[logging.StreamHandler(sys.stdout)])
+    logger.setLevel(level)
+    import datasets
+    import transformers
+
+    log_level = training_args.get_process_log_level()
+    datasets.utils.logging.set_verbosity(max(log_level, logging.WARNING))
+    transformers.utils.logging.set_verbosity(log_level)
+
+
+def load_datasets(tokenizer, data_args, training_args, plan):
+    from ..data import build_lm_datasets
+
+    with training_args.main_process_first(desc="tokenizing the text"):
+        try:
+            return build_lm_datasets(
+                tokenizer,
+                text_files=data_args.train_files,
+                validation_file=data_args.validation_file,
+                dataset_name=data_args.dataset_name,
+                dataset_config_name=data_args.dataset_config_name,
+                text_column=data_args.text_column,
+                max_length=plan.max_length,
+                stride=plan.stride,
+                validation_fraction=data_args.validation_fraction,
+                streaming=data_args.streaming,
+                num_proc=data_args.preprocessing_num_workers,
+            )
+        except (FileNotFoundError, ValueError) as e:
+            raise PretrainingError(str(e)) from e
+
+
+def _take(dataset, n):
+    if n is None:
+        return dataset
+    if hasattr(dataset, "__len__"):
+        return dataset.select(range(min(n, len(dataset))))
+    return dataset.take(n)
+
+
+def run_pretraining(model_args, data_args, training_args, callbacks=()):
+    """Train as configured; returns {"train": metrics, "eval": metrics}. Raises `PretrainingError` on bad input
+    (before the model is built or the data tokenized) and `NonFiniteLossError` when the loss diverges."""
+    _setup_logging(training_args)
+    plan = validate_arguments(model_args, data_args, training_args)
+    output_dir = Path(training_args.output_dir)
+    with training_args.main_process_first(desc="preparing output_dir"):
+        if training_args.should_save:
+            if plan.resume_from_checkpoint is None and training_args.overwrite_output_dir:
+                _clear_previous_run(output_dir)
+            remove_incomplete_checkpoints(output_dir)
+    if plan.resume_from_checkpoint is not None:
+        logger.info(f"Resuming from {plan.resume_from_checkpoint}")
+        training_args.eval_on_start = False
+
+    from ..tokenization import load_tokenizer
+
+    tokenizer = load_tokenizer(model_args.tokenizer_name)
+    if plan.max_length is None:
+        raise PretrainingError("--max_length is needed when the model's context length is only known from its weights.")
+    datasets_ = load_datasets(tokenizer, data_args, training_args, plan)
+    train_dataset = datasets_["train"]
+    if "validation" not in datasets_:
+        if training_args.eval_strategy != "no" or training_args.eval_on_start:
+            raise PretrainingError("no validation split (--validation_fraction 0 and no --validation_file): give one, "
+                                   "or turn evaluation off with --eval_strategy no --eval_on_start false.")
+    eval_dataset = _take(datasets_.get("validation"), data_args.max_eval_samples) if "validation" in datasets_ else None
+    check_dataset_sizes(train_dataset, eval_dataset, training_args, plan.max_length)
+    n_train_eval = data_args.eval_train_samples
+    train_eval_dataset = _take(train_dataset, n_train_eval) if n_train_eval else None
+
+    from transformers import set_seed
+
+    if training_args.use_cpu and training_args.cpu_reuse_freed_memory and reuse_freed_memory():
+        logger.info("glibc malloc keeps freed memory for reuse (--cpu_reuse_freed_memory false to turn off)")
+    set_seed(training_args.seed)
+    model = build_model(model_args, plan)
+    n_params = sum(p.numel() for p in model.parameters())
+    logger.info(f"Model: {n_params / 1e6:.1f}M parameters, context {model.config.context_length}, "
+                f"{'bf16 autocast' if training_args.bf16 else 'fp32'}; {len(train_dataset) if hasattr(train_dataset, '__len__') else '?'} "
+                f"training windows of {plan.max_length} tokens")
+
+    dataset_name = data_args.dataset_name or (data_args.train_files[0] if data_args.train_files
+                                              else "pydoc_data.topics (Python's help texts, the default corpus)")
+    card_info = {"dataset_name": dataset_name, "base_model": model_args.init_from or model_args.model_name_or_path}
+    peak = peak_tflops(training_args)
+    throughput = ThroughputCallback(training_flops_per_token(model, plan.max_length), peak * 1e12 if peak else None)
+    trainer = PretrainingTrainer(
+        model=model,
+        args=training_args,
+        train_dataset=train_dataset,
+        eval_dataset=eval_dataset,
+        processing_class=tokenizer,
+        data_collator=default_data_collator,
+        compute_metrics=PerplexityMetric(),
+        callbacks=[
+            SampleCallback(training_args.sample_prompt, training_args.sample_max_new_tokens,
+                           training_args.sample_temperature, training_args.sample_top_k, training_args.sample_top_p,
+                           training_args.seed),
+            LossPlotCallback(),
+            *callbacks,
+        ],
+        train_eval_dataset=train_eval_dataset,
+        throughput=throughput,
+        card_info=card_info,
+    )
+
+    train_result = trainer.train(resume_from_checkpoint=plan.resume_from_checkpoint)
+
+    if not all(torch.isfinite(p).all() for p in trainer.model.parameters()):
+        raise NonFiniteLossError(trainer.state.global_step, None, trainer.state.epoch,
+                                 last_complete_checkpoint(training_args.output_dir),
+                                 problem=f"the weights hold NaN/inf after step {trainer.state.global_step};")
+    train_metrics = dict(train_result.metrics)
+    if hasattr(train_dataset, "__len__"):
+        train_metrics["train_samples"] = len(train_dataset)
+    train_metrics["train_tokens"] = trainer.state.num_input_tokens_seen
+
+    try:
+        from ..hub import sampling_generation_config
+
+        trainer.model.generation_config = sampling_generation_config(trainer.model.config)
+    except ImportError:
+        pass
+    trainer.save_model()
+    trainer.log_metrics("train", train_metrics)
+    trainer.save_metrics("train", train_metrics)
+    trainer.save_state()
+
+    eval_metrics = None
+    if eval_dataset is not None:
+        last_eval = next((e for e in reversed(trainer.state.log_history) if "eval_loss" in e), None)
+        if last_eval is not None and last_eval.get("step") == trainer.state.global_step:
+            eval_metrics = {k: v for k, v in last_eval.items() if k.startswith("eval_") or k == "epoch"}
+        else:
+            eval_metrics = trainer.evaluate()
+        if hasattr(eval_dataset, "__len__"):
+            eval_metrics["eval_samples"] = len(eval_dataset)
+        eval_metrics["perplexity"] = eval_metrics.get("eval_perplexity",
+                                                      math.exp(min(eval_metrics["eval_loss"], 700)))
+        trainer.log_metrics("eval", eval_metrics)
+        trainer.save_metrics("eval", eval_metrics)
+
+    trainer.card_info.update(eval_results=eval_metrics, train_results=train_metrics)
+    if trainer.is_world_process_zero():
+        plot_losses(trainer.state.log_history, output_dir / "loss.png")
+        write_card(output_dir, trainer.model.config, training_args, **trainer.card_info)
+    if training_args.push_to_hub:
+        trainer.push_to_hub(dataset_name=dataset_name)
+    summary = _summary(trainer.state.log_history)
+    if summary and trainer.is_world_process_zero():
+        logger.info(summary)
+    return {"train": train_metrics, "eval": eval_metrics}
+
+
+def _summary(log_history):
+    evals = [e for e in log_history if "eval_loss" in e]
+    if len(evals) < 2:
+        return None
+    first, last = evals[0], evals[-1]
+    drop = 1 - last["eval_loss"] / first["eval_loss"]
+    return (f"Validation loss {first['eval_loss']:.3f} at step {first['step']} -> {last['eval_loss']:.3f} at step "
+            f"{last['step']} ({drop:.0%} lower)")
+
+
+def main(argv=None, callbacks=()):
+    """The `scripts/pretrain.py` entry point; returns the process exit code."""
+    try:
+        model_args, data_args, training_args = parse_arguments(argv)
+        run_pretraining(model_args, data_args, training_args, callbacks=callbacks)
+    except PretrainingError as e:
+        if int(os.environ.get("LOCAL_RANK", "0")) == 0:
+            print(f"pretrain.py: error: {e}", file=sys.stderr, flush=True)
+        return 2
+    except NonFiniteLossError as e:
+        if int(os.environ.get("LOCAL_RANK", "0")) == 0:
+            print(f"pretrain.py: {e}", file=sys.stderr, flush=True)
+        return 1
+    return 0

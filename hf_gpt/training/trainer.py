@@ -1,0 +1,135 @@
+"""The Trainer with what the book's loop has or names: decay groups, NaN stop, the train-set loss, perplexity."""
+
+from pathlib import Path
+
+import torch
+from transformers import Trainer
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
+
+from .checkpoints import last_complete_checkpoint, mark_checkpoint_complete
+from .errors import NonFiniteLossError
+
+def decay_parameter_names(model):
+    """Parameters that get weight decay: weight matrices and embeddings (2-D and up), never biases or the layer
+    norms' `scale`/`shift` (the Trainer's name patterns would miss `norm1.scale`)."""
+    return [name for name, param in model.named_parameters() if param.ndim >= 2]
+
+
+def token_nll(logits, labels, chunk_tokens=8192):
+    """Per-token negative log-likelihood in fp32 (-100 targets score 0), computed a chunk of rows at a time so the
+    fp32 copy of [tokens x vocabulary] logits stays small."""
+    if isinstance(logits, tuple):
+        logits = logits[0]
+    vocab = logits.shape[-1]
+    flat_logits, flat_labels = logits.reshape(-1, vocab), labels.reshape(-1).long()
+    out = torch.empty(flat_labels.shape, dtype=torch.float32, device=logits.device)
+    for i in range(0, flat_labels.numel(), chunk_tokens):
+        out[i:i + chunk_tokens] = torch.nn.functional.cross_entropy(
+            flat_logits[i:i + chunk_tokens].float(), flat_labels[i:i + chunk_tokens], ignore_index=-100,
+            reduction="none",
+        )
+    return out.view(labels.shape)
+
+
+class PerplexityMetric:
+    """`compute_metrics` for the Trainer: the local perplexity module over the gathered token NLLs."""
+
+    def __init__(self):
+        from ..metrics import load_perplexity
+
+        self.metric = load_perplexity(keep_in_memory=True)
+
+    def __call__(self, eval_pred):
+        nll, labels = eval_pred.predictions, eval_pred.label_ids
+        if isinstance(nll, tuple):
+            nll = nll[0]
+        rows = [row_nll[row_labels != -100].tolist() for row_nll, row_labels in zip(nll, labels)]
+        result = self.metric.compute(predictions=rows)
+        return {"perplexity": result["perplexity"]}
+
+
+class PretrainingTrainer(Trainer):
+    """The Trainer with what the book's loop has or names: decay groups, NaN stop, train-set loss at each
+    evaluation, throughput in the logs, and checkpoints that are only ever taken up when complete."""
+
+    def __init__(self, *args, train_eval_dataset=None, throughput=None, card_info=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.train_eval_dataset = train_eval_dataset
+        self.throughput = throughput
+        self.card_info = card_info or {}
+        if throughput is not None:
+            self.add_callback(throughput)
+
+    def get_decay_parameter_names(self, model):
+        return decay_parameter_names(model)
+
+    def training_step(self, model, inputs, num_items_in_batch=None):
+        loss = super().training_step(model, inputs, num_items_in_batch)
+        bad = (~torch.isfinite(loss)).float()
+        if self.args.world_size > 1:
+            bad = self.accelerator.reduce(bad.reshape(1), reduction="sum")
+        if bad.item() > 0:
+            step = self.state.global_step + 1
+            raise NonFiniteLossError(step, loss.item(), self.state.epoch,
+                                     last_complete_checkpoint(self.args.output_dir))
+        return loss
+
+    def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None):
+        """One pass over the vocabulary-sized logits instead of two: the token NLLs give both the loss (their mean,
+        what the model's loss is) and the perplexity metric's input."""
+        labels = inputs.get("shift_labels")
+        if prediction_loss_only or self.compute_metrics is None or labels is None:
+            return super().prediction_step(model, inputs, prediction_loss_only, ignore_keys)
+        inputs = self._prepare_inputs(inputs)
+        labels = inputs["shift_labels"]
+        model_inputs = {k: v for k, v in inputs.items() if k not in ("labels", "shift_labels")}
+        with torch.no_grad():
+            with self.compute_loss_context_manager():
+                logits = model(**model_inputs, use_cache=False).logits
+            nll = token_nll(logits, labels)
+            mask = labels != -100
+            loss = (nll * mask).sum() / mask.sum().clamp(min=1)
+        return loss.detach(), nll, labels
+
+    def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix="eval"):
+        """Validation metrics; on the standard call, first the loss on a fixed slice of the training data (the
+        book's `evaluate_model` reports both)."""
+        if eval_dataset is None and metric_key_prefix == "eval" and self.train_eval_dataset is not None:
+            train_metrics = super().evaluate(self.train_eval_dataset, ignore_keys, "eval_train")
+        else:
+            train_metrics = {}
+        metrics = super().evaluate(eval_dataset, ignore_keys, metric_key_prefix)
+        return {**{k: v for k, v in train_metrics.items() if k.endswith(("_loss", "_perplexity"))}, **metrics}
+
+    def log(self, logs, start_time=None):
+        if self.throughput is not None and "loss" in logs:
+            logs.update(self.throughput.flush(self.args.world_size))
+        super().log(logs, start_time)
+
+    def _save_checkpoint(self, model, trial):
+        super()._save_checkpoint(model, trial)
+        self.accelerator.wait_for_everyone()
+        if self.args.should_save:
+            folder = Path(self._get_output_dir(trial)) / f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}"
+            if folder.is_dir():
+                mark_checkpoint_complete(folder, self.state.global_step)
+
+    def create_model_card(self, *args, **kwargs):
+        """Our model card (hf_gpt.hub), so `push_to_hub` uploads it rather than the Trainer's generic one."""
+        if not self.is_world_process_zero():
+            return
+        if not write_card(self.args.output_dir, self.model.config, self.args, **self.card_info):
+            super().create_model_card(*args, **kwargs)
+
+
+def write_card(output_dir, model_config, training_args, eval_results=None, train_results=None, dataset_name=None,
+               base_model=None):
+    """README.md through hf_gpt.hub when it is there; False when it is not."""
+    try:
+        from ..hub import write_model_card
+    except ImportError:
+        return False
+    write_model_card(output_dir, model_config=model_config, eval_results=eval_results, train_results=train_results,
+                     training_args=training_args, dataset_name=dataset_name, loss_plot="loss.png",
+                     base_model=base_model)
+    return True

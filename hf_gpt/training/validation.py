@@ -1,0 +1,171 @@
+"""Every check of a run's arguments that needs neither the model nor the tokenized data."""
+
+import json
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..configuration_gpt import GPT2_ALIASES, PRESETS, GPTConfig, check_config_fields
+from .checkpoints import _holds_a_run, resolve_resume
+from .errors import PretrainingError
+
+def _parse_overrides(text):
+    """`'n_layers=2,drop_rate=0.0,init_scheme=gpt2'` -> typed dict (ints, floats, booleans, strings)."""
+    if not text:
+        return {}
+    overrides = {}
+    for item in text.split(","):
+        if not item.strip():
+            continue
+        key, sep, value = item.partition("=")
+        key, value = key.strip(), value.strip()
+        if not sep or not key:
+            raise PretrainingError(f"--config_overrides: expected key=value pairs separated by commas, got {item!r}.")
+        if value.lower() in ("true", "false"):
+            overrides[key] = value.lower() == "true"
+        elif value.lower() in ("none", "null"):
+            overrides[key] = None
+        else:
+            for cast in (int, float):
+                try:
+                    overrides[key] = cast(value)
+                    break
+                except ValueError:
+                    continue
+            else:
+                overrides[key] = value
+    try:
+        return check_config_fields(overrides)
+    except ValueError as e:
+        raise PretrainingError(f"--config_overrides: {e}") from None
+
+
+def _gpt2_config(init_from, overrides):
+    """The GPTConfig `--init_from` will produce, when it can be told without loading weights (else None)."""
+    if init_from in GPT2_ALIASES:
+        return GPTConfig.from_preset(GPT2_ALIASES[init_from], **overrides)
+    path = Path(init_from)
+    if path.is_dir() and (path / "config.json").is_file():
+        from ..conversion_gpt import gpt2_config_to_gpt_config
+
+        return gpt2_config_to_gpt_config(json.loads((path / "config.json").read_text()), **overrides)
+    return None
+
+
+def resolve_model_config(model_args):
+    """The config the run will train (None when only the weights can tell, for a remote `--init_from`)."""
+    overrides = _parse_overrides(model_args.config_overrides)
+    sources = [name for name in ("config_name", "model_name_or_path", "init_from") if getattr(model_args, name)]
+    if len(sources) > 1:
+        raise PretrainingError(f"give at most one of --config_name, --model_name_or_path, --init_from (got "
+                               f"{', '.join('--' + s for s in sources)}).")
+    try:
+        if model_args.init_from:
+            return _gpt2_config(model_args.init_from, overrides)
+        for name in ("config_name", "model_name_or_path"):
+            value = getattr(model_args, name)
+            if value:
+                path = Path(value)
+                config_file = path / "config.json" if path.is_dir() else path
+                if not config_file.is_file():
+                    raise PretrainingError(f"--{name} {value!r}: no config file there ({config_file} is missing).")
+                config = GPTConfig.from_json_file(str(config_file))
+                for key, val in overrides.items():
+                    setattr(config, key, val)
+                config._validate()
+                return config
+        if model_args.preset not in PRESETS:
+            raise PretrainingError(f"unknown preset {model_args.preset!r}; choose one of {', '.join(PRESETS)}.")
+        return GPTConfig.from_preset(model_args.preset, **overrides)
+    except PretrainingError:
+        raise
+    except ValueError as e:
+        raise PretrainingError(str(e)) from e
+
+
+def _check_writable(output_dir):
+    path = Path(output_dir)
+    probe_dir = path
+    while not probe_dir.exists():
+        probe_dir = probe_dir.parent
+    if not probe_dir.is_dir():
+        raise PretrainingError(f"--output_dir {str(path)!r}: {probe_dir} is a file, not a folder.")
+    if not os.access(probe_dir, os.W_OK | os.X_OK):
+        raise PretrainingError(f"--output_dir {str(path)!r} is not writable (no write permission on {probe_dir}).")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=path, prefix=".write-test-"):
+            pass
+    except OSError as e:
+        raise PretrainingError(f"--output_dir {str(path)!r} is not writable: {e.strerror or e}.") from e
+
+
+@dataclass
+class RunPlan:
+    config: GPTConfig | None
+    max_length: int | None
+    stride: int | None
+    resume_from_checkpoint: str | None
+
+
+def validate_arguments(model_args, data_args, training_args):
+    """Every check that needs neither the model nor the tokenized data; raises `PretrainingError`."""
+    config = resolve_model_config(model_args)
+    context = config.context_length if config is not None else None
+    max_length = data_args.max_length if data_args.max_length is not None else context
+    if max_length is not None and max_length <= 1:
+        raise PretrainingError(f"--max_length must be at least 2 tokens, got {max_length}.")
+    if context is not None and max_length > context:
+        raise PretrainingError(
+            f"--max_length {max_length} is larger than the model's context_length {context} (the positional "
+            f"embedding has {context} rows); use --max_length <= {context}, or a model with a longer context "
+            f"(--config_overrides context_length={max_length} when training from scratch)."
+        )
+    stride = data_args.stride if data_args.stride is not None else max_length
+    if stride is not None and stride <= 0:
+        raise PretrainingError(f"--stride must be positive, got {stride}.")
+    if not 0 <= data_args.validation_fraction < 1:
+        raise PretrainingError(f"--validation_fraction must be in [0, 1), got {data_args.validation_fraction}.")
+    if data_args.streaming and training_args.max_steps <= 0:
+        raise PretrainingError("--streaming needs --max_steps (a stream has no length to count epochs in).")
+    if data_args.train_files and data_args.dataset_name:
+        raise PretrainingError("give --train_files or --dataset_name, not both.")
+    if training_args.per_device_train_batch_size < 1:
+        raise PretrainingError("--per_device_train_batch_size must be at least 1.")
+    if training_args.hub_token:
+        raise PretrainingError(
+            "--hub_token would be saved in training_args.bin and pushed with it; log in with `hf auth login` or "
+            "set the HF_TOKEN environment variable instead."
+        )
+
+    _check_writable(training_args.output_dir)
+    resume = resolve_resume(training_args)
+    previous = _holds_a_run(training_args.output_dir)
+    if previous and resume is None:
+        if not training_args.overwrite_output_dir:
+            shown = ", ".join(previous[:5]) + (", ..." if len(previous) > 5 else "")
+            raise PretrainingError(
+                f"--output_dir {training_args.output_dir!r} holds another run ({shown}). Continue it with "
+                f"--resume_from_checkpoint last, replace it with --overwrite_output_dir, or pick another --output_dir."
+            )
+    return RunPlan(config=config, max_length=max_length, stride=stride, resume_from_checkpoint=resume)
+
+
+def check_dataset_sizes(train_dataset, eval_dataset, training_args, max_length):
+    """A clear message when the tokenized text cannot fill one batch (before the model is built)."""
+    if not hasattr(train_dataset, "__len__"):
+        return
+    per_step = training_args.per_device_train_batch_size * training_args.world_size
+    if len(train_dataset) < per_step:
+        raise PretrainingError(
+            f"the training data is smaller than one batch: {len(train_dataset)} window(s) of {max_length} tokens, "
+            f"but one step takes {per_step} ({training_args.per_device_train_batch_size} per device x "
+            f"{training_args.world_size} process(es)). Give more text, or lower --per_device_train_batch_size, "
+            f"--max_length or --stride."
+        )
+    if training_args.eval_strategy != "no" and eval_dataset is not None and len(eval_dataset) == 0:
+        raise PretrainingError(
+            f"the validation split is empty (no window of {max_length} tokens fits in the held-out text); give more "
+            f"text, raise --validation_fraction or lower --max_length."
+        )
