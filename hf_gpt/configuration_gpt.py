@@ -5,6 +5,9 @@ the standard `transformers` names (`hidden_size`, `num_attention_heads`, ...) ar
 This file imports only `transformers` because it ships to the Hub as remote code.
 """
 
+import difflib
+import inspect
+
 from transformers import AutoConfig, PretrainedConfig
 
 GPT_CONFIG_124M = {
@@ -17,8 +20,21 @@ GPT_CONFIG_124M = {
     "qkv_bias": False,
 }
 
-# The book's table of GPT-2 sizes (ch. 5). These presets match OpenAI's released weights: context 1024,
-# biases on the query/key/value projections, output head tied to the token embedding.
+# OpenAI's released GPT-2 sizes (the book's ch. 5 table): preset -> (Hub id, the book's size label). These presets
+# match the weights: context 1024, biases on the query/key/value projections, head tied to the token embedding.
+GPT2_CHECKPOINTS = {
+    "gpt2-small": ("openai-community/gpt2", "124M"),
+    "gpt2-medium": ("openai-community/gpt2-medium", "355M"),
+    "gpt2-large": ("openai-community/gpt2-large", "774M"),
+    "gpt2-xl": ("openai-community/gpt2-xl", "1558M"),
+}
+# Every name people use for one of them -> its preset: "gpt2-small", the book's "gpt2-small (124M)", "124M", the Hub
+# id "openai-community/gpt2" and its short form "gpt2".
+GPT2_ALIASES = {
+    alias: preset
+    for preset, (hub_id, size) in GPT2_CHECKPOINTS.items()
+    for alias in (preset, f"{preset} ({size})", size, hub_id, hub_id.split("/")[1])
+}
 _GPT2_BASE = {"vocab_size": 50257, "context_length": 1024, "drop_rate": 0.1, "qkv_bias": True, "tie_word_embeddings": True}
 PRESETS = {
     "GPT_CONFIG_124M": dict(GPT_CONFIG_124M),
@@ -30,9 +46,7 @@ PRESETS = {
     "gpt-tiny": {"vocab_size": 50257, "context_length": 128, "emb_dim": 128, "n_heads": 4, "n_layers": 4,
                  "drop_rate": 0.0, "qkv_bias": False, "tie_word_embeddings": True, "init_scheme": "gpt2"},
 }
-# The book's own spelling of the table rows, e.g. "gpt2-small (124M)".
-for _name, _size in [("gpt2-small", "124M"), ("gpt2-medium", "355M"), ("gpt2-large", "774M"), ("gpt2-xl", "1558M")]:
-    PRESETS[f"{_name} ({_size})"] = PRESETS[_name]
+PRESETS.update({f"{name} ({size})": PRESETS[name] for name, (_, size) in GPT2_CHECKPOINTS.items()})
 INIT_SCHEMES = ("book", "gpt2")
 
 
@@ -119,17 +133,42 @@ class GPTConfig(PretrainedConfig):
 
     @classmethod
     def from_preset(cls, name, **overrides):
-        """A config from the book's table (`"gpt2-small"`, `"gpt2-small (124M)"`, ..., `"GPT_CONFIG_124M"`)."""
+        """A config from the book's table (`"gpt2-small"`, `"gpt2-small (124M)"`, `"gpt2"`, ..., `"GPT_CONFIG_124M"`)."""
+        name = GPT2_ALIASES.get(name, name)
         if name not in PRESETS:
             raise ValueError(f"Unknown preset {name!r}; choose one of {sorted(PRESETS)}.")
-        return cls(**{**PRESETS[name], **overrides})
+        return cls(**{**PRESETS[name], **check_config_fields(overrides)})
+
+    @classmethod
+    def field_names(cls):
+        """The fields `GPTConfig(...)` takes under the book's names, and their `transformers` aliases."""
+        return (set(inspect.signature(cls.__init__).parameters) - {"self", "kwargs"}) | set(cls.attribute_map)
 
     def to_book_dict(self):
         """The book's config dict, e.g. to build the book's own `GPTModel` from this config."""
         return {k: getattr(self, k) for k in GPT_CONFIG_124M}
 
 
+def check_config_fields(fields):
+    """Config fields under the book's or `transformers`' names, as the book's names; an unknown name is a typo, not
+    a silent extra attribute, so it raises, naming the closest field."""
+    known = GPTConfig.field_names()
+    out = {}
+    for key, value in fields.items():
+        if key not in known:
+            close = difflib.get_close_matches(key, sorted(known), n=1)
+            hint = f" Did you mean {close[0]!r}?" if close else f" GPTConfig's fields: {sorted(known)}."
+            raise ConfigFieldError(f"unknown config field {key!r}.{hint}")
+        out[GPTConfig.attribute_map.get(key, key)] = value
+    return out
+
+
+class ConfigFieldError(TypeError, ValueError):
+    """An unknown config field: a `TypeError` like any unexpected keyword argument, and a `ValueError` to code that
+    validates user input."""
+
+
 if __name__ == "hf_gpt.configuration_gpt":  # the installed package, not a copy loaded as remote code
     AutoConfig.register(GPTConfig.model_type, GPTConfig, exist_ok=True)
 
-__all__ = ["GPTConfig", "GPT_CONFIG_124M", "PRESETS"]
+__all__ = ["GPT2_ALIASES", "GPT2_CHECKPOINTS", "GPTConfig", "GPT_CONFIG_124M", "PRESETS", "check_config_fields"]
