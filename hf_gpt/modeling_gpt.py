@@ -308,31 +308,33 @@ class GPTForCausalLM(GPTPreTrainedModel, GenerationMixin):
             inputs["position_ids"] = torch.arange(context, device=input_ids.device).unsqueeze(0)
         return inputs
 
+    # Conversions live in conversion_gpt.py, which save_pretrained ships beside this file (a relative import), so
+    # the Hub copy of this class has them too.
     @classmethod
     def from_gpt2(cls, name_or_path, **kwargs):
         """OpenAI's GPT-2 weights (a Hub id such as `gpt2-medium`, a folder or a file) in the book's layout."""
-        return _weights().load_gpt2(name_or_path, model_class=cls, **kwargs)
+        from .conversion_gpt import load_gpt2
+
+        return load_gpt2(name_or_path, model_class=cls, **kwargs)
 
     @classmethod
     def from_book_checkpoint(cls, path, config, **kwargs):
         """A `model.pth` or `model_and_optimizer.pth` saved by the book's training code."""
-        return _weights().load_book_checkpoint(path, config, model_class=cls, **kwargs)
+        from .conversion_gpt import load_book_checkpoint
+
+        return load_book_checkpoint(path, config, model_class=cls, **kwargs)
 
     def to_gpt2(self):
         """A stock `transformers.GPT2LMHeadModel` with the same weights and logits."""
-        return _weights().to_gpt2(self)
+        from .conversion_gpt import to_gpt2
+
+        return to_gpt2(self)
 
     def save_pretrained_gpt2(self, save_directory, **kwargs):
         """Save as a stock `gpt2` folder that loads with no remote code."""
-        return _weights().save_pretrained_gpt2(self, save_directory, **kwargs)
+        from .conversion_gpt import save_pretrained_gpt2
 
-
-def _weights():
-    try:
-        from hf_gpt import weights
-    except ImportError as err:
-        raise ImportError("Converting to and from GPT-2 weights needs the hf_gpt package: pip install hf_gpt") from err
-    return weights
+        return save_pretrained_gpt2(self, save_directory, **kwargs)
 
 
 if __name__ == "hf_gpt.modeling_gpt":  # the installed package, not a copy loaded as remote code

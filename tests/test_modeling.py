@@ -350,19 +350,31 @@ def test_save_load_round_trip_is_bit_exact(tmp_path, tied):
 
 @pytest.mark.slow
 def test_fresh_process_loads_with_remote_code_without_hf_gpt(tmp_path):
+    """The Hub copy of the class is the installed one: it generates, and its conversions (which ship beside it as
+    conversion_gpt.py) export to stock GPT-2, load GPT-2 and load the book's .pth, all without hf_gpt."""
     model = tiny_model(tie_word_embeddings=True)
     folder = tmp_path / "model"
     model.save_pretrained(folder)
+    torch.save(model.state_dict(), tmp_path / "book.pth")
     prompt = [[5, 17, 99, 3]]
     expected = model.generate(torch.tensor(prompt), max_new_tokens=10, do_sample=False)[0].tolist()
     code = f"""
 import sys
 sys.modules["hf_gpt"] = None  # hf_gpt may be pip-installed: prove the folder alone is enough
 import torch
-from transformers import AutoModelForCausalLM
+from transformers import AutoModelForCausalLM, GPT2LMHeadModel
 model = AutoModelForCausalLM.from_pretrained({str(folder)!r}, trust_remote_code=True).eval()
 assert type(model).__module__.startswith("transformers_modules"), type(model).__module__
-print(model.generate(torch.tensor({prompt}), max_new_tokens=10, do_sample=False)[0].tolist())
+ids = torch.tensor({prompt})
+logits = model(ids).logits
+stock = model.to_gpt2().eval()
+assert isinstance(stock, GPT2LMHeadModel)
+model.save_pretrained_gpt2({str(tmp_path / "gpt2")!r})
+back = type(model).from_gpt2({str(tmp_path / "gpt2")!r}, qkv_bias=model.config.qkv_bias).eval()
+book = type(model).from_book_checkpoint({str(tmp_path / "book.pth")!r}, model.config).eval()
+for other in (stock, back, book):
+    assert (other(ids).logits - logits).abs().max() < 1e-5, type(other)
+print(model.generate(ids, max_new_tokens=10, do_sample=False)[0].tolist())
 """
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf_home"), "PYTHONPATH": ""}
     result = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True)

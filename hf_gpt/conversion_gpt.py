@@ -1,43 +1,72 @@
-"""OpenAI's GPT-2 checkpoints and the book's `model.pth` in and out of `GPTForCausalLM`.
+"""OpenAI's GPT-2 checkpoints and the book's `model.pth` in and out of `GPTForCausalLM`, through one table.
 
 GPT-2 files store Conv1D weights as (in, out) and fuse query/key/value into one `c_attn`; the book's model has
-nn.Linear weights (out, in) and separate `W_query`/`W_key`/`W_value`. Loading checks every name and shape against
-the target config before reading any tensor data, then converts tensor by tensor into a model built on the meta
-device (`load_state_dict(assign=True)`), so a bad file fails fast, no second full copy of the weights is ever held,
-and a model a caller already holds is only written once everything has been validated.
+nn.Linear weights (out, in) and separate `W_query`/`W_key`/`W_value`. `GPT2_WEIGHT_MAP` says, once, which GPT-2
+tensor is which of the book's and how it changes on the way; loading and exporting both read it. Loading checks
+every name and shape against the target config before reading any tensor data, then converts tensor by tensor into
+a model built on the meta device (`load_state_dict(assign=True)`), so a bad file fails fast, no second full copy of
+the weights is ever held, and a model a caller already holds is only written once everything has been validated.
+
+It ships to the Hub beside `modeling_gpt.py` (as remote code), so it imports only torch, transformers and
+huggingface_hub: `from_gpt2`, `from_book_checkpoint`, `to_gpt2` and `save_pretrained_gpt2` work there too.
 """
 
 import copy
-import inspect
 import json
 import os
-import pickle
 import re
-import struct
-import zipfile
-from pathlib import Path
 
 import torch
+from transformers import PretrainedConfig
 
-# The book's names for the sizes (ch. 5) and their Hub ids; any other name is passed to the Hub as is.
-GPT2_HUB_IDS = {
-    "gpt2-small": "openai-community/gpt2",
-    "gpt2-small (124M)": "openai-community/gpt2",
-    "124M": "openai-community/gpt2",
-    "gpt2-medium (355M)": "openai-community/gpt2-medium",
-    "355M": "openai-community/gpt2-medium",
-    "gpt2-large (774M)": "openai-community/gpt2-large",
-    "774M": "openai-community/gpt2-large",
-    "gpt2-xl (1558M)": "openai-community/gpt2-xl",
-    "1558M": "openai-community/gpt2-xl",
-}
-GPT2_WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json")
+try:
+    from .configuration_gpt import GPTConfig, check_config_fields
+    from .weight_files_gpt import DictSource, names as _names, open_weights, resolve_gpt2_checkpoint, torch_load
+except ImportError:  # loaded as lone files
+    from configuration_gpt import GPTConfig, check_config_fields
+    from weight_files_gpt import DictSource, names as _names, open_weights, resolve_gpt2_checkpoint, torch_load
+
+# GPT-2 name -> the book's name, and how the tensor changes from GPT-2 to the book ({i}: the block index):
+#   copy       the same tensor
+#   positions  the first context_length rows (a model may keep fewer positions than GPT-2's 1024)
+#   transpose  Conv1D (in, out) -> nn.Linear (out, in)
+#   qkv        c_attn's fused (in, 3 * out) -> W_query, W_key, W_value, each (out, in); its bias splits likewise
+#              (a model without query/key/value biases takes only all-zero ones, and exports zeros)
+GPT2_WEIGHT_MAP = (
+    ("wte.weight", "tok_emb.weight", "copy"),
+    ("wpe.weight", "pos_emb.weight", "positions"),
+    ("h.{i}.ln_1.weight", "trf_blocks.{i}.norm1.scale", "copy"),
+    ("h.{i}.ln_1.bias", "trf_blocks.{i}.norm1.shift", "copy"),
+    ("h.{i}.attn.c_attn.weight", "trf_blocks.{i}.att.W_{qkv}.weight", "qkv"),
+    ("h.{i}.attn.c_attn.bias", "trf_blocks.{i}.att.W_{qkv}.bias", "qkv"),
+    ("h.{i}.attn.c_proj.weight", "trf_blocks.{i}.att.out_proj.weight", "transpose"),
+    ("h.{i}.attn.c_proj.bias", "trf_blocks.{i}.att.out_proj.bias", "copy"),
+    ("h.{i}.ln_2.weight", "trf_blocks.{i}.norm2.scale", "copy"),
+    ("h.{i}.ln_2.bias", "trf_blocks.{i}.norm2.shift", "copy"),
+    ("h.{i}.mlp.c_fc.weight", "trf_blocks.{i}.ff.layers.0.weight", "transpose"),
+    ("h.{i}.mlp.c_fc.bias", "trf_blocks.{i}.ff.layers.0.bias", "copy"),
+    ("h.{i}.mlp.c_proj.weight", "trf_blocks.{i}.ff.layers.2.weight", "transpose"),
+    ("h.{i}.mlp.c_proj.bias", "trf_blocks.{i}.ff.layers.2.bias", "copy"),
+    ("ln_f.weight", "final_norm.scale", "copy"),
+    ("ln_f.bias", "final_norm.shift", "copy"),
+)
+QKV = ("query", "key", "value")
 GPT2_ACTIVATIONS = ("gelu_new", "gelu_pytorch_tanh")
 _HUB_KWARGS = ("revision", "cache_dir", "token", "local_files_only", "force_download")
 # Causal-mask buffers that old GPT-2 files (and the book's state dicts) carry; the model builds its mask itself.
 _GPT2_BUFFER = re.compile(r"h\.\d+\.attn\.(bias|masked_bias)")
 _BOOK_BUFFER = re.compile(r"trf_blocks\.\d+\.att\.mask")
 _MAX_LISTED = 20
+
+
+def weight_map(config):
+    """`GPT2_WEIGHT_MAP` spelled out for `config`'s blocks: `[(GPT-2 name, [the book's names], op)]`."""
+    rows = []
+    for gpt2, book, op in GPT2_WEIGHT_MAP:
+        for i in range(config.n_layers) if "{i}" in gpt2 else [None]:
+            targets = [book.format(i=i, qkv=n) for n in QKV] if op == "qkv" else [book.format(i=i)]
+            rows.append((gpt2.format(i=i), targets, op))
+    return rows
 
 
 # --------------------------------------------------------------------------------------------------- configs
@@ -49,8 +78,6 @@ def gpt2_config_to_gpt_config(gpt2_config, **overrides):
     Refuses the GPT-2 variants the book's block cannot reproduce. `overrides` (e.g. `context_length=256`,
     `drop_rate=0.0`) replace fields afterwards.
     """
-    from .configuration_gpt import GPTConfig
-
     cfg = gpt2_config if isinstance(gpt2_config, dict) else gpt2_config.to_dict()
     get = cfg.get
     if get("model_type", "gpt2") != "gpt2":
@@ -85,7 +112,7 @@ def gpt2_config_to_gpt_config(gpt2_config, **overrides):
         "eos_token_id": get("eos_token_id", 50256),
         "pad_token_id": get("pad_token_id"),
     }
-    return GPTConfig(**{**fields, **_check_overrides(overrides)})
+    return GPTConfig(**{**fields, **check_config_fields(overrides)})
 
 
 def gpt_config_to_gpt2_config(config):
@@ -95,6 +122,7 @@ def gpt_config_to_gpt2_config(config):
     return GPT2Config(
         vocab_size=config.vocab_size,
         n_positions=config.context_length,
+        n_ctx=config.context_length,  # the Hub's GPT-2 configs carry it, and llama.cpp's converter reads it
         n_embd=config.emb_dim,
         n_layer=config.n_layers,
         n_head=config.n_heads,
@@ -114,22 +142,8 @@ def gpt_config_to_gpt2_config(config):
     )
 
 
-def _check_overrides(overrides):
-    """Config overrides under the book's names; an unknown name is a typo, not a silent extra attribute."""
-    from .configuration_gpt import GPTConfig
-
-    known = set(inspect.signature(GPTConfig.__init__).parameters) - {"self", "kwargs"}
-    out = {}
-    for key, value in overrides.items():
-        key = GPTConfig.attribute_map.get(key, key)
-        if key not in known:
-            raise TypeError(f"Unexpected keyword argument {key!r}: not a GPTConfig field nor a loading option.")
-        out[key] = value
-    return out
-
-
 def _with_overrides(config, overrides):
-    overrides = _check_overrides(overrides)
+    overrides = check_config_fields(overrides)
     if not overrides:
         return copy.deepcopy(config)
     return type(config)(**{**config.to_dict(), **overrides})
@@ -137,232 +151,17 @@ def _with_overrides(config, overrides):
 
 def _book_config(config, overrides):
     """A `GPTConfig` from a `GPTConfig`, the book's config dict, or a path to a JSON file of either."""
-    from .configuration_gpt import GPTConfig
-
     if isinstance(config, (str, os.PathLike)):
         with open(config, encoding="utf-8") as f:
             config = json.load(f)
     if isinstance(config, dict):
-        return GPTConfig(**{**config, **_check_overrides(overrides)})
-    if isinstance(config, GPTConfig):
+        return GPTConfig(**{**config, **check_config_fields(overrides)})
+    if isinstance(config, PretrainedConfig):  # also the Hub copy's GPTConfig, a class of another module
         return _with_overrides(config, overrides)
     raise TypeError(f"config must be a GPTConfig, the book's config dict or a path to its JSON, got {type(config)}")
 
 
-# --------------------------------------------------------------------------------------------- tensor sources
-
-
-_SAFETENSORS_DTYPES = {
-    "F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16,
-    "I64": torch.int64, "I32": torch.int32, "I16": torch.int16, "I8": torch.int8, "U8": torch.uint8,
-    "BOOL": torch.bool,
-}
-
-
-class _SafetensorsSource:
-    """Tensors of one or more `.safetensors` files, read one at a time with plain file reads.
-
-    `safetensors.safe_open` validates each file first (header, offsets, size). The data is then read with
-    `readinto` rather than through a memory map, whose touched pages would stay in the process's RSS until the
-    file is closed and double the peak. A tensor that is about to be transposed or split is read into one reusable
-    scratch buffer, so its memory is faulted in once, for the converted copy only.
-    """
-
-    def __init__(self, paths):
-        self._entries, self._files, self._scratch = {}, {}, None
-        try:
-            for path in paths:
-                self._files[path] = open(path, "rb", buffering=0)
-                for key, entry in self._read_header(path).items():
-                    if key in self._entries:
-                        raise ValueError(f"{path}: tensor {key!r} is also in {self._entries[key][0]}")
-                    self._entries[key] = (path, *entry)
-        except BaseException:
-            self.close()
-            raise
-
-    @staticmethod
-    def _read_header(path):
-        from safetensors import safe_open
-
-        try:
-            with safe_open(str(path), framework="pt") as handle:
-                keys = set(handle.keys())
-            with open(path, "rb") as f:
-                (length,) = struct.unpack("<Q", f.read(8))
-                header = json.loads(f.read(length))
-        except FileNotFoundError:
-            raise
-        except Exception as err:
-            raise ValueError(
-                f"{path}: not a readable safetensors file ({err}). It may be truncated or corrupt; "
-                "delete it and download or save it again."
-            ) from err
-        entries = {}
-        for key in keys:
-            info = header[key]
-            if info["dtype"] not in _SAFETENSORS_DTYPES:
-                raise ValueError(f"{path}: tensor {key!r} has dtype {info['dtype']}, not a torch dtype")
-            begin, end = info["data_offsets"]
-            entries[key] = (tuple(info["shape"]), _SAFETENSORS_DTYPES[info["dtype"]], 8 + length + begin, end - begin)
-        return entries
-
-    def keys(self):
-        return list(self._entries)
-
-    def shape(self, key):
-        return self._entries[key][1]
-
-    def get(self, key, scratch=False):
-        """The tensor, in its own memory, or with `scratch=True` in a buffer the next `get` overwrites."""
-        path, shape, dtype, offset, nbytes = self._entries[key]
-        if scratch:
-            if self._scratch is None or self._scratch.numel() < nbytes:
-                self._scratch = torch.empty(nbytes, dtype=torch.uint8)
-            raw = self._scratch[:nbytes]
-        else:
-            raw = torch.empty(nbytes, dtype=torch.uint8)
-        f = self._files[path]
-        f.seek(offset)
-        view, done = memoryview(raw.numpy()), 0
-        while done < nbytes:
-            n = f.readinto(view[done:])
-            if not n:
-                raise ValueError(f"{path}: tensor {key!r} ends past the end of the file; the file is truncated.")
-            done += n
-        return raw.view(dtype).view(shape)
-
-    def close(self):
-        for f in self._files.values():
-            f.close()
-        self._files, self._scratch = {}, None
-
-
-class _DictSource:
-    """Tensors of an in-memory state dict; `consume` drops each one once read, so its memory is freed early."""
-
-    def __init__(self, state_dict, consume=False, where="state dict"):
-        bad = [k for k, v in state_dict.items() if not isinstance(v, torch.Tensor)]
-        if bad:
-            raise ValueError(f"{where}: entries that are not tensors: {_names(bad)}")
-        self._sd, self._consume = state_dict, consume
-
-    def keys(self):
-        return list(self._sd)
-
-    def shape(self, key):
-        return tuple(self._sd[key].shape)
-
-    def get(self, key, scratch=False):
-        return self._sd.pop(key) if self._consume else self._sd[key]
-
-    def close(self):
-        pass
-
-
-def _torch_load(path):
-    """`torch.load(weights_only=True)` with errors that name the file and say what to do."""
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except FileNotFoundError:
-        raise
-    except pickle.UnpicklingError as err:
-        raise ValueError(
-            f"{path}: torch.load(weights_only=True) refused it ({str(err).splitlines()[0]}). Save a state dict "
-            "(`torch.save(model.state_dict(), path)`), not a pickled model object."
-        ) from err
-    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as err:
-        raise ValueError(f"{path}: not a readable PyTorch checkpoint ({err}); it may be truncated or corrupt.") from err
-
-
-def _open_weights(files):
-    """A tensor source over the weight files of a checkpoint (all `.safetensors`, or all PyTorch pickles)."""
-    files = [Path(f) for f in files]
-    if all(f.suffix == ".safetensors" for f in files):
-        return _SafetensorsSource(files)
-    state_dict = {}
-    for f in files:
-        part = _torch_load(f)
-        if not isinstance(part, dict):
-            raise ValueError(f"{f}: expected a state dict, found a {type(part).__name__}")
-        state_dict.update(part)
-    return _DictSource(state_dict, consume=True, where=", ".join(map(str, files)))
-
-
-# ---------------------------------------------------------------------------------------- finding the files
-
-
-def _files_from_index(index_path, fetch):
-    with open(index_path, encoding="utf-8") as f:
-        shards = sorted(set(json.load(f)["weight_map"].values()))
-    return [fetch(name) for name in shards]
-
-
-def resolve_gpt2_checkpoint(name_or_path, **hub_kwargs):
-    """`(config.json path or None, [weight files])` for a local file or folder, or a Hub id via the HF cache."""
-    if not os.path.exists(os.path.expanduser(os.fspath(name_or_path))):
-        name_or_path = GPT2_HUB_IDS.get(str(name_or_path), name_or_path)
-    path = Path(os.path.expanduser(os.fspath(name_or_path)))
-    if path.is_file():
-        config = path.parent / "config.json"
-        return (config if config.is_file() else None), [path]
-    if path.is_dir():
-        config = path / "config.json"
-        for name in GPT2_WEIGHT_FILES:
-            if (path / name).is_file():
-                files = [path / name]
-                if name.endswith(".index.json"):
-                    files = _files_from_index(path / name, lambda shard: path / shard)
-                return (config if config.is_file() else None), files
-        hint = ""
-        if (path / "hparams.json").is_file() or (path / "model.ckpt.index").is_file():
-            hint = (" It holds OpenAI's original TensorFlow checkpoint (what the book's gpt_download.py fetches); "
-                    "load the same weights from the Hub's converted copy instead, e.g. from_gpt2('gpt2-small (124M)').")
-        raise FileNotFoundError(
-            f"{path}: no GPT-2 weights in this folder; looked for {', '.join(GPT2_WEIGHT_FILES)}.{hint}"
-        )
-    return _resolve_on_hub(os.fspath(name_or_path), hub_kwargs)
-
-
-def _resolve_on_hub(repo_id, hub_kwargs):
-    from huggingface_hub import constants, hf_hub_download
-    from huggingface_hub.errors import EntryNotFoundError, HFValidationError
-
-    def fetch(filename):
-        return Path(hf_hub_download(repo_id, filename, **hub_kwargs))
-
-    if constants.HF_HUB_OFFLINE:
-        where = "in the local Hugging Face cache (offline mode: HF_HUB_OFFLINE is set)"
-    elif hub_kwargs.get("local_files_only"):
-        where = "in the local Hugging Face cache (local_files_only=True)"
-    else:
-        where = "on the Hub"
-    try:
-        config = fetch("config.json")
-    except HFValidationError as err:
-        raise FileNotFoundError(f"{repo_id!r} is neither an existing file or folder nor a Hub model id.") from err
-    except EntryNotFoundError as err:
-        raise OSError(f"{repo_id}: not a local file or folder, and no config.json for it {where}.") from err
-    except OSError as err:
-        raise OSError(f"{repo_id}: not a local file or folder, and cannot get its config.json {where}: {err}") from err
-    for name in GPT2_WEIGHT_FILES:
-        try:
-            found = fetch(name)
-        except EntryNotFoundError:
-            continue
-        if name.endswith(".index.json"):
-            return config, _files_from_index(found, fetch)
-        return config, [found]
-    raise OSError(f"{repo_id}: no GPT-2 weights {where}; looked for {', '.join(GPT2_WEIGHT_FILES)}.")
-
-
 # ------------------------------------------------------------------------------------------- GPT-2 -> book
-
-
-def _names(keys):
-    keys = list(keys)
-    more = f" ... and {len(keys) - _MAX_LISTED} more" if len(keys) > _MAX_LISTED else ""
-    return ", ".join(keys[:_MAX_LISTED]) + more
 
 
 def _gpt2_plan(config):
@@ -373,52 +172,40 @@ def _gpt2_plan(config):
     def owned(t):
         return t.clone(memory_format=torch.contiguous_format)
 
-    def same(name):
-        return lambda t: {name: t}, False
+    def convert(gpt2, targets, op):
+        if op == "copy":
+            return lambda t: {targets[0]: t}
+        if op == "positions":
+            return lambda t: {targets[0]: t if t.shape[0] == ctx else owned(t[:ctx])}
+        if op == "transpose":
+            return lambda t: {targets[0]: owned(t.t())}
+        if targets[0].endswith(".weight"):
+            return lambda t: {name: owned(part.t()) for name, part in zip(targets, t.split(d, dim=1))}
 
-    def linear(name):
-        return lambda t: {name: owned(t.t())}, True
-
-    def qkv_weight(prefix):
-        return lambda t: {f"{prefix}.{n}.weight": owned(part.t())
-                          for n, part in zip(("W_query", "W_key", "W_value"), t.split(d, dim=1))}, True
-
-    def qkv_bias(prefix, key):
-        def convert(t):
+        def qkv_bias(t):
             if config.qkv_bias:
-                return {f"{prefix}.{n}.bias": owned(part) for n, part in zip(("W_query", "W_key", "W_value"), t.split(d))}
+                return {name: owned(part) for name, part in zip(targets, t.split(d))}
             if torch.count_nonzero(t):
-                raise ValueError(f"{key} has non-zero query/key/value biases but the config has qkv_bias=False; "
+                raise ValueError(f"{gpt2} has non-zero query/key/value biases but the config has qkv_bias=False; "
                                  "load with qkv_bias=True.")
             return {}
-        return convert, True
+        return qkv_bias
 
-    def positions(t):
-        return {"pos_emb.weight": t if t.shape[0] == ctx else owned(t[:ctx])}
-
-    plan = {
-        "wte.weight": ((config.vocab_size, d), *same("tok_emb.weight")),
-        "wpe.weight": ((ctx, d), positions, False),
-    }
-    for i in range(config.n_layers):
-        g, t = f"h.{i}.", f"trf_blocks.{i}."
-        plan.update({
-            g + "ln_1.weight": ((d,), *same(t + "norm1.scale")),
-            g + "ln_1.bias": ((d,), *same(t + "norm1.shift")),
-            g + "attn.c_attn.weight": ((d, 3 * d), *qkv_weight(t + "att")),
-            g + "attn.c_attn.bias": ((3 * d,), *qkv_bias(t + "att", g + "attn.c_attn.bias")),
-            g + "attn.c_proj.weight": ((d, d), *linear(t + "att.out_proj.weight")),
-            g + "attn.c_proj.bias": ((d,), *same(t + "att.out_proj.bias")),
-            g + "ln_2.weight": ((d,), *same(t + "norm2.scale")),
-            g + "ln_2.bias": ((d,), *same(t + "norm2.shift")),
-            g + "mlp.c_fc.weight": ((d, 4 * d), *linear(t + "ff.layers.0.weight")),
-            g + "mlp.c_fc.bias": ((4 * d,), *same(t + "ff.layers.0.bias")),
-            g + "mlp.c_proj.weight": ((4 * d, d), *linear(t + "ff.layers.2.weight")),
-            g + "mlp.c_proj.bias": ((d,), *same(t + "ff.layers.2.bias")),
-        })
-    plan["ln_f.weight"] = ((d,), *same("final_norm.scale"))
-    plan["ln_f.bias"] = ((d,), *same("final_norm.shift"))
+    with torch.device("meta"):
+        book_shapes = _unique_state_keys(_model_class()(config))
+    plan = {}
+    for gpt2, targets, op in weight_map(config):
+        if op == "qkv":
+            shape = (d, 3 * d) if targets[0].endswith(".weight") else (3 * d,)
+        else:
+            shape = book_shapes[targets[0]][::-1] if op == "transpose" else book_shapes[targets[0]]
+        plan[gpt2] = (shape, convert(gpt2, targets, op), op in ("transpose", "qkv"))
     return plan
+
+
+def gpt2_tensor_shapes(config):
+    """The GPT-2 checkpoint of `config`'s architecture: `{GPT-2 name: shape}`, read off `GPT2_WEIGHT_MAP`."""
+    return {name: shape for name, (shape, _, _) in _gpt2_plan(config).items()}
 
 
 def _gpt2_names(keys, where):
@@ -509,7 +296,7 @@ def _convert_gpt2(source, names, config, plan, dtype):
 
 def convert_gpt2_state_dict(state_dict, config, *, dtype=None):
     """A GPT-2 state dict (either layout) as the book's state dict for `config`, after checking every name and shape."""
-    source = _DictSource(state_dict)
+    source = DictSource(state_dict)
     names = _gpt2_names(source.keys(), "GPT-2 state dict")
     plan = _gpt2_plan(config)
     _check_gpt2_layout(source, names, config, plan, source_tied=True, where="GPT-2 state dict")
@@ -544,10 +331,17 @@ def _check_against_model(model, state_dict, where):
     _raise_if(problems, missing, unexpected, where, hint)
 
 
+def _model_class():
+    try:
+        from .modeling_gpt import GPTForCausalLM
+    except ImportError:  # loaded as lone files
+        from modeling_gpt import GPTForCausalLM
+    return GPTForCausalLM
+
+
 def _new_model(model_class, config, state_dict, where):
     """`model_class(config)` built on the meta device, its parameters then taken over from `state_dict`."""
-    if model_class is None:
-        from .modeling_gpt import GPTForCausalLM as model_class
+    model_class = model_class or _model_class()
     with torch.device("meta"):
         model = model_class(config)
     _check_against_model(model, state_dict, where)
@@ -585,7 +379,7 @@ def load_gpt2(name_or_path, *, model_class=None, config=None, dtype=None, **kwar
     else:
         raise ValueError(f"{files[0]}: no config.json beside it; pass config=GPTConfig(...) to load it into.")
     where = ", ".join(map(str, files))
-    source = _open_weights(files)
+    source = open_weights(files)
     try:
         names = _gpt2_names(source.keys(), where)
         plan = _gpt2_plan(config)
@@ -632,7 +426,7 @@ def load_book_checkpoint(path, config, *, model_class=None, dtype=None, **overri
     `config` is a `GPTConfig`, the book's config dict (e.g. `GPT_CONFIG_124M`) or a path to a JSON file of it.
     """
     config = _book_config(config, overrides)
-    state_dict = _book_state_dict(_torch_load(path), path)
+    state_dict = _book_state_dict(torch_load(path), path)
     if dtype is not None:
         state_dict = {k: v.to(dtype) for k, v in state_dict.items()}
     if config.tie_word_embeddings and "out_head.weight" in state_dict:
@@ -649,42 +443,28 @@ def load_book_checkpoint(path, config, *, model_class=None, dtype=None, **overri
 def gpt_to_gpt2_state_dict(model, *, share=False):
     """The stock `GPT2LMHeadModel` state dict (`transformer.` prefix, `lm_head.weight` when untied) of a book GPT.
 
-    Linear weights become Conv1D (in, out); query/key/value are fused into `c_attn`, with zero biases when the
-    model has none. `share=True` lets tensors that need no conversion share memory with the model.
+    `GPT2_WEIGHT_MAP` read backwards: linear weights become Conv1D (in, out); query/key/value are fused into
+    `c_attn`, with zero biases when the model has none. `share=True` lets tensors that need no conversion share
+    memory with the model.
     """
     config = model.config
     sd = model.state_dict()
-
-    def keep(t):
-        return t if share else t.clone()
-
-    def conv1d(t):
-        return t.t().contiguous()
-
-    out = {"transformer.wte.weight": keep(sd["tok_emb.weight"]), "transformer.wpe.weight": keep(sd["pos_emb.weight"])}
-    for i in range(config.n_layers):
-        g, t = f"transformer.h.{i}.", f"trf_blocks.{i}."
-        qkv = [f"{t}att.{n}" for n in ("W_query", "W_key", "W_value")]
-        weights = [sd[f"{n}.weight"] for n in qkv]
-        biases = [sd[f"{n}.bias"] for n in qkv] if config.qkv_bias else [torch.zeros_like(w[:, 0]) for w in weights]
-        out.update({
-            g + "ln_1.weight": keep(sd[t + "norm1.scale"]),
-            g + "ln_1.bias": keep(sd[t + "norm1.shift"]),
-            g + "attn.c_attn.weight": torch.cat(weights, dim=0).t().contiguous(),
-            g + "attn.c_attn.bias": torch.cat(biases),
-            g + "attn.c_proj.weight": conv1d(sd[t + "att.out_proj.weight"]),
-            g + "attn.c_proj.bias": keep(sd[t + "att.out_proj.bias"]),
-            g + "ln_2.weight": keep(sd[t + "norm2.scale"]),
-            g + "ln_2.bias": keep(sd[t + "norm2.shift"]),
-            g + "mlp.c_fc.weight": conv1d(sd[t + "ff.layers.0.weight"]),
-            g + "mlp.c_fc.bias": keep(sd[t + "ff.layers.0.bias"]),
-            g + "mlp.c_proj.weight": conv1d(sd[t + "ff.layers.2.weight"]),
-            g + "mlp.c_proj.bias": keep(sd[t + "ff.layers.2.bias"]),
-        })
-    out["transformer.ln_f.weight"] = keep(sd["final_norm.scale"])
-    out["transformer.ln_f.bias"] = keep(sd["final_norm.shift"])
+    out = {}
+    for gpt2, targets, op in weight_map(config):
+        if op in ("copy", "positions"):
+            tensor = sd[targets[0]] if share else sd[targets[0]].clone()
+        elif op == "transpose":
+            tensor = sd[targets[0]].t().contiguous()
+        elif targets[0].endswith(".weight"):
+            tensor = torch.cat([sd[name] for name in targets], dim=0).t().contiguous()
+        elif config.qkv_bias:
+            tensor = torch.cat([sd[name] for name in targets])
+        else:
+            weight = sd[targets[0].removesuffix(".bias") + ".weight"]
+            tensor = weight.new_zeros(3 * config.emb_dim)
+        out["transformer." + gpt2] = tensor
     if not config.tie_word_embeddings:
-        out["lm_head.weight"] = keep(sd["out_head.weight"])
+        out["lm_head.weight"] = sd["out_head.weight"] if share else sd["out_head.weight"].clone()
     return out
 
 
@@ -715,15 +495,16 @@ def save_pretrained_gpt2(model, save_directory, **kwargs):
 
 
 __all__ = [
-    "GPT2_HUB_IDS",
+    "GPT2_WEIGHT_MAP",
     "convert_gpt2_state_dict",
     "gpt2_config_to_gpt_config",
     "gpt_config_to_gpt2_config",
+    "gpt2_tensor_shapes",
     "gpt_to_gpt2_state_dict",
     "load_book_checkpoint",
     "load_gpt2",
     "load_gpt2_state_dict",
-    "resolve_gpt2_checkpoint",
     "save_pretrained_gpt2",
     "to_gpt2",
+    "weight_map",
 ]

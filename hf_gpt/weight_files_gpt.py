@@ -1,0 +1,236 @@
+"""Reading a checkpoint's weight files one tensor at a time, and finding them in a folder or on the Hub.
+
+Used by `conversion_gpt` to load OpenAI's GPT-2 and the book's `.pth` files. It ships to the Hub beside
+`modeling_gpt.py` (as remote code), so it imports only torch, transformers and huggingface_hub.
+"""
+
+import json
+import os
+import pickle
+import struct
+import zipfile
+from pathlib import Path
+
+import torch
+from transformers.utils import SAFE_WEIGHTS_INDEX_NAME, SAFE_WEIGHTS_NAME, WEIGHTS_INDEX_NAME, WEIGHTS_NAME
+
+try:
+    from .configuration_gpt import GPT2_ALIASES, GPT2_CHECKPOINTS
+except ImportError:  # loaded as a lone file
+    from configuration_gpt import GPT2_ALIASES, GPT2_CHECKPOINTS
+
+# transformers' weight file names, in the order it prefers them.
+WEIGHT_FILES = (SAFE_WEIGHTS_NAME, SAFE_WEIGHTS_INDEX_NAME, WEIGHTS_NAME, WEIGHTS_INDEX_NAME)
+_MAX_LISTED = 20
+
+
+def names(keys):
+    """Keys for an error message: the first 20, then how many more."""
+    keys = list(keys)
+    more = f" ... and {len(keys) - _MAX_LISTED} more" if len(keys) > _MAX_LISTED else ""
+    return ", ".join(keys[:_MAX_LISTED]) + more
+
+
+_SAFETENSORS_DTYPES = {
+    "F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16,
+    "I64": torch.int64, "I32": torch.int32, "I16": torch.int16, "I8": torch.int8, "U8": torch.uint8,
+    "BOOL": torch.bool,
+}
+
+
+class SafetensorsSource:
+    """Tensors of one or more `.safetensors` files, read one at a time with plain file reads.
+
+    `safetensors.safe_open` validates each file first (header, offsets, size). The data is then read with
+    `readinto` rather than through a memory map, whose touched pages would stay in the process's RSS until the
+    file is closed and double the peak. A tensor that is about to be transposed or split is read into one reusable
+    scratch buffer, so its memory is faulted in once, for the converted copy only.
+    """
+
+    def __init__(self, paths):
+        self._entries, self._files, self._scratch = {}, {}, None
+        try:
+            for path in paths:
+                self._files[path] = open(path, "rb", buffering=0)
+                for key, entry in self._read_header(path).items():
+                    if key in self._entries:
+                        raise ValueError(f"{path}: tensor {key!r} is also in {self._entries[key][0]}")
+                    self._entries[key] = (path, *entry)
+        except BaseException:
+            self.close()
+            raise
+
+    @staticmethod
+    def _read_header(path):
+        from safetensors import safe_open
+
+        try:
+            with safe_open(str(path), framework="pt") as handle:
+                keys = set(handle.keys())
+            with open(path, "rb") as f:
+                (length,) = struct.unpack("<Q", f.read(8))
+                header = json.loads(f.read(length))
+        except FileNotFoundError:
+            raise
+        except Exception as err:
+            raise ValueError(
+                f"{path}: not a readable safetensors file ({err}). It may be truncated or corrupt; "
+                "delete it and download or save it again."
+            ) from err
+        entries = {}
+        for key in keys:
+            info = header[key]
+            if info["dtype"] not in _SAFETENSORS_DTYPES:
+                raise ValueError(f"{path}: tensor {key!r} has dtype {info['dtype']}, not a torch dtype")
+            begin, end = info["data_offsets"]
+            entries[key] = (tuple(info["shape"]), _SAFETENSORS_DTYPES[info["dtype"]], 8 + length + begin, end - begin)
+        return entries
+
+    def keys(self):
+        return list(self._entries)
+
+    def shape(self, key):
+        return self._entries[key][1]
+
+    def get(self, key, scratch=False):
+        """The tensor, in its own memory, or with `scratch=True` in a buffer the next `get` overwrites."""
+        path, shape, dtype, offset, nbytes = self._entries[key]
+        if scratch:
+            if self._scratch is None or self._scratch.numel() < nbytes:
+                self._scratch = torch.empty(nbytes, dtype=torch.uint8)
+            raw = self._scratch[:nbytes]
+        else:
+            raw = torch.empty(nbytes, dtype=torch.uint8)
+        f = self._files[path]
+        f.seek(offset)
+        view, done = memoryview(raw.numpy()), 0
+        while done < nbytes:
+            n = f.readinto(view[done:])
+            if not n:
+                raise ValueError(f"{path}: tensor {key!r} ends past the end of the file; the file is truncated.")
+            done += n
+        return raw.view(dtype).view(shape)
+
+    def close(self):
+        for f in self._files.values():
+            f.close()
+        self._files, self._scratch = {}, None
+
+
+class DictSource:
+    """Tensors of an in-memory state dict; `consume` drops each one once read, so its memory is freed early."""
+
+    def __init__(self, state_dict, consume=False, where="state dict"):
+        bad = [k for k, v in state_dict.items() if not isinstance(v, torch.Tensor)]
+        if bad:
+            raise ValueError(f"{where}: entries that are not tensors: {names(bad)}")
+        self._sd, self._consume = state_dict, consume
+
+    def keys(self):
+        return list(self._sd)
+
+    def shape(self, key):
+        return tuple(self._sd[key].shape)
+
+    def get(self, key, scratch=False):
+        return self._sd.pop(key) if self._consume else self._sd[key]
+
+    def close(self):
+        pass
+
+
+def torch_load(path):
+    """`torch.load(weights_only=True)` with errors that name the file and say what to do."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise
+    except pickle.UnpicklingError as err:
+        raise ValueError(
+            f"{path}: torch.load(weights_only=True) refused it ({str(err).splitlines()[0]}). Save a state dict "
+            "(`torch.save(model.state_dict(), path)`), not a pickled model object."
+        ) from err
+    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as err:
+        raise ValueError(f"{path}: not a readable PyTorch checkpoint ({err}); it may be truncated or corrupt.") from err
+
+
+def open_weights(files):
+    """A tensor source over the weight files of a checkpoint (all `.safetensors`, or all PyTorch pickles)."""
+    files = [Path(f) for f in files]
+    if all(f.suffix == ".safetensors" for f in files):
+        return SafetensorsSource(files)
+    state_dict = {}
+    for f in files:
+        part = torch_load(f)
+        if not isinstance(part, dict):
+            raise ValueError(f"{f}: expected a state dict, found a {type(part).__name__}")
+        state_dict.update(part)
+    return DictSource(state_dict, consume=True, where=", ".join(map(str, files)))
+
+
+# ---------------------------------------------------------------------------------------- finding the files
+
+
+def _files_from_index(index_path, fetch):
+    with open(index_path, encoding="utf-8") as f:
+        shards = sorted(set(json.load(f)["weight_map"].values()))
+    return [fetch(name) for name in shards]
+
+
+def resolve_gpt2_checkpoint(name_or_path, **hub_kwargs):
+    """`(config.json path or None, [weight files])` for a local file or folder, or a Hub id via the HF cache."""
+    if not os.path.exists(os.path.expanduser(os.fspath(name_or_path))):
+        preset = GPT2_ALIASES.get(str(name_or_path))
+        name_or_path = GPT2_CHECKPOINTS[preset][0] if preset else name_or_path
+    path = Path(os.path.expanduser(os.fspath(name_or_path)))
+    if path.is_file():
+        config = path.parent / "config.json"
+        return (config if config.is_file() else None), [path]
+    if path.is_dir():
+        config = path / "config.json"
+        for name in WEIGHT_FILES:
+            if (path / name).is_file():
+                files = [path / name]
+                if name.endswith(".index.json"):
+                    files = _files_from_index(path / name, lambda shard: path / shard)
+                return (config if config.is_file() else None), files
+        hint = ""
+        if (path / "hparams.json").is_file() or (path / "model.ckpt.index").is_file():
+            hint = (" It holds OpenAI's original TensorFlow checkpoint (what the book's gpt_download.py fetches); "
+                    "load the same weights from the Hub's converted copy instead, e.g. from_gpt2('gpt2-small (124M)').")
+        raise FileNotFoundError(
+            f"{path}: no GPT-2 weights in this folder; looked for {', '.join(WEIGHT_FILES)}.{hint}"
+        )
+    return _resolve_on_hub(os.fspath(name_or_path), hub_kwargs)
+
+
+def _resolve_on_hub(repo_id, hub_kwargs):
+    from huggingface_hub import constants, hf_hub_download
+    from huggingface_hub.errors import EntryNotFoundError, HFValidationError
+
+    def fetch(filename):
+        return Path(hf_hub_download(repo_id, filename, **hub_kwargs))
+
+    if constants.HF_HUB_OFFLINE:
+        where = "in the local Hugging Face cache (offline mode: HF_HUB_OFFLINE is set)"
+    elif hub_kwargs.get("local_files_only"):
+        where = "in the local Hugging Face cache (local_files_only=True)"
+    else:
+        where = "on the Hub"
+    try:
+        config = fetch("config.json")
+    except HFValidationError as err:
+        raise FileNotFoundError(f"{repo_id!r} is neither an existing file or folder nor a Hub model id.") from err
+    except EntryNotFoundError as err:
+        raise OSError(f"{repo_id}: not a local file or folder, and no config.json for it {where}.") from err
+    except OSError as err:
+        raise OSError(f"{repo_id}: not a local file or folder, and cannot get its config.json {where}: {err}") from err
+    for name in WEIGHT_FILES:
+        try:
+            found = fetch(name)
+        except EntryNotFoundError:
+            continue
+        if name.endswith(".index.json"):
+            return config, _files_from_index(found, fetch)
+        return config, [found]
+    raise OSError(f"{repo_id}: no GPT-2 weights {where}; looked for {', '.join(WEIGHT_FILES)}.")
