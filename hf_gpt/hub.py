@@ -13,7 +13,6 @@ import math
 import mmap
 import os
 import re
-import shutil
 import sys
 import tempfile
 from pathlib import Path
@@ -21,6 +20,8 @@ from pathlib import Path
 from huggingface_hub import EvalResult, HfApi, ModelCard, ModelCardData, get_token, is_offline_mode
 from huggingface_hub.errors import HFValidationError, HfHubHTTPError
 from huggingface_hub.utils import validate_repo_id
+
+from .weight_files_gpt import WEIGHT_FILES
 
 # Sampling, not greedy, for the folders we publish: a small model's greedy text loops quickly. The model class keeps
 # transformers' greedy default so `model.generate()` in code stays deterministic.
@@ -31,7 +32,8 @@ CARD_TAGS = ["hf_gpt", "gpt", "causal-lm", "llms-from-scratch"]
 LICENSE = "apache-2.0"
 # Like the Trainer's own push: leave out intermediate checkpoints (optimizer states) and private files.
 PUSH_IGNORE_PATTERNS = ["_*", "checkpoint-*"]
-WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json")
+# What a Hub model repo can hold as a loadable transformers folder (hf_gpt.exports has the other formats).
+PUSH_FORMATS = ("hf_gpt", "gpt2")
 TOKENIZER_FILES = ("tokenizer.json", "vocab.json")
 HOW_TO_LOG_IN = (
     "Log in once with `hf auth login` (or `huggingface-cli login`), or set the HF_TOKEN environment variable to a "
@@ -109,14 +111,6 @@ def _arch(model_config):
     qkv_bias = True if model_type == "gpt2" else bool(getattr(model_config, "qkv_bias", False))
     tied = bool(getattr(model_config, "tie_word_embeddings", False))
     drop = getattr(model_config, "drop_rate", getattr(model_config, "resid_pdrop", None))
-    ff = getattr(model_config, "n_inner", None) or 4 * d
-    per_block = (
-        4 * d  # two LayerNorms (scale, shift)
-        + 3 * d * d + (3 * d if qkv_bias else 0)  # query, key, value
-        + d * d + d  # output projection
-        + d * ff + ff + ff * d + d  # feed-forward
-    )
-    params = vocab * d + context * d + layers * per_block + 2 * d + (0 if tied else vocab * d)
     return {
         "model_type": model_type,
         "n_layers": layers,
@@ -127,8 +121,19 @@ def _arch(model_config):
         "qkv_bias": qkv_bias,
         "tied": tied,
         "drop_rate": drop,
-        "num_parameters": params,
+        "num_parameters": _num_parameters(model_config),
     }
+
+
+def _num_parameters(model_config):
+    """Counted on the model itself, built on the meta device (no memory used), so the card agrees with it."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from . import modeling_gpt  # noqa: F401  (registers hf_gpt with AutoModelForCausalLM)
+
+    with torch.device("meta"):
+        return AutoModelForCausalLM.from_config(model_config).num_parameters()
 
 
 def _human(n):
@@ -435,25 +440,7 @@ def _refuse_if_token_inside(folder, token, files):
 # ------------------------------------------------------------------------------------------------------ pushing
 
 
-def export_gpt2_folder(folder, out_dir):
-    """Write a stock GPT-2 copy of an hf_gpt folder into `out_dir`: weights via `save_pretrained_gpt2`, the same
-    tokenizer and generation defaults, the run's artifacts (loss plot, results) and the card switched to GPT-2."""
-    from transformers import AutoTokenizer
-
-    from .modeling_gpt import GPTForCausalLM
-
-    folder, out_dir = Path(folder), Path(out_dir)
-    model = GPTForCausalLM.from_pretrained(folder)
-    model.save_pretrained_gpt2(out_dir)
-    AutoTokenizer.from_pretrained(folder).save_pretrained(out_dir)
-    written = set(_files(out_dir))
-    for path in folder.iterdir():
-        if path.is_file() and path.name not in written and not _is_model_file(path.name):
-            shutil.copy2(path, out_dir / path.name)
-    return out_dir
-
-
-def _is_model_file(name):
+def is_hf_gpt_model_file(name):
     """Files of the hf_gpt form that the stock export replaces or that mean nothing to it."""
     return (
         name in ("config.json", "training_args.bin", *WEIGHT_FILES)
@@ -475,14 +462,16 @@ def _transport_errors():
     return tuple(errors)
 
 
-def push_folder(folder, repo_id, *, private=None, revision=None, as_gpt2=False, commit_message=None, log=print):
+def push_folder(folder, repo_id, *, private=None, revision=None, format="hf_gpt", commit_message=None, log=print):
     """Upload a saved model folder to the Hub repo `repo_id` (created if needed); returns the commit URL.
 
     Everything that can be checked locally is checked first (repo id, folder contents, offline mode, login), so a
     bad input fails before any upload. A folder without a card gets one (written into the folder); an existing
-    card's usage snippets are pointed at `repo_id`. `as_gpt2` pushes the stock GPT-2 export instead. `private`
+    card's usage snippets are pointed at `repo_id`. `format="gpt2"` pushes the stock GPT-2 export instead. `private`
     None leaves a new repo's visibility to the Hub's default for that namespace; it never changes an existing repo.
     """
+    if format not in PUSH_FORMATS:
+        raise HubError(f"cannot push format {format!r}; choose one of {', '.join(PUSH_FORMATS)}.")
     check_repo_id(repo_id)
     folder = Path(folder)
     config = check_model_folder(folder)
@@ -494,11 +483,13 @@ def push_folder(folder, repo_id, *, private=None, revision=None, as_gpt2=False, 
 
     with tempfile.TemporaryDirectory(prefix="hf_gpt-gpt2-") as tmp:
         upload_dir = folder
-        if as_gpt2 and config.get("model_type") == "gpt2":
+        if format == "gpt2" and config.get("model_type") == "gpt2":
             log(f"{folder} already holds a stock GPT-2 model; pushing it as is.")
-        elif as_gpt2:
+        elif format == "gpt2":
             log("Exporting to stock GPT-2 format (no remote code needed to load it)...")
-            upload_dir = export_gpt2_folder(folder, tmp)
+            from .exports.gpt2 import export_folder
+
+            upload_dir = export_folder(folder, tmp)
         if (upload_dir / "README.md").is_file():
             _set_card_repo(upload_dir, repo_id, stock_gpt2=True if upload_dir != folder else None)
         else:
@@ -543,7 +534,6 @@ __all__ = [
     "card_from_folder",
     "check_model_folder",
     "check_repo_id",
-    "export_gpt2_folder",
     "push_folder",
     "render_usage",
     "require_token",

@@ -22,8 +22,11 @@ def parse_args(argv=None):
     parser.add_argument("folder", help="a folder written by save_pretrained / scripts/pretrain.py")
     parser.add_argument("repo_id", help="`username/name` (or `name` for your own namespace)")
     parser.add_argument("--private", action="store_true", help="create the repo private (no effect if it exists)")
-    parser.add_argument("--as-gpt2", "--as_gpt2", dest="as_gpt2", action="store_true",
-                        help="push the stock GPT-2 export, which loads without remote code")
+    parser.add_argument("--format", choices=("hf_gpt", "gpt2"), default="hf_gpt",
+                        help="hf_gpt: the folder as is (loads with trust_remote_code, or with hf_gpt installed); "
+                             "gpt2: its stock GPT-2 export, which loads without remote code")
+    parser.add_argument("--as-gpt2", "--as_gpt2", dest="format", action="store_const", const="gpt2",
+                        help="the same as --format gpt2")
     parser.add_argument("--revision", default=None, help="branch to push to (created if missing); default main")
     parser.add_argument("--commit_message", default=None)
     return parser.parse_args(argv)
@@ -33,7 +36,7 @@ def main(argv=None):
     args = parse_args(argv)
     try:
         push_folder(args.folder, args.repo_id, private=True if args.private else None, revision=args.revision,
-                    as_gpt2=args.as_gpt2, commit_message=args.commit_message)
+                    format=args.format, commit_message=args.commit_message)
     except HubError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -12,6 +12,7 @@ from transformers import AutoModelForCausalLM, set_seed
 
 import hf_gpt
 from hf_gpt import hub
+from hf_gpt.exports.gpt2 import export_folder
 
 REPO = Path(__file__).resolve().parents[1]
 PROMPT = "Every effort moves you"
@@ -99,16 +100,21 @@ def test_seed_makes_sampling_reproducible_and_flags_override_the_defaults(cli, f
     assert runs[0] == expected(loaded, tokenizer, seed=1, top_k=20, temperature=0.7, max_new_tokens=15) + "\n"
 
 
+# --greedy also clears the folder's sampling knobs (hf_gpt folders default to top_p 0.9), so generate raises no
+# "top_p is set but do_sample=False" warning.
+GREEDY_CLEARS = {"temperature": None, "top_k": None, "top_p": None}
+
+
 @pytest.mark.parametrize(
     "flags, kwargs",
     [
         ([], {}),
-        (["--greedy"], {"do_sample": False}),
+        (["--greedy"], {"do_sample": False, **GREEDY_CLEARS}),
         (["--top_p", "0.5"], {"top_p": 0.5, "do_sample": True}),
         (["--num_beams", "3"], {"num_beams": 3, "do_sample": False}),
         (["--num_beams", "3", "--do_sample"], {"num_beams": 3, "do_sample": True}),
         (["--greedy", "--max_new_tokens", "5", "--num_return_sequences", "2", "--num_beams", "2"],
-         {"do_sample": False, "max_new_tokens": 5, "num_return_sequences": 2, "num_beams": 2}),
+         {"do_sample": False, **GREEDY_CLEARS, "max_new_tokens": 5, "num_return_sequences": 2, "num_beams": 2}),
     ],
 )
 def test_flags_become_generate_kwargs_on_top_of_the_defaults(script, loaded, flags, kwargs):
@@ -126,7 +132,7 @@ def test_beams_return_several_sequences(cli, folder, loaded, tokenizer):
 
 
 def test_a_stock_gpt2_folder_generates_the_same_text(cli, folder, tmp_path):
-    stock = hub.export_gpt2_folder(folder, tmp_path / "gpt2")
+    stock = export_folder(folder, tmp_path / "gpt2")
     _, ours, _ = cli(folder, PROMPT, "--greedy", "--max_new_tokens", 20)
     code, theirs, err = cli(stock, PROMPT, "--greedy", "--max_new_tokens", 20)
     assert code == 0, err

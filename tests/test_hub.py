@@ -18,6 +18,7 @@ from huggingface_hub import ModelCard, constants
 
 import hf_gpt
 from hf_gpt import hub
+from hf_gpt.exports.gpt2 import export_folder
 
 REPO = Path(__file__).resolve().parents[1]
 TOKEN = "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0123"
@@ -25,8 +26,8 @@ PROMPT = "Every effort moves you"
 EVAL = {"eval_loss": 6.25, "perplexity": 518.01, "epoch": 10.0}
 TRAIN = {"train_loss": 4.125, "train_runtime": 12.5, "epoch": 10.0}
 HF_GPT_FILES = [
-    "README.md", "config.json", "configuration_gpt.py", "generation_config.json", "loss.png", "model.safetensors",
-    "modeling_gpt.py", "tokenizer.json", "tokenizer_config.json",
+    "README.md", "config.json", "configuration_gpt.py", "conversion_gpt.py", "generation_config.json", "loss.png",
+    "model.safetensors", "modeling_gpt.py", "tokenizer.json", "tokenizer_config.json", "weight_files_gpt.py",
 ]
 PNG_1X1 = base64.b64decode(
     "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8DwHwAFBQIAX8jx0gAAAABJRU5ErkJggg=="
@@ -175,7 +176,7 @@ print(json.dumps(out))
 def test_fresh_process_without_hf_gpt_generates_the_same_tokens_and_stock_export_needs_no_remote_code(
     folder, model, tokenizer, tmp_path
 ):
-    stock_dir = hub.export_gpt2_folder(folder, tmp_path / "gpt2")
+    stock_dir = export_folder(folder, tmp_path / "gpt2")
     stock_config = json.loads((stock_dir / "config.json").read_text())
     assert stock_config["model_type"] == "gpt2" and "auto_map" not in stock_config
     assert not [f for f in files_of(stock_dir) if f.endswith(".py")]
@@ -197,7 +198,7 @@ def test_fresh_process_without_hf_gpt_generates_the_same_tokens_and_stock_export
 
 
 def test_stock_export_carries_the_run_artifacts_and_a_gpt2_card(folder, tmp_path):
-    stock_dir = hub.export_gpt2_folder(folder, tmp_path / "gpt2")
+    stock_dir = export_folder(folder, tmp_path / "gpt2")
     assert files_of(stock_dir) == [
         "README.md", "config.json", "generation_config.json", "loss.png", "model.safetensors", "tokenizer.json",
         "tokenizer_config.json"]
@@ -345,7 +346,7 @@ def test_push_with_stand_in_hub_uploads_exactly_the_folder(folder, stand_in_hub,
     assert [c["revision"] for c in stand_in_hub.commits] == ["exp-1"]
     assert [r["path"] for r in stand_in_hub.requests if r["method"] == "POST"][:2] == [
         "/api/repos/create", "/api/models/alice/gpt-verdict/branch/exp-1"]
-    assert "Uploading 10 files to alice/gpt-verdict (branch exp-1)" in result.stdout
+    assert f"Uploading {len(expected)} files to alice/gpt-verdict (branch exp-1)" in result.stdout
     assert f"Done: {stand_in_hub.url}/alice/gpt-verdict/commit/0123abc" in result.stdout
 
     card = ModelCard(stand_in_hub.uploaded["README.md"].decode())
