@@ -96,13 +96,13 @@ def load(source, *, trust_remote_code=False):
 
 def generation_kwargs(model, args):
     """The command line's choices, passed to `generate` on top of the folder's `generation_config.json`."""
-    kwargs = {k: getattr(args, k) for k in ("max_new_tokens", "top_p", "top_k", "temperature", "num_beams",
-                                            "repetition_penalty") if getattr(args, k) is not None}
-    if args.greedy:
-        kwargs["do_sample"] = False
-    elif args.do_sample or any(k in kwargs for k in ("top_p", "top_k", "temperature")):
-        kwargs["do_sample"] = True
-    elif "num_beams" in kwargs:
+    from hf_gpt.sampling import sampling_kwargs
+
+    kwargs = {k: getattr(args, k) for k in ("max_new_tokens", "num_beams", "repetition_penalty")
+              if getattr(args, k) is not None}
+    kwargs.update(sampling_kwargs(temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
+                                  greedy=args.greedy, do_sample=args.do_sample))
+    if "do_sample" not in kwargs and "num_beams" in kwargs:
         kwargs["do_sample"] = False
     if args.num_return_sequences > 1:
         kwargs["num_return_sequences"] = args.num_return_sequences

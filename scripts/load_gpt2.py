@@ -36,15 +36,12 @@ def parse_args(argv=None):
 
 
 def generation_kwargs(args):
-    """Greedy by default; any sampling flag turns sampling on, with temperature 1 unless given."""
-    sampling = any(v is not None for v in (args.temperature, args.top_k, args.top_p))
-    if not sampling or args.temperature == 0:
-        return {"do_sample": False}
-    kwargs = {"do_sample": True, "temperature": 1.0 if args.temperature is None else args.temperature,
-              "top_k": args.top_k if args.top_k is not None else 0}
-    if args.top_p is not None:
-        kwargs["top_p"] = args.top_p
-    return kwargs
+    """Greedy by default; any sampling flag turns sampling on, as the book's `generate` samples (no top-k/top-p
+    unless asked for, temperature 1 unless given)."""
+    from hf_gpt.sampling import BOOK_SAMPLING, sampling_kwargs
+
+    return sampling_kwargs(temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
+                           defaults=BOOK_SAMPLING) or {"do_sample": False}
 
 
 def main(argv=None):
