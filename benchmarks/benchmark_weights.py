@@ -1,7 +1,7 @@
 """Peak memory and time of loading a GPT-2 checkpoint: `GPTForCausalLM.from_gpt2` next to `GPT2LMHeadModel.from_pretrained`.
 
-    python scripts/benchmark_weights.py                       # gpt2-xl shape: 1.56B parameters, a ~6.2 GB file
-    python scripts/benchmark_weights.py --size gpt2-small --repeats 3
+    python benchmarks/benchmark_weights.py                       # gpt2-xl shape: 1.56B parameters, a ~6.2 GB file
+    python benchmarks/benchmark_weights.py --size gpt2-small --repeats 3
 
 Writes a random checkpoint of the chosen shape as `GPT2LMHeadModel.save_pretrained` does (one `model.safetensors`,
 `transformer.` prefix, tied head), streamed tensor by tensor so writing it needs no model in memory. Each load runs
@@ -31,20 +31,13 @@ SIZES = {  # n_embd, n_layer, n_head
 VOCAB, POSITIONS = 50257, 1024
 
 
-def gpt2_shapes(n_embd, n_layer):
-    d = n_embd
-    yield "transformer.wte.weight", (VOCAB, d)
-    yield "transformer.wpe.weight", (POSITIONS, d)
-    for i in range(n_layer):
-        g = f"transformer.h.{i}."
-        yield from [(g + "ln_1.weight", (d,)), (g + "ln_1.bias", (d,)),
-                    (g + "attn.c_attn.weight", (d, 3 * d)), (g + "attn.c_attn.bias", (3 * d,)),
-                    (g + "attn.c_proj.weight", (d, d)), (g + "attn.c_proj.bias", (d,)),
-                    (g + "ln_2.weight", (d,)), (g + "ln_2.bias", (d,)),
-                    (g + "mlp.c_fc.weight", (d, 4 * d)), (g + "mlp.c_fc.bias", (4 * d,)),
-                    (g + "mlp.c_proj.weight", (4 * d, d)), (g + "mlp.c_proj.bias", (d,))]
-    yield "transformer.ln_f.weight", (d,)
-    yield "transformer.ln_f.bias", (d,)
+def gpt2_shapes(n_embd, n_layer, n_head):
+    """The GPT-2 tensors of a size, from hf_gpt's one GPT-2 <-> book table."""
+    from hf_gpt import GPTConfig
+    from hf_gpt.conversion_gpt import gpt2_tensor_shapes
+
+    config = GPTConfig.from_preset("gpt2-small", emb_dim=n_embd, n_layers=n_layer, n_heads=n_head)
+    return [("transformer." + name, shape) for name, shape in gpt2_tensor_shapes(config).items()]
 
 
 def write_checkpoint(folder, size):
@@ -57,7 +50,7 @@ def write_checkpoint(folder, size):
     folder.mkdir(parents=True, exist_ok=True)
     GPT2Config(n_embd=n_embd, n_layer=n_layer, n_head=n_head, n_positions=POSITIONS, vocab_size=VOCAB,
                architectures=["GPT2LMHeadModel"]).to_json_file(folder / "config.json")
-    shapes = list(gpt2_shapes(n_embd, n_layer))
+    shapes = gpt2_shapes(n_embd, n_layer, n_head)
     header, offset = {"__metadata__": {"format": "pt"}}, 0
     for name, shape in shapes:
         nbytes = 4 * torch.Size(shape).numel()

@@ -7,8 +7,8 @@ peak RSS minus the RSS after imports, i.e. what the data itself costs. The "lean
 hf_gpt.data and hf_gpt.tokenization (not the model, so not torch): what a data-only process would pay if
 hf_gpt/__init__ imported the model lazily.
 
-    python scripts/benchmark_data.py                 # 20 MB, max_length 256, strides 256 and 128
-    python scripts/benchmark_data.py --mb 2 --rounds 1
+    python benchmarks/benchmark_data.py                 # 20 MB, max_length 256, strides 256 and 128
+    python benchmarks/benchmark_data.py --mb 2 --rounds 1
 """
 
 import argparse

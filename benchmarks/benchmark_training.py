@@ -2,8 +2,8 @@
 """Training throughput of scripts/pretrain.py's loop (the Trainer, as hf_gpt.training configures it) against the
 book's `train_model_simple` loop: same model, same windows, same batch, on this machine.
 
-    python scripts/benchmark_training.py                      # gpt-tiny, batch 4, context 128, 3 alternating rounds
-    python scripts/benchmark_training.py --preset GPT_CONFIG_124M --max_length 256 --batch_size 2 --steps 20
+    python benchmarks/benchmark_training.py                      # gpt-tiny, batch 4, context 128, 3 alternating rounds
+    python benchmarks/benchmark_training.py --preset GPT_CONFIG_124M --max_length 256 --batch_size 2 --steps 20
 
 Each measurement runs in a fresh process; the rounds alternate the loops so machine load hits them alike. Tokens/s
 counts the steps after `--warmup_steps` (data loading, forward, backward, clipping, optimizer step; no evaluation,

@@ -3,9 +3,9 @@
 Same shape and inputs (weights do not change the work done); the contenders alternate round by round in one process so that load on the
 machine hits them alike. Prints a table and writes JSON.
 
-    python scripts/benchmark.py                      # 124M shape, context 256, batch 2, fp32 and bf16 autocast
-    python scripts/benchmark.py --preset gpt-tiny --rounds 2 --new_tokens 20   # a quick smoke run
-    python scripts/benchmark.py --tasks train --precisions fp32 --rounds 9     # one row, more rounds
+    python benchmarks/benchmark_model.py                      # 124M shape, context 256, batch 2, fp32 and bf16 autocast
+    python benchmarks/benchmark_model.py --preset gpt-tiny --rounds 2 --new_tokens 20   # a quick smoke run
+    python benchmarks/benchmark_model.py --tasks train --precisions fp32 --rounds 9     # one row, more rounds
 """
 
 import argparse
