@@ -20,6 +20,7 @@ from pathlib import Path
 from huggingface_hub import EvalResult, HfApi, ModelCard, ModelCardData, get_token, is_offline_mode
 from huggingface_hub.errors import HFValidationError, HfHubHTTPError
 from huggingface_hub.utils import validate_repo_id
+from transformers.dynamic_module_utils import get_relative_imports
 
 from .weight_files_gpt import WEIGHT_FILES
 
@@ -381,6 +382,10 @@ def check_model_folder(folder, *, need_tokenizer=True, need_card=False):
             source = ref.split("--")[-1].split(".")[0] + ".py"
             if not (folder / source).is_file():
                 missing.append(f"{source} (the model's code that `auto_map` points to)")
+                continue
+            for needed in get_relative_imports(folder / source):
+                if not (folder / f"{needed}.py").is_file():
+                    missing.append(f"{needed}.py (the model's code that {source} imports)")
     if need_card and not (folder / "README.md").is_file():
         missing.append("README.md (the model card; write it with `hf_gpt.hub.write_model_card`)")
     if missing:

@@ -1,0 +1,43 @@
+"""Export a saved hf_gpt folder to another format, chosen by name.
+
+    python scripts/export.py outputs/pretrain out/gpt2 --format gpt2     # a stock gpt2 folder (no remote code)
+
+`python scripts/export.py --help` lists every format (hf_gpt.exports.FORMATS).
+"""
+
+import argparse
+import sys
+from pathlib import Path
+
+from hf_gpt.exports import FORMATS, export, format_module
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0], allow_abbrev=False)
+    parser.add_argument("folder", help="a folder written by save_pretrained / scripts/pretrain.py")
+    parser.add_argument("output", help="where to write the export")
+    parser.add_argument("--format", required=True, choices=sorted(FORMATS),
+                        help="; ".join(f"{name}: {format_module(name).__doc__.splitlines()[0]}" for name in FORMATS))
+    return parser.parse_args(argv)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    from hf_gpt.hub import HubError, check_model_folder
+
+    try:
+        config = check_model_folder(Path(args.folder), need_tokenizer=False)
+    except HubError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    if config.get("model_type") != "hf_gpt":
+        print(f"error: {args.folder} holds a {config.get('model_type')!r} model, not an hf_gpt one; export reads "
+              "hf_gpt folders (scripts/pretrain.py's output or model.save_pretrained).", file=sys.stderr)
+        return 2
+    written = export(args.folder, args.output, args.format)
+    print(f"wrote {written} ({args.format})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
