@@ -1,0 +1,165 @@
+"""Where the text comes from: files (`.txt`, `.jsonl`, `.json`, `.csv`, `.parquet`; folders and globs), a Hub or
+local dataset, or the embedded default corpus (Python's help texts), as `datasets` splits. Every check here is cheap
+and runs before any tokenizing; `hf_gpt.data` turns the splits into the book's windows."""
+
+import codecs
+import glob
+import hashlib
+import os
+from pathlib import Path
+
+FORMATS = {".txt": "text", ".text": "text", ".md": "text", ".jsonl": "json", ".json": "json", ".csv": "csv",
+           ".parquet": "parquet"}
+
+
+def expand_files(files, role):
+    """Sorted, existing files of one known format from a path, folder, glob or list of those."""
+    if isinstance(files, (str, os.PathLike)):
+        files = [files]
+    out = []
+    for f in files:
+        f = os.path.expanduser(os.fspath(f))
+        if os.path.isdir(f):
+            found = sorted(p for p in glob.glob(os.path.join(f, "*")) if Path(p).suffix.lower() in FORMATS)
+            if not found:
+                raise FileNotFoundError(f"{role} folder {f!r} holds no {'/'.join(FORMATS)} file")
+            out += found
+        elif os.path.isfile(f):
+            out.append(f)
+        elif glob.has_magic(f) and glob.glob(f):
+            out += sorted(glob.glob(f))
+        else:
+            raise FileNotFoundError(f"{role} file {f!r} does not exist (current folder: {os.getcwd()})")
+    if not out:
+        raise ValueError(f"no {role} files given")
+    kinds = {FORMATS.get(Path(f).suffix.lower()) for f in out}
+    if None in kinds:
+        bad = next(f for f in out if Path(f).suffix.lower() not in FORMATS)
+        raise ValueError(f"{role} file {bad!r}: unknown format; use one of {', '.join(FORMATS)}")
+    if len(kinds) > 1:
+        raise ValueError(f"{role} files mix formats ({', '.join(sorted(kinds))}); give one format per split")
+    return out, kinds.pop()
+
+
+def _find_non_utf8(files):
+    """`(file, byte offset)` of the first byte that is not UTF-8, or None (parquet is binary: skipped)."""
+    for f in files:
+        if FORMATS[Path(f).suffix.lower()] == "parquet":
+            continue
+        decoder, offset = codecs.getincrementaldecoder("utf-8")(), 0
+        with open(f, "rb") as fh:
+            while chunk := fh.read(1 << 22):
+                pending = len(decoder.getstate()[0])
+                try:
+                    decoder.decode(chunk)
+                except UnicodeDecodeError as e:
+                    return f, offset - pending + e.start
+                offset += len(chunk)
+            try:
+                decoder.decode(b"", final=True)
+            except UnicodeDecodeError as e:
+                return f, offset - len(decoder.getstate()[0]) + e.start
+    return None
+
+
+def raise_if_non_utf8(files):
+    bad = _find_non_utf8(files)
+    if bad:
+        path = Path(bad[0])
+        raise ValueError(f"{bad[0]!r} is not UTF-8 text: byte {bad[1]} cannot be decoded; convert it, e.g. "
+                         f"`iconv -f latin1 -t utf-8 {path.name} > {path.stem}.utf8{path.suffix}`")
+
+
+def check_text_column(ds, text_column, where):
+    features = ds.features
+    if features is None:  # a stream of unknown schema: look at its first row
+        first = next(iter(ds.take(1)), None)
+        columns = list(first) if first else []
+        if text_column not in columns:
+            raise ValueError(f"{where} has no column {text_column!r}; its columns are {columns}: pass "
+                             f"text_column=<one of them>")
+        return
+    if text_column not in features:
+        raise ValueError(f"{where} has no column {text_column!r}; its columns are {list(features)}: pass "
+                         f"text_column=<one of them>")
+    dtype = getattr(features[text_column], "dtype", None)
+    if dtype not in ("string", "large_string"):
+        raise ValueError(f"{where}: column {text_column!r} holds {features[text_column]}, not text")
+
+
+def _pydoc_topics():
+    """Python's built-in help topics (`pydoc_data.topics`): ~465 KB of English prose on every Python install."""
+    try:
+        from pydoc_data.topics import topics
+    except ImportError as e:
+        raise ImportError("the default corpus (pydoc_data.topics) is missing from this Python; "
+                          "pass text_files=...") from e
+    for text in topics.values():
+        yield {"text": text}
+
+
+def _default_corpus(streaming, cache_dir):
+    import datasets
+
+    features = datasets.Features({"text": datasets.Value("string")})
+    if streaming:
+        return datasets.IterableDatasetDict({"train": datasets.IterableDataset.from_generator(
+            _pydoc_topics, features=features)})
+    from pydoc_data.topics import topics
+
+    digest = hashlib.sha256("\0".join(topics.values()).encode()).hexdigest()[:16]
+    ds = datasets.Dataset.from_generator(_pydoc_topics, features=features, cache_dir=cache_dir,
+                                         fingerprint=f"pydoc-{digest}")
+    return datasets.DatasetDict({"train": ds})
+
+
+def load_sources(text_files, validation_file, dataset_name, dataset_config_name, streaming, cache_dir):
+    """{"train": dataset} plus "validation" when one is given, streamed or not."""
+    import datasets
+
+    if text_files is not None and dataset_name is not None:
+        raise ValueError("give text_files or dataset_name, not both")
+    if dataset_name is not None:
+        validation = expand_files(validation_file, "validation") if validation_file is not None else None
+        raw = datasets.load_dataset(dataset_name, dataset_config_name, cache_dir=cache_dir, streaming=streaming)
+        if "train" not in raw:
+            raise ValueError(f"dataset {dataset_name!r} has no 'train' split (it has {list(raw)})")
+        splits = {k: raw[k] for k in ("train", "validation") if k in raw}
+        if validation is not None:
+            splits["validation"] = _load_files(*validation, streaming, cache_dir)
+        return splits
+    if text_files is None:
+        if validation_file is not None:
+            raise ValueError("validation_file needs text_files (or dataset_name) for the training text")
+        return dict(_default_corpus(streaming, cache_dir))
+    if isinstance(text_files, dict):
+        unknown = set(text_files) - {"train", "validation"}
+        if unknown or "train" not in text_files:
+            raise ValueError(f"text_files as a dict takes the keys 'train' and optionally 'validation', "
+                             f"got {list(text_files)}")
+        if "validation" in text_files and validation_file is not None:
+            raise ValueError("validation files given twice: in text_files['validation'] and validation_file")
+        validation_file = text_files.get("validation", validation_file)
+        text_files = text_files["train"]
+    files = {"train": expand_files(text_files, "train")}
+    if validation_file is not None:
+        files["validation"] = expand_files(validation_file, "validation")
+    # A stream fails late, and the JSON loader keeps invalid UTF-8 without a word: check those up front. The
+    # other loaders fail on it, and only then are the files scanned for the culprit.
+    raise_if_non_utf8([f for fs, kind in files.values() for f in fs if streaming or kind == "json"])
+    splits = {}
+    try:
+        for split, (fs, kind) in files.items():
+            splits[split] = _load_files(fs, kind, streaming, cache_dir)
+    except Exception:
+        raise_if_non_utf8([f for fs, _ in files.values() for f in fs])
+        raise
+    return splits
+
+
+def _load_files(files, kind, streaming, cache_dir):
+    import datasets
+
+    kwargs = {"sample_by": "document"} if kind == "text" else {}
+    return datasets.load_dataset(kind, data_files=files, split="train", cache_dir=cache_dir, streaming=streaming,
+                                 **kwargs)
