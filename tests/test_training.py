@@ -460,3 +460,20 @@ def test_streaming_needs_max_steps_then_trains(book_reference, tmp_path, capsys,
                           "--save_steps", "2")) == 0
     assert json.loads((out / "train_results.json").read_text())["train_tokens"] == 2 * 4 * 32
     assert "perplexity" in json.loads((out / "eval_results.json").read_text())
+
+
+@pytest.mark.parametrize("launcher, flags, expected", [
+    ("bf16", ["--bf16", "false"], "no"),     # an explicit flag wins over the accelerate config
+    ("no", ["--bf16", "false"], "no"),
+    ("bf16", [], "bf16"),                    # no flag: the config's request holds
+    ("no", ["--bf16", "true"], "bf16"),
+])
+def test_bf16_flag_wins_over_the_accelerate_config(monkeypatch, tmp_path, launcher, flags, expected):
+    """`accelerate launch --config_file fsdp.yaml` (mixed_precision: bf16) exports ACCELERATE_MIXED_PRECISION=bf16;
+    transformers alone would let it override `--bf16 false`. The Trainer's Accelerator must get the flag's choice."""
+    monkeypatch.setenv("ACCELERATE_MIXED_PRECISION", launcher)
+    _, _, args = parse_arguments(["--output_dir", str(tmp_path / "o"), "--eval_strategy", "no", *flags])
+    trainer = Trainer(model=GPTForCausalLM(GPTConfig(n_layers=1, emb_dim=16, n_heads=2, context_length=8,
+                                                     vocab_size=64)), args=args)
+    assert args.mixed_precision == expected
+    assert trainer.accelerator.mixed_precision == expected

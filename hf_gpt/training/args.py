@@ -1,6 +1,8 @@
 """The command line of `scripts/pretrain.py`: three dataclasses for `HfArgumentParser`, with the book's defaults."""
 
 import json
+import logging
+import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -10,6 +12,8 @@ from transformers import HfArgumentParser, TrainingArguments
 from ..configuration_gpt import PRESETS
 from .errors import PretrainingError
 from .hardware import _has_accelerator, default_bf16
+
+logger = logging.getLogger(__name__)
 
 DEFAULT_PRESET = "gpt-tiny"
 DEFAULT_OUTPUT_DIR = "outputs/pretrain"
@@ -147,13 +151,24 @@ class PretrainingArguments(TrainingArguments):
     )
 
     def __post_init__(self):
+        # Precision, in this order: a --bf16/--fp16 flag; else an accelerate config (or --mixed_precision) asking
+        # for bf16/fp16; else bf16 where the hardware is fast at it. The launcher's "no" is also its default, so it
+        # cannot be told from "not set" and does not count as a request.
+        launcher = os.environ.get("ACCELERATE_MIXED_PRECISION", "no")
+        explicit = self.bf16 is not None or self.fp16
         if self.bf16 is None:
-            self.bf16 = not self.fp16 and default_bf16()
+            self.fp16 = self.fp16 or (launcher == "fp16" and not explicit)
+            self.bf16 = not self.fp16 and (launcher == "bf16" or (launcher == "no" and default_bf16()))
         if not _has_accelerator():
             # On a CPU-only machine transformers needs use_cpu both to allow bf16 autocast and to see the processes
             # of `accelerate launch --multi_gpu` as gloo DDP (else each rank would train alone on the same data).
             self.use_cpu = True
         super().__post_init__()
+        chosen = "fp16" if self.fp16 else "bf16" if self.bf16 else "no"
+        if launcher != "no" and launcher != chosen:
+            logger.warning(f"Precision: {chosen} (from --{'fp16' if self.fp16 else 'bf16'} {bool(self.fp16 or self.bf16)}"
+                           f"), not the accelerate config's mixed_precision: {launcher}.")
+        self.mixed_precision = chosen  # transformers would take the launcher's over an explicit --bf16 false
 
 
 def build_parser():
