@@ -240,3 +240,28 @@ def test_shipped_accelerate_configs_load():
         assert (config.distributed_type, config.num_machines) == (kind, machines), name
     fsdp = ClusterConfig.from_yaml_file(folder / "fsdp.yaml").fsdp_config
     assert fsdp["fsdp_transformer_layer_cls_to_wrap"] == "TransformerBlock"
+
+
+@pytest.mark.slow
+def test_gpt2_124m_recipe_runs_on_cpu_with_tiny_overrides(tmp_path):
+    """recipes/gpt2-124m.yaml parses and trains (fused AdamW, cosine to 10%, accumulation) with the model shrunk;
+    compile and bf16 are turned off by flags here only to keep CI fast."""
+    out = tmp_path / "run"
+    result = subprocess.run(
+        [sys.executable, str(SCRIPT), str(REPO / "recipes" / "gpt2-124m.yaml"), "--train_files", THE_VERDICT,
+         "--config_overrides", "n_layers=2,emb_dim=32,n_heads=2,context_length=64", "--max_length", "64",
+         "--per_device_train_batch_size", "2", "--gradient_accumulation_steps", "2", "--max_steps", "6",
+         "--warmup_steps", "2", "--eval_steps", "3", "--save_steps", "6", "--logging_steps", "1",
+         "--torch_compile", "false", "--bf16", "false", "--dataloader_num_workers", "0", "--sample_max_new_tokens", "0",
+         "--output_dir", out],
+        capture_output=True, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"}, timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    args = torch.load(out / "training_args.bin", weights_only=False)
+    assert (args.optim, args.lr_scheduler_type, args.adam_beta2) == ("adamw_torch_fused", "cosine_with_min_lr", 0.95)
+    state = json.loads((out / "trainer_state.json").read_text())
+    lrs = [e["learning_rate"] for e in state["log_history"] if "learning_rate" in e]
+    assert max(lrs) == pytest.approx(6e-4) and lrs.index(max(lrs)) == 2  # linear warmup over 2 steps to the peak
+    # then cosine towards 10% of it: the 6th step runs 3/4 of the way down (steps 2..5 of 4 decay steps)
+    assert lrs[-1] == pytest.approx(6e-4 * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * 3 / 4))))
+    assert state["global_step"] == 6 and (out / "model.safetensors").is_file()
