@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
+from safetensors import safe_open
 from safetensors.torch import load_file
 
 from hf_gpt.resources import THE_VERDICT
@@ -265,3 +266,28 @@ def test_gpt2_124m_recipe_runs_on_cpu_with_tiny_overrides(tmp_path):
     # then cosine towards 10% of it: the 6th step runs 3/4 of the way down (steps 2..5 of 4 decay steps)
     assert lrs[-1] == pytest.approx(6e-4 * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * 3 / 4))))
     assert state["global_step"] == 6 and (out / "model.safetensors").is_file()
+
+
+@pytest.mark.slow
+def test_torch_compile_trains_like_eager_and_resumes(tmp_path):
+    """--torch_compile end to end: the same losses as eager (fp32, no dropout), checkpoints whose keys are the
+    model's own (no `_orig_mod.`), and a resume from them."""
+    base = [sys.executable, str(SCRIPT), "--train_files", THE_VERDICT, "--config_overrides",
+            "n_layers=2,emb_dim=32,n_heads=2,context_length=32,drop_rate=0.0", "--max_length", "32",
+            "--save_steps", "2", "--eval_steps", "2", "--logging_steps", "1", "--bf16", "false",
+            "--sample_max_new_tokens", "0"]
+
+    def run(out, *extra):
+        result = subprocess.run([*base, "--output_dir", out, *map(str, extra)], capture_output=True, text=True,
+                                timeout=600)
+        assert result.returncode == 0, result.stderr[-3000:]
+        history = json.loads((out / "trainer_state.json").read_text())["log_history"]
+        return [e["loss"] for e in history if "loss" in e]
+
+    eager = run(tmp_path / "eager", "--max_steps", 4)
+    compiled = run(tmp_path / "compiled", "--max_steps", 4, "--torch_compile", "true")
+    assert compiled == pytest.approx(eager, abs=1e-4)
+    with safe_open(str(tmp_path / "compiled" / "checkpoint-4" / "model.safetensors"), "pt") as f:
+        assert not [k for k in f.keys() if "_orig_mod" in k]
+    resumed = run(tmp_path / "compiled", "--max_steps", 6, "--torch_compile", "true", "--resume_from_checkpoint", "last")
+    assert len(resumed) == 6 and resumed[:4] == compiled
