@@ -173,6 +173,16 @@ def test_llama_cpp_runs_our_file(path, model):
     np.testing.assert_allclose(logits, ours, atol=llama_cpp_tolerance(ours), rtol=0)
 
 
+def test_llama_cpp_tokenizes_like_gpt2(path, tokenizer):
+    """The tokenizer metadata is complete: llama.cpp's own BPE gives GPT-2's ids, <|endoftext|> included."""
+    llama_cpp = pytest.importorskip("llama_cpp")
+    llm = llama_cpp.Llama(model_path=str(path), vocab_only=True, verbose=False)
+    text = "Hello, world! It's 3.14159 \u2014 na\u00efve caf\u00e9 \U0001f999\n\n  spaced   out <|endoftext|> The end."
+    assert llm.tokenize(text.encode(), add_bos=False, special=True) == tokenizer.encode(text)
+    assert llm.token_eos() == llm.token_bos() == 50256
+    llm.close()
+
+
 def converter_script():
     script = os.environ.get("HF_GPT_LLAMA_CPP_CONVERTER")
     if not script:
