@@ -8,6 +8,7 @@ Export goes through `torch.onnx.export(dynamo=True)` (optimum does not support t
 """
 
 import json
+import warnings
 from pathlib import Path
 
 import torch
@@ -81,8 +82,11 @@ def export(model, output, *, tokenizer=None, opset=OPSET, **options):
     wrapper = _WithPast(model).eval()
     inputs, outputs = io_names(config.n_layers)
     path = output / "model.onnx"
+    options.setdefault("verbose", False)  # the exporter's step-by-step progress lines
     try:
-        with torch.no_grad():
+        with torch.no_grad(), warnings.catch_warnings():
+            # Dims equal across inputs (batch everywhere) are reported once per extra input: noise, not a problem.
+            warnings.filterwarnings("ignore", message="# The axis name")
             program = torch.onnx.export(
                 wrapper,
                 _example_inputs(config),
@@ -93,7 +97,7 @@ def export(model, output, *, tokenizer=None, opset=OPSET, **options):
                 opset_version=opset,
                 **options,
             )
-        program.save(str(path))
+            program.save(str(path))  # weights go to model.onnx.data once the graph would pass protobuf's 2 GB
     finally:
         model.train(was_training)
 
