@@ -122,7 +122,7 @@ def gpt_config_to_gpt2_config(config):
     return GPT2Config(
         vocab_size=config.vocab_size,
         n_positions=config.context_length,
-        n_ctx=config.context_length,  # the Hub's GPT-2 configs carry it, and llama.cpp's converter reads it
+        n_ctx=config.context_length,  # not written by transformers 5; llama.cpp's convert_hf_to_gguf.py requires it
         n_embd=config.emb_dim,
         n_layer=config.n_layers,
         n_head=config.n_heads,

@@ -9,6 +9,8 @@ from pathlib import Path
 
 FORMATS = {
     "gpt2": "hf_gpt.exports.gpt2",
+    "onnx": "hf_gpt.exports.onnx",
+    "gguf": "hf_gpt.exports.gguf",
 }
 
 

@@ -1,0 +1,159 @@
+"""Export a GPTForCausalLM to a GGUF file that llama.cpp runs as its `gpt2` architecture, tokenizer included.
+
+Written with the `gguf` package's GGUFWriter straight from the book's modules rather than through llama.cpp's
+convert_hf_to_gguf.py: the `gguf` package is a small pip wheel, while the converter lives only in a llama.cpp
+checkout (it is not on PyPI and imports its own copy of gguf-py), and going direct needs no stock-export folder on
+disk. The keys, tensor names, layouts and tokenizer metadata mirror what the converter writes for GPT2LMHeadModel
+(conversion/gpt2.py and _set_vocab_gpt2 in llama.cpp, as vendored by llama-cpp-python 0.3.36); the tests compare
+both paths through llama.cpp.
+"""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+
+FILE_TYPES = {"f32": 0, "f16": 1}  # gguf.LlamaFileType: ALL_F32, MOSTLY_F16 (1-D tensors stay f32)
+SPECIAL_TOKENS = ("bos", "eos", "unk", "sep", "pad", "mask")  # gguf.SpecialVocab's, less cls (no GGUF key)
+
+
+def export(model, output, *, tokenizer=None, dtype="f32", name=None):
+    """Write `model` as GGUF to `output` (a `.gguf` file path; any other path is taken as a folder and gets
+    `model.gguf`). Returns the file's path.
+
+    `tokenizer`: a GPT-2-style byte-level BPE `transformers` tokenizer whose vocabulary fits the model's (None:
+    `hf_gpt.load_tokenizer()`, GPT-2's); llama.cpp tokenizes with what is stored in the file.
+    `dtype`: "f32" (exact) or "f16" (matrices in fp16, half the size, as the converter's default `--outtype f16`).
+    For smaller quantizations run llama.cpp's `llama-quantize` on the result.
+    """
+    import gguf
+
+    if dtype not in FILE_TYPES:
+        raise ValueError(f"GGUF export: dtype must be one of {sorted(FILE_TYPES)}, got {dtype!r}.")
+    output = Path(output)
+    path = output if output.suffix == ".gguf" else output / "model.gguf"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    config = model.config
+    if tokenizer is None:
+        from hf_gpt import load_tokenizer
+
+        tokenizer = load_tokenizer()
+
+    writer = gguf.GGUFWriter(str(path), "gpt2")
+    try:
+        _write_metadata(writer, config, name or _model_name(config), FILE_TYPES[dtype])
+        _write_tokenizer(writer, tokenizer, config)
+        for tensor_name, tensor in _gguf_tensors(model):
+            writer.add_tensor(tensor_name, _to_numpy(tensor, dtype))
+        writer.write_header_to_file()
+        writer.write_kv_data_to_file()
+        writer.write_tensors_to_file()
+    finally:
+        writer.close()
+    return path
+
+
+def _model_name(config):
+    source = getattr(config, "name_or_path", "") or ""
+    return Path(source).name or "hf_gpt"
+
+
+def _write_metadata(writer, config, name, file_type):
+    """The converter's GPT2Model.set_gguf_parameters, plus general.name/type as its base class writes them.
+    The feed-forward width is the book's 4 * emb_dim, which llama.cpp reads from this key, not from the tensors."""
+    import gguf
+
+    writer.add_type("model")
+    writer.add_name(name)
+    writer.add_block_count(config.n_layers)
+    writer.add_context_length(config.context_length)  # must equal position_embd's rows: llama.cpp checks
+    writer.add_embedding_length(config.emb_dim)
+    writer.add_feed_forward_length(4 * config.emb_dim)
+    writer.add_head_count(config.n_heads)
+    writer.add_layer_norm_eps(config.layer_norm_eps)
+    writer.add_file_type(file_type)
+    writer.add_quantization_version(gguf.GGML_QUANT_VERSION)
+
+
+def _write_tokenizer(writer, tokenizer, config):
+    """What the converter's _set_vocab_gpt2 writes: model "gpt2", the GPT-2 pre-tokenizer, one token string per
+    id up to vocab_size ("[PADn]" where the tokenizer has no such id), types, merges and special ids."""
+    from gguf import TokenType
+
+    vocab = tokenizer.get_vocab()
+    if max(vocab.values()) >= config.vocab_size:
+        raise ValueError(
+            f"GGUF export: the tokenizer has ids up to {max(vocab.values())} but the model's vocab_size is "
+            f"{config.vocab_size}; llama.cpp needs a token string for every id the model can emit."
+        )
+    by_id = {i: token for token, i in vocab.items()}
+    added = tokenizer.added_tokens_decoder  # id -> AddedToken
+    tokens, types = [], []
+    for i in range(config.vocab_size):
+        if i not in by_id:
+            tokens.append(f"[PAD{i}]")
+            types.append(TokenType.UNUSED)
+        else:
+            tokens.append(by_id[i])
+            special = i in added and added[i].special
+            types.append(TokenType.CONTROL if special else TokenType.USER_DEFINED if i in added else TokenType.NORMAL)
+    writer.add_tokenizer_model("gpt2")
+    writer.add_tokenizer_pre("gpt-2")  # the converter's name for GPT-2's pre-tokenizer regex
+    writer.add_token_list(tokens)
+    writer.add_token_types(types)
+    writer.add_token_merges(_merges(tokenizer))
+    for kind in SPECIAL_TOKENS:
+        token = getattr(tokenizer, f"{kind}_token", None)
+        if token is not None and token in vocab:
+            getattr(writer, f"add_{kind}_token_id")(vocab[token])
+
+
+def _merges(tokenizer):
+    """The BPE merges as "a b" strings, the form llama.cpp reads, from the fast tokenizer's own model."""
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is None:
+        raise ValueError("GGUF export needs a fast (tokenizers-backed) byte-level BPE tokenizer for its merges.")
+    model = json.loads(backend.to_str())["model"]
+    if model.get("type") != "BPE":
+        raise ValueError(f"GGUF export: llama.cpp's gpt2 vocabulary is BPE; this tokenizer is {model.get('type')}.")
+    return [m if isinstance(m, str) else " ".join(m) for m in model["merges"]]
+
+
+def _gguf_tensors(model):
+    """(gguf name, tensor) in llama.cpp's gpt2 layout. Matrices keep torch's (out, in) order, which is what
+    llama.cpp's {in, out} ggml shape means; Q/K/V fuse into one attn_qkv. llama.cpp's gpt2 loader requires every
+    bias, so book models without qkv_bias get zero Q/K/V biases (the same function). A tied head writes no
+    `output.weight`: llama.cpp then reuses token_embd, as it does for OpenAI's GPT-2."""
+    yield "token_embd.weight", model.tok_emb.weight
+    yield "position_embd.weight", model.pos_emb.weight
+    for i, block in enumerate(model.trf_blocks):
+        att, ff, p = block.att, block.ff, f"blk.{i}."
+        yield p + "attn_norm.weight", block.norm1.scale
+        yield p + "attn_norm.bias", block.norm1.shift
+        projections = (att.W_query, att.W_key, att.W_value)
+        yield p + "attn_qkv.weight", torch.cat([lin.weight for lin in projections], dim=0)
+        yield p + "attn_qkv.bias", torch.cat(
+            [lin.bias if lin.bias is not None else lin.weight.new_zeros(lin.out_features) for lin in projections]
+        )
+        yield p + "attn_output.weight", att.out_proj.weight
+        yield p + "attn_output.bias", att.out_proj.bias
+        yield p + "ffn_norm.weight", block.norm2.scale
+        yield p + "ffn_norm.bias", block.norm2.shift
+        yield p + "ffn_up.weight", ff.layers[0].weight
+        yield p + "ffn_up.bias", ff.layers[0].bias
+        yield p + "ffn_down.weight", ff.layers[2].weight
+        yield p + "ffn_down.bias", ff.layers[2].bias
+    yield "output_norm.weight", model.final_norm.scale
+    yield "output_norm.bias", model.final_norm.shift
+    if model.out_head.weight is not model.tok_emb.weight:
+        yield "output.weight", model.out_head.weight
+
+
+def _to_numpy(tensor, dtype):
+    """fp32 on CPU shares memory with the model (no copy of a large checkpoint); fp16 only for matrices."""
+    tensor = tensor.detach().to("cpu", torch.float16 if dtype == "f16" and tensor.ndim > 1 else torch.float32)
+    return np.ascontiguousarray(tensor.numpy())
+
+
+__all__ = ["export"]
