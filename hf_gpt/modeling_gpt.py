@@ -17,8 +17,16 @@ from transformers.cache_utils import Cache, DynamicCache
 from transformers.masking_utils import create_causal_mask
 from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.modeling_outputs import CausalLMOutputWithPast
-from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS, slice_logits_to_keep
+from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 from transformers.utils.output_capturing import OutputRecorder, capture_outputs
+
+try:
+    from transformers.modeling_utils import slice_logits_to_keep
+except ImportError:  # older transformers 5.x (e.g. 5.17) lack the helper; this is its int / 1-D index case
+
+    def slice_logits_to_keep(hidden_states, logits_to_keep):
+        return hidden_states[:, slice(-logits_to_keep, None) if isinstance(logits_to_keep, int) else logits_to_keep]
+
 
 try:
     from .configuration_gpt import GPTConfig
