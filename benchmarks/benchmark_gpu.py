@@ -6,7 +6,7 @@
     python benchmarks/benchmark_gpu.py --part train --batch_size 16 --out /tmp/gpu.json
 
 Training: context 1024, tied head, bf16 autocast over fp32 weights, SDPA (flash on CUDA), fused AdamW, TF32 on;
-each model compiled with `torch.compile` and eager, the four contenders alternating in rounds (A, B, A, B, ...)
+each model compiled with `torch.compile` and eager, the contenders alternating in rounds (A, B, A, B, ...)
 so clock and thermal drift hit them alike. Step time is the median over all timed steps (CUDA events around
 forward + loss + backward + AdamW). MFU uses nanoGPT's count: FLOPs/token = 6N + 12 * n_layer * d_model * T, with N
 all parameters (the tied head once) minus the position embedding, over 989 TFLOP/s (H100 SXM dense bf16).
@@ -53,7 +53,7 @@ def parse_args(argv=None):
     p.add_argument("--contenders", default="ours/compiled,stock/compiled,ours-pad/compiled,ours/eager,stock/eager",
                    help="comma list of MODEL/MODE, MODEL one of ours, stock, ours-pad (vocab padded to a multiple "
                         "of 64: 50304), optionally with @flash, @cudnn or @efficient to pin SDPA's backend (default: "
-                        "PyTorch's pick) or @causal (SDPA with is_causal=True, no mask tensor, also when compiled), "
+                        "PyTorch's pick; compiled, transformers passes a mask tensor, which flash refuses) or @causal (SDPA with is_causal=True, no mask tensor, also when compiled), "
                         "MODE one of compiled, eager")
     p.add_argument("--dropout", type=float, default=0.0, help="drop rate of both models (pretraining at scale: 0)")
     p.add_argument("--gen_batches", default=None, help="comma list of generate batch sizes (default 1,8)")
