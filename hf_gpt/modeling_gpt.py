@@ -17,8 +17,16 @@ from transformers.cache_utils import Cache, DynamicCache
 from transformers.masking_utils import create_causal_mask
 from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.modeling_outputs import CausalLMOutputWithPast
-from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS, slice_logits_to_keep
+from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 from transformers.utils.output_capturing import OutputRecorder, capture_outputs
+
+try:
+    from transformers.modeling_utils import slice_logits_to_keep
+except ImportError:  # older transformers 5.x (e.g. 5.17) lack the helper; this is its int / 1-D index case
+
+    def slice_logits_to_keep(hidden_states, logits_to_keep):
+        return hidden_states[:, slice(-logits_to_keep, None) if isinstance(logits_to_keep, int) else logits_to_keep]
+
 
 try:
     from .configuration_gpt import GPTConfig
@@ -252,14 +260,17 @@ class GPTForCausalLM(GPTPreTrainedModel, GenerationMixin):
         if use_cache and past_key_values is None:
             past_key_values = DynamicCache(config=self.config)
         past_len = past_key_values.get_seq_length() if past_key_values is not None else 0
-        if past_len + seq_len > self.config.context_length:
+        # A static cache's length is a tensor: compiled, this check would branch on data (a graph break that
+        # fullgraph refuses), so there it is left to eager runs; `generate` crops the window before the forward.
+        traced_len = isinstance(past_len, torch.Tensor) and torch.compiler.is_compiling()
+        if not traced_len and past_len + seq_len > self.config.context_length:
             raise ValueError(
                 f"The model sees at most context_length={self.config.context_length} tokens, got {past_len + seq_len}"
                 f" ({past_len} cached + {seq_len} new). Crop the input to its last {self.config.context_length} tokens,"
                 " as the book's generate_text_simple does (`generate` crops like that by itself)."
             )
         if position_ids is None:
-            position_ids = torch.arange(past_len, past_len + seq_len, device=inputs_embeds.device).unsqueeze(0)
+            position_ids = (torch.arange(seq_len, device=inputs_embeds.device) + past_len).unsqueeze(0)
 
         x = self.drop_emb(inputs_embeds + self.pos_emb(position_ids))
         mask = create_causal_mask(
@@ -292,6 +303,8 @@ class GPTForCausalLM(GPTPreTrainedModel, GenerationMixin):
             input_ids, past_key_values=past_key_values, attention_mask=attention_mask, **kwargs
         )
         context = self.config.context_length
+        if input_ids.shape[1] <= context:  # the whole sequence fits; skip reading a static cache's length (a GPU sync)
+            return inputs
         cache = inputs.get("past_key_values")
         past_len = cache.get_seq_length() if isinstance(cache, Cache) else 0
         if inputs.get("input_ids") is None or past_len + inputs["input_ids"].shape[1] <= context:
