@@ -371,6 +371,13 @@ def check_model_folder(folder, *, need_tokenizer=True, need_card=False):
         config = _read_json(folder / "config.json")
     if not any((folder / name).is_file() for name in WEIGHT_FILES):
         missing.append("the weights (model.safetensors; write them with `model.save_pretrained(folder)`)")
+    elif (folder / "model.safetensors").is_file():
+        from .weight_files_gpt import SafetensorsSource
+
+        try:  # a header that parses and a file as long as it says: a truncated copy fails here, not deep in loading
+            SafetensorsSource._read_header(folder / "model.safetensors")
+        except ValueError as err:
+            raise HubError(str(err)) from None
     if need_tokenizer and not any((folder / name).is_file() for name in TOKENIZER_FILES):
         missing.append("the tokenizer files (tokenizer.json; write them with `tokenizer.save_pretrained(folder)`)")
     if config is not None and config.get("model_type") != "gpt2":
