@@ -41,6 +41,8 @@ def disk_full_folder(exc, folder=None):
         if isinstance(e, OSError) and e.errno == errno.ENOSPC:
             where = e.filename or folder
             return str(Path(where).parent if where and not Path(where).is_dir() else where or "?")
+        if "No space left on device" in str(e) or "os error 28" in str(e):  # safetensors' Rust writer, and others
+            return str(folder or "?")
     if folder is not None and any(isinstance(e, RuntimeError) and any(s in str(e) for s in _TORCH_WRITE_FAILURES)
                                   for e in _chain(exc)):
         # torch's zip writer loses the errno: ask the file system whether the folder is (nearly) full.
