@@ -144,7 +144,7 @@ def torch_load(path):
     if os.path.isfile(path) and not zipfile.is_zipfile(path):
         with open(path, "rb") as f:
             head = f.read(2)
-        if head[:1] != b"\x80":  # neither torch's zip format nor a (legacy) pickle: no load setting will read it
+        if head[:1] != b"\x80" and head != b"PK":  # neither a zip (maybe truncated) nor a pickle: nothing reads it
             raise ValueError(f"{path}: not a PyTorch checkpoint (neither torch.save's zip archive nor a pickle); it is "
                              "corrupt or another kind of file. Save the weights again with "
                              "`torch.save(model.state_dict(), path)`.")
