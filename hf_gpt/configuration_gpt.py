@@ -5,6 +5,7 @@ the standard `transformers` names (`hidden_size`, `num_attention_heads`, ...) ar
 This file imports only `transformers` because it ships to the Hub as remote code.
 """
 
+import dataclasses
 import difflib
 import inspect
 
@@ -105,6 +106,9 @@ class GPTConfig(PretrainedConfig):
         self.bos_token_id = endoftext if bos_token_id == "<|endoftext|>" else bos_token_id
         self.eos_token_id = endoftext if eos_token_id == "<|endoftext|>" else eos_token_id
         self.pad_token_id = pad_token_id
+        unknown = sorted(k for k in kwargs if k not in _pretrained_config_keys() and not k.startswith("_"))
+        if unknown:
+            check_config_fields({unknown[0]: None})  # raises, naming the closest field
         super().__init__(**kwargs)
         self._validate()
 
@@ -118,6 +122,10 @@ class GPTConfig(PretrainedConfig):
                 f"GPTConfig: `emb_dim` ({self.emb_dim}) must be divisible by `n_heads` ({self.n_heads}); "
                 f"pick n_heads among {[h for h in range(1, self.emb_dim + 1) if self.emb_dim % h == 0][:12]}..."
             )
+        for name in ("qkv_bias", "tie_word_embeddings", "use_cache"):
+            value = getattr(self, name)
+            if not isinstance(value, bool):
+                raise ValueError(f"GPTConfig: `{name}` must be a boolean (True or False), got {value!r}.")
         if isinstance(self.drop_rate, bool) or not isinstance(self.drop_rate, (int, float)) or not 0 <= self.drop_rate < 1:
             raise ValueError(f"GPTConfig: `drop_rate` must be in [0, 1), got {self.drop_rate!r}.")
         if self.init_scheme not in INIT_SCHEMES:
@@ -147,6 +155,25 @@ class GPTConfig(PretrainedConfig):
     def to_book_dict(self):
         """The book's config dict, e.g. to build the book's own `GPTModel` from this config."""
         return {k: getattr(self, k) for k in GPT_CONFIG_124M}
+
+
+def _pretrained_config_keys():
+    """Keys `PretrainedConfig` itself takes (what `config.json` holds besides our fields: `architectures`,
+    `auto_map`, `dtype`, `transformers_version`, generation defaults of old configs, ...)."""
+    keys = {f.name for f in dataclasses.fields(PretrainedConfig)} if dataclasses.is_dataclass(PretrainedConfig) else set()
+    try:
+        from transformers import GenerationConfig
+
+        keys |= set(GenerationConfig._get_default_generation_params())
+    except (ImportError, AttributeError):
+        pass
+    return keys | {
+        "model_type", "auto_map", "architectures", "transformers_version", "dtype", "torch_dtype", "name_or_path",
+        "output_attentions", "output_hidden_states", "return_dict", "attn_implementation", "experts_implementation",
+        "per_layer_config", "num_labels", "id2label", "label2id", "problem_type", "tokenizer_class", "prefix",
+        "finetuning_task", "task_specific_params", "is_decoder", "is_encoder_decoder", "add_cross_attention",
+        "tie_encoder_decoder", "chunk_size_feed_forward", "sep_token_id", "decoder_start_token_id",
+    }
 
 
 def check_config_fields(fields):

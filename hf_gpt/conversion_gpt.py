@@ -82,7 +82,14 @@ def gpt2_config_to_gpt_config(gpt2_config, **overrides):
     get = cfg.get
     if get("model_type", "gpt2") != "gpt2":
         raise ValueError(f"Not a GPT-2 config: model_type is {get('model_type')!r}, expected 'gpt2'.")
-    n_embd = get("n_embd", 768)
+    lacking = [k for k in ("n_embd", "n_layer", "n_head") if k not in cfg]
+    if not any(k in cfg for k in ("n_positions", "n_ctx")):
+        lacking.append("n_positions")
+    if lacking:  # never guess a size: 768/12 defaults would build a model the weights do not fit
+        raise ValueError(f"GPT-2 config lacks {', '.join(lacking)}: a GPT-2 config.json names the model's size "
+                         f"(n_embd, n_layer, n_head, n_positions); fix the file or save it again with "
+                         f"`GPT2Config.save_pretrained`.")
+    n_embd = get("n_embd")
     refusals = []
     if get("n_inner") not in (None, 4 * n_embd):
         refusals.append(f"n_inner={get('n_inner')} (the book's feed-forward is 4 * n_embd = {4 * n_embd})")

@@ -282,10 +282,11 @@ def _first_nonempty(ds, text_column):
 
 
 def _too_few_tokens(split, n_tokens, max_length, validation_fraction):
-    fix = f"lower max_length to at most {n_tokens - 1}" if n_tokens > 1 else "give it more text"
+    # A window needs max_length >= 2 (pretraining refuses less), so below 3 tokens the only fix is more text.
+    fix = f"lower max_length to at most {n_tokens - 1}" if n_tokens > 2 else "give it more text"
     if split == "validation":
         fix += f", or raise validation_fraction (now {validation_fraction})"
-    elif n_tokens > 1:
+    elif n_tokens > 2:
         fix += ", or give more text"
     return ValueError(f"the {split} split holds {n_tokens} tokens, fewer than max_length + 1 = {max_length + 1} "
                       f"needed for one window: {fix}")

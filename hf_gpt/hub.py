@@ -13,6 +13,7 @@ import math
 import mmap
 import os
 import re
+import shutil
 import sys
 import tempfile
 from pathlib import Path
@@ -372,6 +373,13 @@ def check_model_folder(folder, *, need_tokenizer=True, need_card=False):
         config = _read_json(folder / "config.json")
     if not any((folder / name).is_file() for name in WEIGHT_FILES):
         missing.append("the weights (model.safetensors; write them with `model.save_pretrained(folder)`)")
+    elif (folder / "model.safetensors").is_file():
+        from .weight_files_gpt import SafetensorsSource
+
+        try:  # a header that parses and a file as long as it says: a truncated copy fails here, not deep in loading
+            SafetensorsSource._read_header(folder / "model.safetensors")
+        except ValueError as err:
+            raise HubError(str(err)) from None
     if need_tokenizer and not any((folder / name).is_file() for name in TOKENIZER_FILES):
         missing.append("the tokenizer files (tokenizer.json; write them with `tokenizer.save_pretrained(folder)`)")
     if config is not None and config.get("model_type") != "gpt2":
@@ -467,6 +475,21 @@ def _transport_errors():
     return tuple(errors)
 
 
+def _stage_upload(folder, tmp):
+    """A folder in `tmp` holding links to the files `push_folder` uploads from `folder`, with `README.md` as a copy
+    (the card is pointed at the repo there, not in the user's folder)."""
+    stage = tmp / "upload"
+    for name in upload_file_list(folder):
+        target = stage / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if name == "README.md":
+            shutil.copyfile(folder / name, target)
+        else:
+            os.symlink((folder / name).resolve(), target)
+    stage.mkdir(exist_ok=True)
+    return stage
+
+
 def push_folder(folder, repo_id, *, private=None, revision=None, format="hf_gpt", commit_message=None, log=print):
     """Upload a saved model folder to the Hub repo `repo_id` (created if needed); returns the commit URL.
 
@@ -486,20 +509,23 @@ def push_folder(folder, repo_id, *, private=None, revision=None, format="hf_gpt"
         raise HubError("HF_HUB_OFFLINE is set, so nothing can reach the Hub: unset HF_HUB_OFFLINE to push.")
     token = require_token()
 
-    with tempfile.TemporaryDirectory(prefix="hf_gpt-gpt2-") as tmp:
-        upload_dir = folder
+    with tempfile.TemporaryDirectory(prefix="hf_gpt-push-") as tmp:
+        exported = False
         if format == "gpt2" and config.get("model_type") == "gpt2":
             log(f"{folder} already holds a stock GPT-2 model; pushing it as is.")
         elif format == "gpt2":
             log("Exporting to stock GPT-2 format (no remote code needed to load it)...")
             from .exports.gpt2 import export_folder
 
-            upload_dir = export_folder(folder, tmp)
+            exported = True
+        # The upload is staged apart from the user's folder (links to its files, a card of its own), so the folder
+        # is never changed, least of all before an upload that fails.
+        upload_dir = export_folder(folder, Path(tmp) / "export") if exported else _stage_upload(folder, Path(tmp))
         if (upload_dir / "README.md").is_file():
-            _set_card_repo(upload_dir, repo_id, stock_gpt2=True if upload_dir != folder else None)
+            _set_card_repo(upload_dir, repo_id, stock_gpt2=True if exported else None)
         else:
             card_from_folder(upload_dir, repo_id=repo_id)
-            log(f"Wrote a model card: {upload_dir / 'README.md'}")
+            log(f"Wrote a model card for the upload ({folder} is left as it is).")
         files = upload_file_list(upload_dir)
         _refuse_if_token_inside(upload_dir, token, files)
 
@@ -515,7 +541,7 @@ def push_folder(folder, repo_id, *, private=None, revision=None, format="hf_gpt"
                 repo_id=repo_url.repo_id,
                 folder_path=upload_dir,
                 revision=revision,
-                commit_message=commit_message or ("Upload stock GPT-2 export" if upload_dir != folder else "Upload model"),
+                commit_message=commit_message or ("Upload stock GPT-2 export" if exported else "Upload model"),
                 ignore_patterns=list(PUSH_IGNORE_PATTERNS),
             )
         except _transport_errors() as err:

@@ -251,6 +251,10 @@ class GPTForCausalLM(GPTPreTrainedModel, GenerationMixin):
         """
         if (input_ids is None) == (inputs_embeds is None):
             raise ValueError("Pass exactly one of `input_ids` or `inputs_embeds`.")
+        if labels is not None and shift_labels is not None:
+            raise ValueError("Pass `labels` (shifted inside) or `shift_labels` (already shifted), not both.")
+        if input_ids is not None:
+            self._check_input_ids(input_ids)
         if inputs_embeds is None:
             inputs_embeds = self.tok_emb(input_ids)
         seq_len = inputs_embeds.shape[1]
@@ -295,6 +299,25 @@ class GPTForCausalLM(GPTPreTrainedModel, GenerationMixin):
         return CausalLMOutputWithPast(
             loss=loss, logits=logits, past_key_values=past_key_values if use_cache else None
         )
+
+    def _check_input_ids(self, input_ids):
+        """Bad token ids fail here with what is wrong, not deep inside the embedding or attention."""
+        if input_ids.dim() != 2:
+            raise ValueError(f"input_ids must be 2-D (batch, tokens), got shape {tuple(input_ids.shape)}; for one "
+                             f"sequence add the batch dimension: input_ids.unsqueeze(0) (or tokenizer(..., "
+                             f"return_tensors='pt')).")
+        if input_ids.shape[1] == 0:
+            raise ValueError("input_ids holds no tokens (shape "
+                             f"{tuple(input_ids.shape)}); give at least one token, e.g. the tokenizer's "
+                             "<|endoftext|> as a start.")
+        if torch.compiler.is_compiling() or input_ids.is_meta:
+            return
+        low, high = (v.item() for v in torch.aminmax(input_ids))
+        if low < 0 or high >= self.config.vocab_size:
+            bad = low if low < 0 else high
+            raise ValueError(f"token id {bad} is outside the vocabulary: ids must be in [0, {self.config.vocab_size - 1}]"
+                             f" (vocab_size={self.config.vocab_size}); was the text tokenized with this model's "
+                             f"tokenizer?")
 
     def prepare_inputs_for_generation(self, input_ids, past_key_values=None, attention_mask=None, **kwargs):
         """Past `context_length` tokens, crop to the last `context_length` and recompute, like the book's

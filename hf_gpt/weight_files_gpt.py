@@ -141,6 +141,13 @@ class DictSource:
 
 def torch_load(path):
     """`torch.load(weights_only=True)` with errors that name the file and say what to do."""
+    if os.path.isfile(path) and not zipfile.is_zipfile(path):
+        with open(path, "rb") as f:
+            head = f.read(2)
+        if head[:1] != b"\x80" and head != b"PK":  # neither a zip (maybe truncated) nor a pickle: nothing reads it
+            raise ValueError(f"{path}: not a PyTorch checkpoint (neither torch.save's zip archive nor a pickle); it is "
+                             "corrupt or another kind of file. Save the weights again with "
+                             "`torch.save(model.state_dict(), path)`.")
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:

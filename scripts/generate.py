@@ -15,9 +15,11 @@ import os
 import sys
 from pathlib import Path
 
+from hf_gpt.cli import UsageError, add_debug_flag, run
+
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0], allow_abbrev=False)
     parser.add_argument("model", help="a folder written by save_pretrained / scripts/pretrain.py, or a Hub repo id")
     parser.add_argument("prompt", help="the text to continue (empty: start from <|endoftext|>)")
     parser.add_argument("--max_new_tokens", type=int, default=None)
@@ -33,8 +35,10 @@ def parse_args(argv=None):
     parser.add_argument("--seed", type=int, default=None, help="makes sampling reproducible")
     parser.add_argument("--stream", action="store_true", help="print tokens as they are generated")
     parser.add_argument("--trust_remote_code", action="store_true",
-                        help="run model code from a Hub repo (local folders are always trusted)")
+                        help="run the model code (.py files) a folder or Hub repo brings; hf_gpt folders need none "
+                             "when hf_gpt is installed")
     parser.add_argument("--device", default=None, help="default: cuda if available, else cpu")
+    add_debug_flag(parser)
     args = parser.parse_args(argv)
     for name in ("max_new_tokens", "top_k", "num_beams", "num_return_sequences"):
         value = getattr(args, name)
@@ -49,12 +53,8 @@ def parse_args(argv=None):
     return args
 
 
-class GenerateError(Exception):
+class GenerateError(UsageError):
     """A bad input the user can fix; printed without a traceback."""
-
-
-def _looks_like_path(name):
-    return os.path.isabs(name) or name.startswith((".", "~")) or name.count("/") > 1 or "\\" in name
 
 
 def load(source, *, trust_remote_code=False):
@@ -67,30 +67,36 @@ def load(source, *, trust_remote_code=False):
     except ImportError as err:
         raise GenerateError(f"hf_gpt is not importable ({err}); install it with `pip install -e .`") from None
 
+    from hf_gpt.locations import hub_problem, looks_local
+
     path = Path(os.path.expanduser(source))
-    if path.exists() or _looks_like_path(source):
+    local = path.exists() or looks_local(source)
+    if local:  # a path that looks local never waits on the Hub
         try:
             check_model_folder(path)
         except HubError as err:
             raise GenerateError(str(err)) from None
-        return (AutoModelForCausalLM.from_pretrained(path, trust_remote_code=True),
-                AutoTokenizer.from_pretrained(path, trust_remote_code=True))
-    try:
-        check_repo_id(source)
-    except HubError as err:
-        raise GenerateError(f"{source!r} is neither an existing folder nor a Hub repo id: {err}") from None
+        source = path
+    else:
+        try:
+            check_repo_id(source)
+        except HubError as err:
+            raise GenerateError(f"{source!r} is neither an existing folder nor a Hub repo id: {err}") from None
+        problem = hub_problem(source)  # one short probe, not the client's retries
+        if problem:
+            raise GenerateError(f"could not load {source!r}: it is not a local folder, and {problem}.")
     try:
         model = AutoModelForCausalLM.from_pretrained(source, trust_remote_code=trust_remote_code)
         tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=trust_remote_code)
     except ValueError as err:
         if "trust_remote_code" in str(err):
-            raise GenerateError(f"{source} runs its own model code; if you trust it, add --trust_remote_code.") from None
+            raise GenerateError(f"{source} runs its own model code (its config names .py files to import); read them, "
+                                f"and if you trust them add --trust_remote_code.") from None
         raise
     except OSError as err:
-        from huggingface_hub import is_offline_mode
-
-        why = "the Hub is offline (HF_HUB_OFFLINE is set) and it is not cached" if is_offline_mode() else str(err)
-        raise GenerateError(f"could not load {source!r}: it is not a local folder, and {why}.") from None
+        if local:
+            raise
+        raise GenerateError(f"could not load {source!r}: it is not a local folder, and the Hub failed: {err}") from None
     return model, tokenizer
 
 
@@ -112,16 +118,12 @@ def generation_kwargs(model, args):
     return kwargs
 
 
-def main(argv=None):
+def _main(argv=None):
     args = parse_args(argv)
     import torch
     from transformers import TextStreamer, set_seed
 
-    try:
-        model, tokenizer = load(args.model, trust_remote_code=args.trust_remote_code)
-    except GenerateError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    model, tokenizer = load(args.model, trust_remote_code=args.trust_remote_code)
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     model.to(device).eval()
     kwargs = generation_kwargs(model, args)
@@ -129,8 +131,7 @@ def main(argv=None):
     inputs = tokenizer(args.prompt, return_tensors="pt")
     if inputs["input_ids"].shape[1] == 0:
         if tokenizer.bos_token_id is None:
-            print("error: the prompt is empty and the tokenizer has no start token; give a prompt", file=sys.stderr)
-            return 2
+            raise GenerateError("the prompt is empty and the tokenizer has no start token; give a prompt")
         inputs = {"input_ids": torch.tensor([[tokenizer.bos_token_id]]), "attention_mask": torch.ones(1, 1, dtype=torch.long)}
     inputs = {k: v.to(device) for k, v in inputs.items()}
     if args.seed is not None:
@@ -142,6 +143,11 @@ def main(argv=None):
         texts = tokenizer.batch_decode(output, skip_special_tokens=True)
         print("\n---\n".join(texts))
     return 0
+
+
+def main(argv=None):
+    """One `generate.py: error: ...` line and exit code 2 for any failure (--debug shows the traceback)."""
+    return run(_main, argv)
 
 
 if __name__ == "__main__":

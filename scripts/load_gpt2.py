@@ -10,14 +10,18 @@ means greedy). `--format hf_gpt` saves this package's format (loads with trust_r
 """
 
 import argparse
+import os
 import sys
 import time
+from pathlib import Path
 
 import torch
 
+from hf_gpt.cli import UsageError, add_debug_flag, run
+
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], allow_abbrev=False)
     parser.add_argument("model", nargs="?", default="gpt2",
                         help="Hub id (gpt2, gpt2-medium, gpt2-large, gpt2-xl, openai-community/...), a book name "
                              "such as 'gpt2-small (124M)', or a local folder or weights file (default: gpt2)")
@@ -32,7 +36,37 @@ def parse_args(argv=None):
     parser.add_argument("--context-length", type=int, help="keep only the first N positions (GPT-2 has 1024)")
     parser.add_argument("--dtype", choices=("float32", "bfloat16", "float16"), help="default: as stored")
     parser.add_argument("--tokenizer", help="tokenizer folder or Hub id (default: GPT-2's, offline if need be)")
+    add_debug_flag(parser)
     return parser.parse_args(argv)
+
+
+def check_inputs(args):
+    """Everything that can be told before loading anything: where --save goes, and whether the model and tokenizer
+    can be had (a local-looking path that does not exist fails at once; a Hub id is probed once, briefly)."""
+    from hf_gpt.configuration_gpt import GPT2_ALIASES, GPT2_CHECKPOINTS
+    from hf_gpt.locations import check_source
+
+    if args.save:
+        save = Path(os.path.expanduser(args.save))
+        if save.exists() and not save.is_dir():
+            raise UsageError(f"--save {args.save!r} is an existing file; --save takes a folder (it is created if "
+                             f"missing).")
+        probe = save
+        while not probe.exists() and probe != probe.parent:
+            probe = probe.parent
+        if not probe.is_dir():
+            raise UsageError(f"--save {args.save!r}: {probe} is a file, not a folder.")
+        if not os.access(probe, os.W_OK | os.X_OK):
+            raise UsageError(f"--save {args.save!r} is not writable (no write permission on {probe}).")
+    if args.max_new_tokens < 0:
+        raise UsageError(f"--max-new-tokens must be >= 0, got {args.max_new_tokens}.")
+    if args.context_length is not None and args.context_length < 1:
+        raise UsageError(f"--context-length must be >= 1, got {args.context_length}.")
+    name = args.model
+    preset = GPT2_ALIASES.get(name) if not Path(os.path.expanduser(name)).exists() else None
+    check_source(name, "model", suggestions=GPT2_ALIASES, repo_id=GPT2_CHECKPOINTS[preset][0] if preset else None)
+    if args.tokenizer:
+        check_source(args.tokenizer, "--tokenizer", cached_file="tokenizer_config.json")
 
 
 def generation_kwargs(args):
@@ -44,8 +78,9 @@ def generation_kwargs(args):
                            defaults=BOOK_SAMPLING) or {"do_sample": False}
 
 
-def main(argv=None):
+def _main(argv=None):
     args = parse_args(argv)
+    check_inputs(args)
     from hf_gpt import GPTForCausalLM, load_tokenizer
 
     overrides = {} if args.context_length is None else {"context_length": args.context_length}
@@ -75,5 +110,11 @@ def main(argv=None):
     return text
 
 
+def main(argv=None):
+    """One `load_gpt2.py: error: ...` line and exit code 2 for any failure (--debug shows the traceback)."""
+    return run(_main, argv, prog="load_gpt2.py")
+
+
 if __name__ == "__main__":
-    main()
+    code = main()
+    sys.exit(code if isinstance(code, int) else 0)

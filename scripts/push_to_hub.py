@@ -14,11 +14,12 @@ import sys
 
 from huggingface_hub.errors import HfHubHTTPError
 
+from hf_gpt.cli import add_debug_flag, run
 from hf_gpt.hub import HubError, push_folder
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0], allow_abbrev=False)
     parser.add_argument("folder", help="a folder written by save_pretrained / scripts/pretrain.py")
     parser.add_argument("repo_id", help="`username/name` (or `name` for your own namespace)")
     parser.add_argument("--private", action="store_true", help="create the repo private (no effect if it exists)")
@@ -29,10 +30,16 @@ def parse_args(argv=None):
                         help="the same as --format gpt2")
     parser.add_argument("--revision", default=None, help="branch to push to (created if missing); default main")
     parser.add_argument("--commit_message", default=None)
+    add_debug_flag(parser)
     return parser.parse_args(argv)
 
 
 def main(argv=None):
+    """One `error: ...` line for any failure (--debug shows the traceback); nothing in the folder is changed."""
+    return run(_main, argv)
+
+
+def _main(argv=None):
     args = parse_args(argv)
     try:
         push_folder(args.folder, args.repo_id, private=True if args.private else None, revision=args.revision,

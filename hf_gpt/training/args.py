@@ -150,6 +150,12 @@ class PretrainingArguments(TrainingArguments):
                           "peaks at ~2 GB instead of 1.1 GB)."},
     )
 
+    resume_reset_optimizer: bool = field(
+        default=False,
+        metadata={"help": "Resume from a checkpoint whose optimizer or scheduler state is missing or unreadable, with "
+                          "a fresh optimizer and schedule (without it such a resume is refused)."},
+    )
+
     def __post_init__(self):
         # Precision, in this order: a --bf16/--fp16 flag; else an accelerate config (or --mixed_precision) asking
         # for bf16/fp16; else bf16 where the hardware is fast at it. The launcher's "no" is also its default, so it
@@ -172,7 +178,8 @@ class PretrainingArguments(TrainingArguments):
 
 
 def build_parser():
-    return HfArgumentParser((ModelArguments, DataArguments, PretrainingArguments))
+    # No abbreviations: `--learning_rat` must be an error, not silently `--learning_rate`.
+    return HfArgumentParser((ModelArguments, DataArguments, PretrainingArguments), allow_abbrev=False)
 
 
 def parse_arguments(argv=None):
@@ -183,15 +190,33 @@ def parse_arguments(argv=None):
         path = Path(argv.pop(0))
         if not path.is_file():
             raise PretrainingError(f"argument file {str(path)!r} does not exist.")
-        if path.suffix == ".json":
-            values = json.loads(path.read_text(encoding="utf-8"))
-        else:
-            import yaml
+        try:
+            if path.suffix == ".json":
+                values = json.loads(path.read_text(encoding="utf-8"))
+            else:
+                import yaml
 
-            values = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+                values = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        except ValueError as e:  # json.JSONDecodeError
+            raise PretrainingError(f"{path} is not valid JSON: {e}.") from None
+        except Exception as e:  # yaml.YAMLError
+            if type(e).__module__.startswith("yaml"):
+                raise PretrainingError(f"{path} is not valid YAML: {' '.join(str(e).split())}.") from None
+            raise
+        if not isinstance(values, dict):
+            raise PretrainingError(f"{path} must hold a mapping of argument names to values, got a "
+                                   f"{type(values).__name__}.")
         known = {action.dest for action in parser._actions}
         unknown = sorted(set(values) - known)
         if unknown:
             raise PretrainingError(f"{path}: unknown argument(s) {unknown}; see `--help`.")
         parser.set_defaults(**values)
-    return parser.parse_args_into_dataclasses(args=argv)
+    try:
+        return parser.parse_args_into_dataclasses(args=argv)
+    except PretrainingError:
+        raise
+    except (ValueError, TypeError) as e:  # unknown flags (HfArgumentParser raises), wrong value types
+        message = " ".join(str(e).split())
+        if "not used by the HfArgumentParser" in message:
+            message = f"unrecognized arguments: {message.split(':', 1)[1].strip()}; see --help"
+        raise PretrainingError(message) from None

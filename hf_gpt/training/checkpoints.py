@@ -28,40 +28,67 @@ def _checkpoint_step(path):
 
 
 def mark_checkpoint_complete(checkpoint_dir, step):
-    """Write the marker that says every file of the checkpoint is written (atomically: temp file, then rename)."""
-    target = Path(checkpoint_dir) / CHECKPOINT_COMPLETE
+    """Write the marker that says every file of the checkpoint is written (atomically: temp file, then rename). It
+    lists each file with its size, so a checkpoint whose files were later deleted or cut short is not complete."""
+    checkpoint_dir = Path(checkpoint_dir)
+    files = {p.relative_to(checkpoint_dir).as_posix(): p.stat().st_size for p in sorted(checkpoint_dir.rglob("*"))
+             if p.is_file() and p.name != CHECKPOINT_COMPLETE and not p.name.startswith(".complete-")}
+    target = checkpoint_dir / CHECKPOINT_COMPLETE
     fd, tmp = tempfile.mkstemp(dir=checkpoint_dir, prefix=".complete-")
     with os.fdopen(fd, "w") as f:
-        json.dump({"global_step": step, "time": time.time()}, f)
+        json.dump({"global_step": step, "time": time.time(), "files": files}, f)
     os.replace(tmp, target)
 
 
-def is_complete_checkpoint(path):
-    """True for a checkpoint every file of which was fully written.
+# The files a resume needs beyond the weights: without them the Trainer silently starts a fresh optimizer/schedule.
+TRAINING_STATE_FILES = ("optimizer.pt", "scheduler.pt")
 
-    Ours carry a marker written last. A checkpoint without one (written by a plain Trainer) counts when its
-    trainer state parses and its weights, optimizer and scheduler files are whole (a truncated safetensors header
-    or zip archive is not).
+
+def checkpoint_problems(path):
+    """What keeps `path` from being a complete checkpoint (empty when it is complete).
+
+    Ours carry a marker written last that lists every file with its size: each must be there, that size. A
+    checkpoint without a marker (written by a plain Trainer) counts when its trainer state parses and its weights,
+    optimizer and scheduler files are whole (a truncated safetensors header or zip archive is not).
     """
     path = Path(path)
     if not path.is_dir():
-        return False
-    if (path / CHECKPOINT_COMPLETE).is_file():
-        return True
+        return ["not a folder"]
+    marker = path / CHECKPOINT_COMPLETE
+    if marker.is_file():
+        try:
+            files = json.loads(marker.read_text(encoding="utf-8")).get("files")
+        except (OSError, ValueError):
+            files = None
+        if files is not None:
+            problems = []
+            for name, size in files.items():
+                f = path / name
+                if not f.is_file():
+                    problems.append(f"{name} is missing")
+                elif f.stat().st_size != size:
+                    problems.append(f"{name} has {f.stat().st_size} bytes, not the {size} it was written with")
+            return problems
     try:
         state = json.loads((path / "trainer_state.json").read_text(encoding="utf-8"))
         if "global_step" not in state:
-            return False
+            return ["trainer_state.json has no global_step"]
         if (path / "model.safetensors").is_file():
             from safetensors import safe_open
 
             with safe_open(str(path / "model.safetensors"), framework="pt") as f:
                 list(f.keys())
         elif not (path / "model.safetensors.index.json").is_file():
-            return False
-        return all(zipfile.is_zipfile(path / name) for name in ("optimizer.pt", "scheduler.pt"))
-    except (OSError, ValueError, Exception):
-        return False
+            return ["no model weights"]
+    except Exception as e:
+        return [f"unreadable ({type(e).__name__}: {e})"]
+    return [f"{name} is missing or not a zip archive" for name in TRAINING_STATE_FILES
+            if not zipfile.is_zipfile(path / name)]
+
+
+def is_complete_checkpoint(path):
+    """True for a checkpoint every file of which was fully written and is still there (see `checkpoint_problems`)."""
+    return not checkpoint_problems(path)
 
 
 def find_checkpoints(output_dir):
@@ -105,27 +132,52 @@ def _holds_a_run(output_dir):
 
 def resolve_resume(training_args):
     """`--resume_from_checkpoint` as a checkpoint path (None when not resuming); `last`/`true` pick the newest
-    complete checkpoint of output_dir."""
+    complete checkpoint of output_dir. A checkpoint whose optimizer or scheduler state is missing or unreadable is
+    refused (the Trainer would silently start them afresh) unless --resume_reset_optimizer asks for exactly that."""
     value = training_args.resume_from_checkpoint
     if value in (None, "", "false", "False", False):
         return None
+    reset = bool(getattr(training_args, "resume_reset_optimizer", False))
     if str(value).lower() in ("last", "latest", "true"):
         path = last_complete_checkpoint(training_args.output_dir)
         if path is None:
+            broken = find_checkpoints(training_args.output_dir)
+            why = ""
+            if broken:
+                step, newest, _ = broken[-1]
+                why = f"; {newest.name} is incomplete: {'; '.join(checkpoint_problems(newest)[:3])}"
             raise PretrainingError(
                 f"--resume_from_checkpoint {value}: no complete checkpoint in {training_args.output_dir!r} to resume "
-                f"from{'' if Path(training_args.output_dir).is_dir() else ' (the folder does not exist)'}."
+                f"from{'' if Path(training_args.output_dir).is_dir() else ' (the folder does not exist)'}{why}."
             )
-        return path
-    path = Path(value)
-    if not path.exists():
-        raise PretrainingError(f"--resume_from_checkpoint {value!r}: no such checkpoint folder.")
-    if not path.is_dir() or not (path / "trainer_state.json").is_file():
-        raise PretrainingError(f"--resume_from_checkpoint {value!r} is not a checkpoint folder (no trainer_state.json);"
-                               f" give a {PREFIX_CHECKPOINT_DIR}-N folder or 'last'.")
-    if not is_complete_checkpoint(path):
-        raise PretrainingError(f"--resume_from_checkpoint {value!r} is incomplete (its run was killed while writing "
-                               f"it); pick an earlier checkpoint or 'last'.")
+    else:
+        path = Path(value)
+        if not path.exists():
+            raise PretrainingError(f"--resume_from_checkpoint {value!r}: no such checkpoint folder.")
+        if not path.is_dir() or not (path / "trainer_state.json").is_file():
+            raise PretrainingError(f"--resume_from_checkpoint {value!r} is not a checkpoint folder (no "
+                                   f"trainer_state.json); give a {PREFIX_CHECKPOINT_DIR}-N folder or 'last'.")
+        problems = checkpoint_problems(path)
+        if reset:
+            problems = [p for p in problems if not p.startswith(TRAINING_STATE_FILES)]
+        if problems:
+            raise PretrainingError(
+                f"--resume_from_checkpoint {value!r} is incomplete ({'; '.join(problems[:3])}): its run was killed "
+                f"while writing it, or files were removed since. Pick an earlier checkpoint or 'last'"
+                + (", or add --resume_reset_optimizer to resume the weights with a fresh optimizer and schedule."
+                   if all(p.startswith(TRAINING_STATE_FILES) for p in problems) else ".")
+            )
+    path = Path(path)
+    bad = [name for name in TRAINING_STATE_FILES if not zipfile.is_zipfile(path / name)]
+    if bad and not reset:
+        raise PretrainingError(
+            f"--resume_from_checkpoint: {', '.join(str(path / n) for n in bad)} "
+            f"{'is' if len(bad) == 1 else 'are'} missing or not a readable torch file (a zip archive), so the "
+            f"optimizer and schedule cannot continue. Resume from another checkpoint, or add --resume_reset_optimizer "
+            f"to keep the weights and start the optimizer and schedule afresh."
+        )
+    if bad:
+        logger.warning(f"Resuming {path} with a fresh optimizer and learning-rate schedule (--resume_reset_optimizer).")
     return str(path)
 
 

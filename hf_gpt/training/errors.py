@@ -15,3 +15,7 @@ class NonFiniteLossError(RuntimeError):
                   f"{last_checkpoint}, e.g. with a lower --learning_rate." if last_checkpoint else "")
         problem = problem or f"the loss is {loss} at {where}. The update of that step was not applied and"
         super().__init__(f"Training stopped: {problem} no final model was saved.{resume}")
+
+
+class RunFinished(Exception):
+    """Resuming a run that already reached its last step: nothing to train, nothing is written (exit code 0)."""

@@ -12,7 +12,7 @@ from transformers import default_data_collator
 from .args import parse_arguments
 from .callbacks import LossPlotCallback, SampleCallback, ThroughputCallback, plot_losses
 from .checkpoints import _clear_previous_run, last_complete_checkpoint, remove_incomplete_checkpoints
-from .errors import NonFiniteLossError, PretrainingError
+from .errors import NonFiniteLossError, PretrainingError, RunFinished
 from .hardware import peak_tflops, reuse_freed_memory, training_flops_per_token
 from .trainer import PerplexityMetric, PretrainingTrainer, write_card
 from .validation import _parse_overrides, check_dataset_sizes, validate_arguments
@@ -83,6 +83,29 @@ def run_pretraining(model_args, data_args, training_args, callbacks=()):
     (before the model is built or the data tokenized) and `NonFiniteLossError` when the loss diverges."""
     _setup_logging(training_args)
     plan = validate_arguments(model_args, data_args, training_args)
+    try:
+        return _run(plan, model_args, data_args, training_args, callbacks)
+    finally:
+        if plan.lock is not None:
+            plan.lock.release()
+
+
+def _align_special_tokens_quietly(model, tokenizer):
+    """The Trainer aligns the model's special tokens with the tokenizer's (GPT-2's tokenizer pads with
+    <|endoftext|>, which the config leaves unset) and announces it as a warning on every run; do it first, quietly."""
+    import transformers.trainer_utils as trainer_utils
+
+    level = trainer_utils.logger.level
+    trainer_utils.logger.setLevel(logging.ERROR)
+    try:
+        trainer_utils.align_special_tokens(model, tokenizer)
+    except Exception:  # a missing helper in another transformers version only means the notice comes back
+        pass
+    finally:
+        trainer_utils.logger.setLevel(level)
+
+
+def _run(plan, model_args, data_args, training_args, callbacks):
     output_dir = Path(training_args.output_dir)
     with training_args.main_process_first(desc="preparing output_dir"):
         if training_args.should_save:
@@ -115,6 +138,8 @@ def run_pretraining(model_args, data_args, training_args, callbacks=()):
         logger.info("glibc malloc keeps freed memory for reuse (--cpu_reuse_freed_memory false to turn off)")
     set_seed(training_args.seed)
     model = build_model(model_args, plan)
+    _align_special_tokens_quietly(model, tokenizer)
+    use_cache = model.config.use_cache  # the Trainer switches it off for training; the saved config keeps ours
     n_params = sum(p.numel() for p in model.parameters())
     logger.info(f"Model: {n_params / 1e6:.1f}M parameters, context {model.config.context_length}, "
                 f"{'bf16 autocast' if training_args.bf16 else 'fp32'}; {len(train_dataset) if hasattr(train_dataset, '__len__') else '?'} "
@@ -145,7 +170,13 @@ def run_pretraining(model_args, data_args, training_args, callbacks=()):
         card_info=card_info,
     )
 
-    train_result = trainer.train(resume_from_checkpoint=plan.resume_from_checkpoint)
+    if training_args.max_steps == 0:  # the Trainer would read 0 as "not set" and run the epochs
+        logger.info("--max_steps 0: no training step; the model is evaluated and saved as initialised")
+        from transformers.trainer_utils import TrainOutput
+
+        train_result = TrainOutput(0, 0.0, {"train_steps": 0})
+    else:
+        train_result = trainer.train(resume_from_checkpoint=plan.resume_from_checkpoint)
 
     if not all(torch.isfinite(p).all() for p in trainer.model.parameters()):
         raise NonFiniteLossError(trainer.state.global_step, None, trainer.state.epoch,
@@ -162,6 +193,7 @@ def run_pretraining(model_args, data_args, training_args, callbacks=()):
         trainer.model.generation_config = sampling_generation_config(trainer.model.config)
     except ImportError:
         pass
+    trainer.model.config.use_cache = use_cache
     trainer.save_model()
     trainer.log_metrics("train", train_metrics)
     trainer.save_metrics("train", train_metrics)
@@ -204,16 +236,48 @@ def _summary(log_history):
 
 
 def main(argv=None, callbacks=()):
-    """The `scripts/pretrain.py` entry point; returns the process exit code."""
+    """The `scripts/pretrain.py` entry point; returns the process exit code: 0 done (or nothing left to do), 2 a bad
+    input or a fault the user can fix (one `error:` line; HF_GPT_DEBUG=1 shows the traceback), 1 a diverging loss,
+    130 Ctrl-C. A full disk says so and names the folder; Ctrl-C names the last complete checkpoint."""
+    from .. import cli
+
+    training_args = None
+    rank0 = int(os.environ.get("LOCAL_RANK", "0")) == 0
+
+    def say(message):
+        if rank0:
+            print(f"pretrain.py: {message}", file=sys.stderr, flush=True)
+
+    def where_to_resume():
+        last = last_complete_checkpoint(training_args.output_dir) if training_args is not None else None
+        return (f" The last complete checkpoint is {last}: continue with --resume_from_checkpoint last."
+                if last else " No complete checkpoint was written.")
+
     try:
         model_args, data_args, training_args = parse_arguments(argv)
         run_pretraining(model_args, data_args, training_args, callbacks=callbacks)
+    except RunFinished as e:
+        say(str(e))
+        return 0
     except PretrainingError as e:
-        if int(os.environ.get("LOCAL_RANK", "0")) == 0:
-            print(f"pretrain.py: error: {e}", file=sys.stderr, flush=True)
+        say(f"error: {e}")
         return 2
     except NonFiniteLossError as e:
-        if int(os.environ.get("LOCAL_RANK", "0")) == 0:
-            print(f"pretrain.py: {e}", file=sys.stderr, flush=True)
+        say(str(e))
         return 1
+    except KeyboardInterrupt:
+        say("interrupted (Ctrl-C); stopped." + where_to_resume())
+        return cli.EXIT_INTERRUPTED
+    except Exception as e:
+        if cli.debug_requested():
+            raise
+        folder = training_args.output_dir if training_args is not None else None
+        full = cli.disk_full_folder(e, folder)
+        if full is not None:
+            say(f"error: no space left on device in {full} (writing the run's files); free some space or pick "
+                f"another --output_dir." + where_to_resume())
+            return 2
+        if rank0:
+            cli.report("pretrain.py", e, folder)
+        return 2
     return 0

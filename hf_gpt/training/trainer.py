@@ -114,6 +114,20 @@ class PretrainingTrainer(Trainer):
             if folder.is_dir():
                 mark_checkpoint_complete(folder, self.state.global_step)
 
+    def _load_optimizer_and_scheduler(self, checkpoint):
+        if checkpoint is not None and getattr(self.args, "resume_reset_optimizer", False):
+            return  # asked for: the weights resume, the optimizer and schedule start afresh
+        super()._load_optimizer_and_scheduler(checkpoint)
+
+    def _issue_warnings_after_load(self, load_result):
+        """A tied head is not saved (it is the token embedding), so its key is 'missing' from every checkpoint of a
+        tied model: not worth the Trainer's alarming warning on each resume."""
+        tied = set(getattr(self.model, "_tied_weights_keys", None) or ()) if self.model.config.tie_word_embeddings else set()
+        missing = [k for k in load_result.missing_keys if k not in tied]
+        if tied & set(load_result.missing_keys):
+            self.model.tie_weights()
+        super()._issue_warnings_after_load(type(load_result)(missing, load_result.unexpected_keys))
+
     def create_model_card(self, *args, **kwargs):
         """Our model card (hf_gpt.hub), so `push_to_hub` uploads it rather than the Trainer's generic one."""
         if not self.is_world_process_zero():

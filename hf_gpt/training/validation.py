@@ -6,9 +6,14 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..configuration_gpt import GPT2_ALIASES, PRESETS, GPTConfig, check_config_fields
+from ..configuration_gpt import GPT2_ALIASES, GPT2_CHECKPOINTS, PRESETS, GPTConfig, check_config_fields
 from .checkpoints import _holds_a_run, resolve_resume
-from .errors import PretrainingError
+from .errors import PretrainingError, RunFinished
+from .lock import OutputDirLock
+
+# Fields that fix the shapes of the weights: a resume must have the same.
+ARCHITECTURE_FIELDS = ("vocab_size", "context_length", "emb_dim", "n_heads", "n_layers", "qkv_bias",
+                       "tie_word_embeddings")
 
 def _parse_overrides(text):
     """`'n_layers=2,drop_rate=0.0,init_scheme=gpt2'` -> typed dict (ints, floats, booleans, strings)."""
@@ -107,6 +112,82 @@ class RunPlan:
     max_length: int | None
     stride: int | None
     resume_from_checkpoint: str | None
+    lock: OutputDirLock | None = None
+
+
+def _check_sources(model_args, training_args):
+    """Names of things to download: a local-looking path that does not exist fails at once; a Hub id must be cached,
+    or the Hub reachable (one short probe), before anything is tokenized or built."""
+    from ..locations import SourceError, check_source
+
+    try:
+        if model_args.init_from:
+            preset = GPT2_ALIASES.get(model_args.init_from) if not Path(model_args.init_from).exists() else None
+            check_source(model_args.init_from, "--init_from", suggestions=GPT2_ALIASES,
+                         repo_id=GPT2_CHECKPOINTS[preset][0] if preset else None)
+        if model_args.tokenizer_name:
+            check_source(model_args.tokenizer_name, "--tokenizer_name", cached_file="tokenizer_config.json")
+    except SourceError as e:
+        raise PretrainingError(str(e)) from None
+    if training_args.push_to_hub:
+        from ..hub import HubError, check_repo_id, require_token
+        from ..locations import hub_offline
+
+        if hub_offline():
+            raise PretrainingError("--push_to_hub: HF_HUB_OFFLINE is set, so nothing can reach the Hub; unset it, or "
+                                   "train without --push_to_hub and push later with scripts/push_to_hub.py.")
+        try:
+            if training_args.hub_model_id:
+                check_repo_id(training_args.hub_model_id)
+            require_token()
+        except HubError as e:
+            raise PretrainingError(f"--push_to_hub: {e}") from None
+
+
+def _check_numbers(training_args):
+    import math
+
+    for name in ("learning_rate", "weight_decay", "max_grad_norm", "warmup_steps"):
+        value = getattr(training_args, name)
+        if value is not None and (not math.isfinite(value) or value < 0):
+            raise PretrainingError(f"--{name} must be a finite number >= 0, got {value}.")
+    if training_args.num_train_epochs < 0:
+        raise PretrainingError(f"--num_train_epochs must be >= 0, got {training_args.num_train_epochs}.")
+    if training_args.max_steps < -1:
+        raise PretrainingError(f"--max_steps must be >= 0 (or -1: run --num_train_epochs), got "
+                               f"{training_args.max_steps}.")
+
+
+def _check_resume_matches(resume, config, training_args):
+    """A resume continues the run in `resume`: the same architecture, and a step left to train."""
+    path = Path(resume)
+    if config is not None and (path / "config.json").is_file():
+        try:
+            saved = json.loads((path / "config.json").read_text(encoding="utf-8"))
+        except ValueError as e:
+            raise PretrainingError(f"{path / 'config.json'} is not readable JSON ({e}).") from None
+        differ = [f"{k}={saved.get(k)!r} there, {getattr(config, k)!r} here" for k in ARCHITECTURE_FIELDS
+                  if k in saved and saved[k] != getattr(config, k)]
+        if differ:
+            raise PretrainingError(
+                f"--resume_from_checkpoint {resume} holds another model than this run's config ({'; '.join(differ)}). "
+                f"Resume with the --preset / --config_overrides of the run that wrote it, or start a new run.")
+    try:
+        state = json.loads((path / "trainer_state.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return
+    step = state.get("global_step", 0)
+    if training_args.max_steps > 0:
+        target, how = training_args.max_steps, f"--max_steps {training_args.max_steps}"
+    elif state.get("num_train_epochs") == training_args.num_train_epochs and state.get("max_steps", 0) > 0:
+        target, how = state["max_steps"], f"--num_train_epochs {training_args.num_train_epochs:g}"
+    else:
+        return
+    if step >= target:
+        raise RunFinished(
+            f"the run in {training_args.output_dir} is finished: {path.name} is at step {step} and {how} asks for "
+            f"{target}. Nothing was trained and the model is left as it is; raise --max_steps (or --num_train_epochs) "
+            f"to train further.")
 
 
 def validate_arguments(model_args, data_args, training_args):
@@ -133,23 +214,41 @@ def validate_arguments(model_args, data_args, training_args):
         raise PretrainingError("give --train_files or --dataset_name, not both.")
     if training_args.per_device_train_batch_size < 1:
         raise PretrainingError("--per_device_train_batch_size must be at least 1.")
+    _check_numbers(training_args)
     if training_args.hub_token:
         raise PretrainingError(
             "--hub_token would be saved in training_args.bin and pushed with it; log in with `hf auth login` or "
             "set the HF_TOKEN environment variable instead."
         )
 
+    _check_sources(model_args, training_args)
+
     _check_writable(training_args.output_dir)
-    resume = resolve_resume(training_args)
-    previous = _holds_a_run(training_args.output_dir)
-    if previous and resume is None:
-        if not training_args.overwrite_output_dir:
-            shown = ", ".join(previous[:5]) + (", ..." if len(previous) > 5 else "")
-            raise PretrainingError(
-                f"--output_dir {training_args.output_dir!r} holds another run ({shown}). Continue it with "
-                f"--resume_from_checkpoint last, replace it with --overwrite_output_dir, or pick another --output_dir."
-            )
-    return RunPlan(config=config, max_length=max_length, stride=stride, resume_from_checkpoint=resume)
+    # Owned by one run at a time: taken before looking at what the folder holds, so two runs started together
+    # cannot both find it free. Only the main process takes it (the others are the same run).
+    lock = OutputDirLock(training_args.output_dir).acquire() if _is_main_process() else None
+    try:
+        resume = resolve_resume(training_args)
+        if resume is not None:
+            _check_resume_matches(resume, config, training_args)
+        previous = _holds_a_run(training_args.output_dir)
+        if previous and resume is None:
+            if not training_args.overwrite_output_dir:
+                shown = ", ".join(previous[:5]) + (", ..." if len(previous) > 5 else "")
+                raise PretrainingError(
+                    f"--output_dir {training_args.output_dir!r} holds another run ({shown}). Continue it with "
+                    f"--resume_from_checkpoint last, replace it with --overwrite_output_dir, or pick another "
+                    f"--output_dir."
+                )
+    except BaseException:
+        if lock is not None:
+            lock.release()
+        raise
+    return RunPlan(config=config, max_length=max_length, stride=stride, resume_from_checkpoint=resume, lock=lock)
+
+
+def _is_main_process():
+    return int(os.environ.get("RANK", os.environ.get("LOCAL_RANK", "0")) or 0) == 0
 
 
 def check_dataset_sizes(train_dataset, eval_dataset, training_args, max_length):

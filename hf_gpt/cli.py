@@ -1,0 +1,102 @@
+"""What every script shares when something goes wrong: one `error: ...` line on stderr and exit code 2, no traceback
+unless `--debug` (the scripts that have it) or `HF_GPT_DEBUG=1` asks for one; Ctrl-C stops with a line, not a
+traceback; a full disk says 'no space left on device' and names the folder, whichever layer noticed it (Python's
+`OSError(ENOSPC)` or torch's zip writer, which reports only `inline_container.cc:...`)."""
+
+import errno
+import os
+import shutil
+import sys
+from pathlib import Path
+
+DEBUG_ENV = "HF_GPT_DEBUG"
+EXIT_ERROR = 2  # a bad input or a fault the user can fix: the same code argparse uses
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, what shells report for Ctrl-C
+
+
+class UsageError(ValueError):
+    """A bad input, said in one line; scripts print it as `error: ...` and exit 2."""
+
+
+def debug_requested(argv=()):
+    """`--debug` on the command line (scripts that define it) or HF_GPT_DEBUG=1 in the environment."""
+    env = os.environ.get(DEBUG_ENV, "").strip().lower()
+    return "--debug" in list(argv or ()) or env not in ("", "0", "false", "no", "off")
+
+
+def _chain(exc):
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        yield exc
+        exc = exc.__cause__ or exc.__context__
+
+
+_TORCH_WRITE_FAILURES = ("PytorchStreamWriter failed", "file write failed", "inline_container.cc", "unexpected pos")
+
+
+def disk_full_folder(exc, folder=None):
+    """The folder that ran out of space, when `exc` (or what caused it) is a full disk; else None."""
+    for e in _chain(exc):
+        if isinstance(e, OSError) and e.errno == errno.ENOSPC:
+            where = e.filename or folder
+            return str(Path(where).parent if where and not Path(where).is_dir() else where or "?")
+        if "No space left on device" in str(e) or "os error 28" in str(e):  # safetensors' Rust writer, and others
+            return str(folder or "?")
+    if folder is not None and any(isinstance(e, RuntimeError) and any(s in str(e) for s in _TORCH_WRITE_FAILURES)
+                                  for e in _chain(exc)):
+        # torch's zip writer loses the errno: ask the file system whether the folder is (nearly) full.
+        probe = Path(folder)
+        while not probe.exists() and probe != probe.parent:
+            probe = probe.parent
+        try:
+            if shutil.disk_usage(probe).free < 64 * 2**20:
+                return str(folder)
+        except OSError:
+            pass
+    return None
+
+
+def describe(exc, folder=None):
+    """`exc` as one line that says what went wrong."""
+    full = disk_full_folder(exc, folder)
+    if full is not None:
+        return f"no space left on device in {full}: free some space (or pick a folder on another disk) and run again."
+    text = str(exc).strip() or type(exc).__name__
+    if isinstance(exc, (KeyError,)) and text.startswith("'"):
+        text = f"missing {text}"
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    return " ".join(lines)
+
+
+def exit_code(exc):
+    return EXIT_ERROR
+
+
+def report(prog, exc, folder=None, expected=(ValueError, OSError, LookupError, ImportError)):
+    """Print `exc` as one `prog: error: ...` line; unexpected kinds get a pointer to the traceback switch."""
+    hint = "" if isinstance(exc, expected) or disk_full_folder(exc, folder) else (
+        f" ({type(exc).__name__}; set {DEBUG_ENV}=1 for the traceback)")
+    print(f"{prog + ': ' if prog else ''}error: {describe(exc, folder)}{hint}", file=sys.stderr, flush=True)
+    return exit_code(exc)
+
+
+def run(main, argv=None, *, prog=None, folder=None):
+    """Call `main(argv)` and turn whatever it raises into one line and an exit code (0 when it returns normally)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        code = main(argv)
+    except KeyboardInterrupt:
+        print(f"{prog + ': ' if prog else ''}interrupted (Ctrl-C); nothing more was done.", file=sys.stderr, flush=True)
+        return EXIT_INTERRUPTED
+    except Exception as exc:
+        if debug_requested(argv):
+            raise
+        return report(prog, exc, folder(argv) if callable(folder) else folder)
+    return 0 if code is None else code
+
+
+def add_debug_flag(parser):
+    parser.add_argument("--debug", action="store_true",
+                        help=f"show the full traceback on errors (or set {DEBUG_ENV}=1)")
+    return parser

@@ -1,0 +1,121 @@
+"""A model, tokenizer or checkpoint name: a local path or a Hub id, told apart without waiting on the network.
+
+A name that looks local (absolute, `./`, `~`, two slashes, a file suffix, or `dir/name` where `dir` exists here) and
+does not exist fails at once, naming the closest existing sibling. A Hub id that is not in the cache fails at once
+when HF_HUB_OFFLINE is set, and after one short connection probe when the Hub cannot be reached, instead of the
+client's retries (half a minute and more).
+"""
+
+import difflib
+import os
+import socket
+from pathlib import Path
+from urllib.parse import urlparse
+
+from .cli import UsageError
+
+FILE_SUFFIXES = (".pth", ".pt", ".bin", ".safetensors", ".json", ".txt", ".yaml", ".yml", ".jsonl", ".csv", ".parquet")
+PROBE_TIMEOUT = 3.0
+_probe_result = {}
+
+
+class SourceError(UsageError):
+    """A name that is neither a local file or folder nor a Hub id we can get now."""
+
+
+def looks_local(name):
+    name = os.fspath(name)
+    if os.path.isabs(name) or name.startswith((".", "~")) or "\\" in name or name.count("/") > 1:
+        return True
+    if name.lower().endswith(FILE_SUFFIXES):
+        return True
+    head, sep, _ = name.partition("/")
+    return bool(sep) and Path(head).is_dir()
+
+
+def _closest(path):
+    parent = path.parent if str(path.parent) else Path(".")
+    if not parent.is_dir():
+        return ""
+    try:
+        names = [p.name for p in parent.iterdir()]
+    except OSError:
+        return ""
+    close = difflib.get_close_matches(path.name, names, n=1)
+    return f" Did you mean {str(parent / close[0])!r}?" if close else ""
+
+
+def hub_offline():
+    from huggingface_hub import constants
+
+    env = (os.environ.get("HF_HUB_OFFLINE") or os.environ.get("TRANSFORMERS_OFFLINE") or "").upper()
+    return bool(constants.HF_HUB_OFFLINE) or env in {"1", "ON", "YES", "TRUE"}
+
+
+def hub_endpoint():
+    from huggingface_hub import constants
+
+    return os.environ.get("HF_ENDPOINT") or constants.ENDPOINT
+
+
+def hub_reachable(timeout=PROBE_TIMEOUT):
+    """Whether the Hub's host accepts a TCP connection within `timeout` seconds; asked once per process."""
+    endpoint = hub_endpoint()
+    if endpoint not in _probe_result:
+        url = urlparse(endpoint)
+        port = url.port or (443 if url.scheme == "https" else 80)
+        try:
+            socket.create_connection((url.hostname, port), timeout=timeout).close()
+            _probe_result[endpoint] = True
+        except OSError:
+            _probe_result[endpoint] = False
+    return _probe_result[endpoint]
+
+
+def _cached(repo_id, filename):
+    try:
+        from huggingface_hub import try_to_load_from_cache
+
+        return isinstance(try_to_load_from_cache(repo_id, filename), str)
+    except Exception:
+        return False
+
+
+def hub_problem(repo_id, cached_file="config.json"):
+    """Why `repo_id` cannot be had now (None when it is cached or the Hub answers): checked without retries."""
+    if _cached(repo_id, cached_file):
+        return None
+    if hub_offline():
+        return "the Hub is offline (HF_HUB_OFFLINE is set) and it is not cached"
+    if not hub_reachable():
+        return (f"the Hub ({hub_endpoint()}) cannot be reached (no connection within {PROBE_TIMEOUT:g} s); check the "
+                f"path, or the network")
+    return None
+
+
+def missing_path_message(name, what):
+    return f"{what} {os.fspath(name)!r}: no such file or folder.{_closest(Path(os.path.expanduser(os.fspath(name))))}"
+
+
+def check_source(name, what, *, cached_file="config.json", suggestions=(), repo_id=None):
+    """'local' for an existing path, 'hub' for a Hub id we can get (cached, or the Hub answers); else `SourceError`
+    at once. `what` names the argument in the message; `suggestions` are known names to propose for a typo;
+    `repo_id` is the Hub id `name` stands for, when it is an alias such as `gpt2-small`."""
+    name = os.fspath(name)
+    path = Path(os.path.expanduser(name))
+    if path.exists():
+        return "local"
+    if looks_local(name):
+        raise SourceError(missing_path_message(name, what))
+    close = [] if name in suggestions else difflib.get_close_matches(name, list(suggestions), n=1)
+    hint = f" Did you mean {close[0]!r}?" if close else ""
+    from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+    try:
+        validate_repo_id(repo_id or name)
+    except HFValidationError:
+        raise SourceError(f"{what} {name!r} is neither an existing file or folder nor a Hub id.{hint}") from None
+    problem = hub_problem(repo_id or name, cached_file)
+    if problem:
+        raise SourceError(f"{what} {name!r} is not a local file or folder, and {problem}.{hint}")
+    return "hub"
