@@ -17,7 +17,7 @@ import math
 import os
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 BOOK_SUFFIXES = (".pth", ".pt")
@@ -160,7 +160,6 @@ class ModelSpec:
     vocab_size: int
     config: object = None  # the book config (path or dict) for kind "book"
     tokenizer_folder: str | None = None
-    extra: dict = field(default_factory=dict)
 
     def load_model(self, device="cpu"):
         import torch
