@@ -8,8 +8,8 @@ every `stride` tokens and overlap, and only the targets not scored by an earlier
 (`max_length` inputs, the same inputs shifted by one as targets), so at `stride == max_length` they are exactly the
 windows of the book's `create_dataloader_v1` and the mean loss is the book's `calc_loss_loader`.
 
-Model resolution, input checks and the results dict live here too, so `scripts/evaluate.py` stays a thin door and
-every bad input is refused before any weights are read.
+Model resolution, input checks and the results dict live here too, so `scripts/evaluate_model.py` stays a thin door
+and every bad input is refused before any weights are read.
 """
 
 import json

@@ -1,5 +1,5 @@
-"""scripts/evaluate.py and hf_gpt.evaluation: the book's loss at stride = max_length, the guide's strided loop below
-it, stock GPT-2 through the same loop, every token scored once, and bad inputs refused before any weights load."""
+"""scripts/evaluate_model.py and hf_gpt.evaluation: the book's loss at stride = max_length, the guide's strided loop
+below it, stock GPT-2 through the same loop, every token scored once, and bad inputs refused before weights load."""
 
 import json
 import math
@@ -18,7 +18,7 @@ from hf_gpt.evaluation import RESULT_KEYS, strided_nll, strided_windows
 from hf_gpt.resources import THE_VERDICT
 
 REPO = Path(__file__).resolve().parents[1]
-SCRIPT = REPO / "scripts" / "evaluate.py"
+SCRIPT = REPO / "scripts" / "evaluate_model.py"
 CONTEXT = 32
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -311,6 +311,15 @@ def test_script_bad_input_in_a_real_process_has_no_traceback(broken_folder):
     assert proc.stderr == "error: stride must be a positive integer, got 0\n" and proc.stdout == ""
     proc = _run(broken_folder, "--text_fil", THE_VERDICT)  # argparse's own errors: one line too, no abbreviations
     assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and proc.stderr.startswith("error: unrecognized")
+
+
+def test_no_script_shadows_a_library_its_siblings_import():
+    """`python scripts/X.py` puts scripts/ first on sys.path: a scripts/evaluate.py was imported as Hugging Face's
+    `evaluate` by pretrain.py (whose perplexity metric then failed)."""
+    import importlib.util
+
+    stems = {p.stem for p in SCRIPT.parent.glob("*.py")}
+    assert not {s for s in stems if importlib.util.find_spec(s) is not None}
 
 
 # ---------------------------------------------------------------------------------------------------- lm-eval

@@ -1,10 +1,10 @@
 """Evaluate a model on a text: the book's loss and perplexity, strided for long texts; lm-eval tasks with --tasks.
 
-    python scripts/evaluate.py outputs/gpt-verdict --text_file hf_gpt/resources/the-verdict.txt
-    python scripts/evaluate.py gpt2-large --dataset_name Salesforce/wikitext --dataset_config_name wikitext-2-raw-v1 \\
+    python scripts/evaluate_model.py outputs/gpt-verdict --text_file hf_gpt/resources/the-verdict.txt
+    python scripts/evaluate_model.py gpt2-large --dataset_name Salesforce/wikitext --dataset_config_name wikitext-2-raw-v1 \\
         --max_length 1024 --stride 512 --output_json wikitext.json
-    python scripts/evaluate.py model.pth --config gpt_config_124m.json --text_file notes.txt --bf16
-    python scripts/evaluate.py outputs/gpt-verdict --tasks lambada_openai,hellaswag
+    python scripts/evaluate_model.py model.pth --config gpt_config_124m.json --text_file notes.txt --bf16
+    python scripts/evaluate_model.py outputs/gpt-verdict --tasks lambada_openai,hellaswag
 
 MODEL is an hf_gpt folder, OpenAI GPT-2 weights (a folder whose config.json says gpt2, or a Hub id), or the book's
 .pth with --config. --max_length defaults to the model's context and --stride to --max_length (the book's windows,
