@@ -1,0 +1,399 @@
+"""scripts/evaluate_model.py and hf_gpt.evaluation: the book's loss at stride = max_length, the guide's strided loop
+below it, stock GPT-2 through the same loop, every token scored once, and bad inputs refused before weights load."""
+
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from hf_gpt import GPTConfig, GPTForCausalLM, load_tokenizer
+from hf_gpt.data import create_dataloader
+from hf_gpt.evaluation import RESULT_KEYS, strided_nll, strided_windows
+from hf_gpt.resources import THE_VERDICT
+
+REPO = Path(__file__).resolve().parents[1]
+SCRIPT = REPO / "scripts" / "evaluate_model.py"
+CONTEXT = 32
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+@pytest.fixture(scope="module")
+def main():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("evaluate_script", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.main
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    return load_tokenizer()
+
+
+@pytest.fixture(scope="module")
+def text():
+    return THE_VERDICT.read_text(encoding="utf-8")
+
+
+@pytest.fixture(scope="module")
+def ids(tokenizer, text):
+    return tokenizer(text, verbose=False)["input_ids"]
+
+
+@pytest.fixture(scope="module")
+def model():
+    torch.manual_seed(123)
+    config = GPTConfig(vocab_size=50257, context_length=CONTEXT, emb_dim=32, n_heads=2, n_layers=2, drop_rate=0.0)
+    return GPTForCausalLM(config).eval()
+
+
+@pytest.fixture(scope="module")
+def folder(model, tokenizer, tmp_path_factory):
+    out = tmp_path_factory.mktemp("hf_gpt_folder")
+    model.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    return out
+
+
+def _loss(model, ids, **kwargs):
+    nats, n, _ = strided_nll(model, ids, progress=False, **kwargs)
+    return nats / n, n
+
+
+# ------------------------------------------------------------------------------------------ the book's numbers
+
+
+def calc_loss_batch(input_batch, target_batch, model, device):
+    input_batch, target_batch = input_batch.to(device), target_batch.to(device)
+    logits = model(input_batch).logits  # the book's GPTModel returns the logits themselves
+    loss = torch.nn.functional.cross_entropy(logits.flatten(0, 1), target_batch.flatten())
+    return loss
+
+
+def calc_loss_loader(data_loader, model, device, num_batches=None):
+    total_loss = 0.
+    if len(data_loader) == 0:
+        return float("nan")
+    elif num_batches is None:
+        num_batches = len(data_loader)
+    else:
+        num_batches = min(num_batches, len(data_loader))
+    for i, (input_batch, target_batch) in enumerate(data_loader):
+        if i < num_batches:
+            loss = calc_loss_batch(input_batch, target_batch, model, device)
+            total_loss += loss.item()
+        else:
+            break
+    return total_loss / num_batches
+
+
+def test_stride_equal_to_max_length_is_the_books_calc_loss_loader(model, tokenizer, text):
+    text = text[:8400]
+    loader = create_dataloader(text, tokenizer, batch_size=8, max_length=CONTEXT, stride=CONTEXT, shuffle=False,
+                               drop_last=False)
+    n_windows = len(loader.dataset)
+    assert n_windows == 64 and n_windows % 8 == 0  # equal batches: the book's mean of batch means is the token mean
+    with torch.no_grad():
+        book = calc_loss_loader(loader, model, "cpu")
+    # The book drops the tail that does not fill a window; score exactly the tokens its windows cover.
+    ids = tokenizer(text, verbose=False)["input_ids"]
+    assert len(ids) > n_windows * CONTEXT + 1
+    ours, scored = _loss(model, ids[:n_windows * CONTEXT + 1], max_length=CONTEXT, stride=CONTEXT, batch_size=5)
+    assert scored == n_windows * CONTEXT
+    assert ours == pytest.approx(book, abs=1e-5)
+
+
+def test_overlapping_windows_equal_the_hf_guide_loop(model, ids):
+    """The perplexity guide's loop, as written there, over windows of max_length + 1 tokens (so each window predicts
+    max_length tokens, like the book's); its overlap targets are -100 and its loss is the model's own."""
+    ids, max_length, stride = torch.tensor(ids[:301]), 16, 5
+    seq_len = ids.numel()
+    nll_sum, n_tokens, prev_end_loc = 0.0, 0, 0
+    for begin_loc in range(0, seq_len, stride):
+        end_loc = min(begin_loc + max_length + 1, seq_len)
+        trg_len = end_loc - prev_end_loc
+        input_ids = ids[begin_loc:end_loc].unsqueeze(0)
+        target_ids = input_ids.clone()
+        target_ids[:, :-trg_len] = -100
+        with torch.no_grad():
+            loss = model(input_ids, labels=target_ids).loss
+        num_loss_tokens = int((target_ids[:, 1:] != -100).sum())  # the labels the model's shifted loss averages
+        nll_sum += loss.item() * num_loss_tokens
+        n_tokens += num_loss_tokens
+        prev_end_loc = end_loc
+        if end_loc == seq_len:
+            break
+    ours, scored = _loss(model, ids, max_length=max_length, stride=stride, batch_size=3)
+    assert scored == n_tokens == seq_len - 1
+    assert ours == pytest.approx(nll_sum / n_tokens, abs=1e-5)
+    # Overlap helps: more context per token gives a different (here: any) number than disjoint windows.
+    assert ours != pytest.approx(_loss(model, ids, max_length=max_length, stride=max_length)[0], abs=1e-6)
+
+
+@pytest.mark.parametrize("n_pairs", [1, 2, 31, 32, 33, 100, 257])
+@pytest.mark.parametrize("max_length,stride", [(1, 1), (8, 1), (8, 3), (8, 8), (32, 16), (32, 31)])
+def test_every_token_is_scored_once_with_at_most_max_length_context(n_pairs, max_length, stride):
+    times = [0] * n_pairs
+    for begin, end, n_targets in strided_windows(n_pairs, max_length, stride):
+        assert 0 < end - begin <= max_length and 0 < n_targets <= end - begin
+        for pair in range(end - n_targets, end):
+            times[pair] += 1
+            assert pair - begin + 1 <= max_length  # inputs seen when predicting token pair + 1
+    assert times == [1] * n_pairs
+
+
+def test_token_nll_covers_every_token_of_a_real_text(model, ids):
+    nats, scored, token_nll = strided_nll(model, ids, max_length=CONTEXT, stride=12, batch_size=4, progress=False,
+                                          return_token_nll=True)
+    assert scored == len(ids) - 1 == token_nll.numel() == 5144
+    assert not token_nll.isnan().any() and (token_nll > 0).all()
+    assert token_nll.sum().item() == pytest.approx(nats, rel=1e-12)
+    # The first window scores its tokens from the text's start: the model on ids[:32] alone gives the same NLLs.
+    with torch.no_grad():
+        head = F.cross_entropy(model(torch.tensor([ids[:CONTEXT]])).logits[0], torch.tensor(ids[1:CONTEXT + 1]),
+                               reduction="none")
+    torch.testing.assert_close(token_nll[:CONTEXT].float(), head, atol=1e-5, rtol=0)
+
+
+def test_stock_gpt2_through_the_same_loop_gives_the_same_numbers(model, ids, tmp_path):
+    from transformers import GPT2LMHeadModel
+
+    model.save_pretrained_gpt2(tmp_path / "gpt2")
+    stock = GPT2LMHeadModel.from_pretrained(tmp_path / "gpt2").eval()
+    reloaded = GPTForCausalLM.from_gpt2(tmp_path / "gpt2").eval()
+    text = ids[:1200]
+    for bf16, tol in ((False, 1e-5), (True, 2e-2)):
+        settings = dict(max_length=CONTEXT, stride=8, batch_size=8, bf16=bf16)
+        ours, n = _loss(reloaded, text, **settings)
+        theirs, m = _loss(stock, text, **settings)
+        assert n == m == len(text) - 1
+        assert ours == pytest.approx(theirs, abs=tol)
+    assert _loss(model, text, max_length=CONTEXT, stride=8)[0] == pytest.approx(
+        _loss(stock, text, max_length=CONTEXT, stride=8)[0], abs=1e-5)
+
+
+# --------------------------------------------------------------------------------------------------- the script
+
+
+def _run(*args):
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
+           "OMP_NUM_THREADS": "1"}
+    return subprocess.run([sys.executable, str(SCRIPT), *map(str, args)], capture_output=True, text=True, env=env,
+                          timeout=300)
+
+
+def _expected(model, tokenizer, text, **settings):
+    ids = tokenizer(text, verbose=False)["input_ids"]
+    nats, n, _ = strided_nll(model, ids, progress=False, **settings)
+    return {"tokens": n, "loss": nats / n, "perplexity": math.exp(nats / n),
+            "bits_per_byte": nats / math.log(2) / len(text.encode("utf-8")),
+            "word_perplexity": math.exp(nats / len(text.split()))}
+
+
+@pytest.mark.slow
+def test_script_scores_a_text_file_and_writes_json(model, tokenizer, folder, text, tmp_path):
+    part = text[:3000] + " — naïve café"  # multi-byte characters: bytes != characters
+    (tmp_path / "part.txt").write_text(part, encoding="utf-8")
+    out = tmp_path / "results" / "r.json"
+    proc = _run(folder, "--text_file", tmp_path / "part.txt", "--max_length", 32, "--stride", 16, "--batch_size", 8,
+                "--output_json", out)
+    assert proc.returncode == 0, proc.stderr
+    got = json.loads(out.read_text())
+    expected = _expected(model, tokenizer, part, max_length=32, stride=16)
+    assert got["tokens"] == expected["tokens"] == len(tokenizer(part)["input_ids"]) - 1
+    for key in RESULT_KEYS[1:]:
+        assert got[key] == pytest.approx(expected[key], rel=1e-5), key
+    assert "scoring" in proc.stderr and "window" in proc.stderr  # the progress bar (more than one batch)
+    assert "perplexity" in proc.stdout and "Traceback" not in proc.stderr
+
+
+def test_script_reads_datasets_book_checkpoints_and_gpt2_folders(main, model, tokenizer, folder, text, tmp_path):
+    docs = [p for p in text[:4000].split("\n\n") if p.strip()][:6]
+    (tmp_path / "data").mkdir()
+    with open(tmp_path / "data" / "test.jsonl", "w", encoding="utf-8") as f:
+        for d in docs:
+            f.write(json.dumps({"id": len(d), "body": d}) + "\n")
+    settings = dict(max_length=32, stride=24)
+    expected = _expected(model, tokenizer, "\n\n".join(docs), **settings)
+    flags = ["--max_length", "32", "--stride", "24", "--no_progress"]
+
+    torch.save(model.state_dict(), tmp_path / "model.pth")  # the book's key names are hf_gpt's
+    (tmp_path / "config.json").write_text(json.dumps(model.config.to_book_dict()))
+    model.save_pretrained_gpt2(tmp_path / "gpt2")
+    runs = {
+        "dataset": [str(folder), "--dataset_name", str(tmp_path / "data"), "--text_column", "body"],
+        "book .pth": [str(tmp_path / "model.pth"), "--config", str(tmp_path / "config.json"),
+                      "--dataset_name", str(tmp_path / "data"), "--split", "test", "--text_column", "body"],
+        "gpt2 folder": [str(tmp_path / "gpt2"), "--dataset_name", str(tmp_path / "data"), "--text_column", "body"],
+    }
+    for name, argv in runs.items():
+        out = tmp_path / f"{name}.json"
+        assert main([*argv, *flags, "--output_json", str(out)]) == 0, name
+        got = json.loads(out.read_text())
+        assert got["tokens"] == expected["tokens"], name
+        for key in RESULT_KEYS[1:]:
+            assert got[key] == pytest.approx(expected[key], rel=1e-5), (name, key)
+
+
+# ------------------------------------------------------------------------------------------------- bad input
+
+
+@pytest.fixture(scope="module")
+def broken_folder(folder, tmp_path_factory):
+    """A complete folder whose weights cannot load: any error but ours means the check came after loading."""
+    import shutil
+
+    out = tmp_path_factory.mktemp("broken") / "model"
+    shutil.copytree(folder, out)
+    (out / "model.safetensors").write_bytes(b"not weights")
+    return out
+
+
+BAD_INPUTS = {
+    "empty text": (["--text_file", "{empty}"], "is empty: nothing to score"),
+    "one token": (["--text_file", "{one_token}"], "1 token(s) long; scoring needs at least 2"),
+    "stride 0": (["--text_file", "{verdict}", "--stride", "0"], "stride must be a positive integer, got 0"),
+    "stride > max_length": (["--text_file", "{verdict}", "--max_length", "16", "--stride", "17"],
+                            "stride 17 is above max_length 16"),
+    "max_length > context": (["--text_file", "{verdict}", "--max_length", "33"],
+                             "max_length 33 is above the model's context of 32 tokens"),
+    "no data": ([], "give the data to score"),
+    "two data": (["--text_file", "{verdict}", "--dataset_name", "x"], "exactly one of --text_file"),
+    "missing file": (["--text_file", "{missing}"], "cannot read --text_file"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_INPUTS))
+def test_bad_inputs_get_one_line_before_weights_load(main, case, broken_folder, tmp_path, capsys):
+    (tmp_path / "empty.txt").write_text("")
+    (tmp_path / "one.txt").write_text("Hello")
+    paths = {"empty": tmp_path / "empty.txt", "one_token": tmp_path / "one.txt", "verdict": THE_VERDICT,
+             "missing": tmp_path / "missing.txt"}
+    argv, message = BAD_INPUTS[case]
+    assert main([str(broken_folder), *[a.format(**paths) for a in argv]]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and err.count("\n") == 1 and err.startswith("error: ") and message in err, err
+
+
+def test_bad_models_get_one_line(main, folder, book_reference, tmp_path, capsys):
+    (tmp_path / "no_config").mkdir()
+    verdict = ["--text_file", str(THE_VERDICT)]
+    cases = [
+        ([str(tmp_path / "nope"), *verdict], "no such model folder or file"),
+        (["./nope", *verdict], "no such model folder or file"),
+        (["no-such-model-id", *verdict], "the Hub is offline"),
+        ([str(tmp_path / "no_config"), *verdict], "is not a model folder: it has no config.json"),
+        ([str(book_reference / "book_tiny.pth"), *verdict], "needs its config: --config"),
+        ([str(folder), "--config", str(book_reference / "book_tiny_config.json"), *verdict], "only for a book .pth"),
+        # The book's tiny model has 1000 tokens: GPT-2's ids do not fit (found from the ids, before the weights).
+        ([str(book_reference / "book_tiny.pth"), "--config", str(book_reference / "book_tiny_config.json"), *verdict],
+         "the model's vocabulary has 1000 tokens"),
+    ]
+    for argv, message in cases:
+        assert main(argv) == 2, argv
+        out, err = capsys.readouterr()
+        assert out == "" and err.count("\n") == 1 and err.startswith("error: ") and message in err, (argv, err)
+
+
+@pytest.mark.slow
+def test_script_bad_input_in_a_real_process_has_no_traceback(broken_folder):
+    proc = _run(broken_folder, "--text_file", THE_VERDICT, "--stride", "0")
+    assert proc.returncode == 2
+    assert proc.stderr == "error: stride must be a positive integer, got 0\n" and proc.stdout == ""
+    proc = _run(broken_folder, "--text_fil", THE_VERDICT)  # argparse's own errors: one line too, no abbreviations
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and proc.stderr.startswith("error: unrecognized")
+
+
+def test_no_script_shadows_a_library_its_siblings_import():
+    """`python scripts/X.py` puts scripts/ first on sys.path: a scripts/evaluate.py was imported as Hugging Face's
+    `evaluate` by pretrain.py (whose perplexity metric then failed)."""
+    import importlib.util
+
+    stems = {p.stem for p in SCRIPT.parent.glob("*.py")}
+    assert not {s for s in stems if importlib.util.find_spec(s) is not None}
+
+
+# ---------------------------------------------------------------------------------------------------- lm-eval
+
+
+TASK = """task: {name}
+dataset_path: json
+dataset_kwargs:
+  data_files:
+    test: {data}
+output_type: loglikelihood_rolling
+test_split: test
+doc_to_text: ""
+doc_to_target: "{{{{text}}}}"
+metric_list:
+  - metric: word_perplexity
+  - metric: byte_perplexity
+  - metric: bits_per_byte
+metadata:
+  version: 1.0
+"""
+
+
+@pytest.fixture(scope="module")
+def local_task(tmp_path_factory, text):
+    """A perplexity task over a local jsonl (the Hub is unreachable); each document fits one 32-token window."""
+    root = tmp_path_factory.mktemp("lm_eval_task")
+    docs = ["I had always thought Jack Gisburn rather a cheap genius.",
+            "Every effort moves you.", text[120:230]]
+    with open(root / "docs.jsonl", "w", encoding="utf-8") as f:
+        for d in docs:
+            f.write(json.dumps({"text": d}) + "\n")
+    (root / "tasks").mkdir()
+    (root / "tasks" / "verdict_ppl.yaml").write_text(TASK.format(name="verdict_ppl", data=root / "docs.jsonl"))
+    return root / "tasks", docs
+
+
+def _lm_eval_expected(model, tokenizer, docs):
+    """lm-eval scores every token of a document, the first given <|endoftext|>: our loop on eos + document."""
+    nats = []
+    for d in docs:
+        ids = [tokenizer.eos_token_id, *tokenizer(d)["input_ids"]]
+        assert len(ids) <= CONTEXT + 1
+        nats.append(strided_nll(model, ids, max_length=CONTEXT, stride=CONTEXT, progress=False)[0])
+    return nats, sum(nats) / math.log(2) / sum(len(d.encode("utf-8")) for d in docs)
+
+
+@pytest.mark.slow
+def test_lm_eval_hf_model_runs_hf_gpt_folders(model, tokenizer, folder, local_task):
+    """What `lm_eval --model hf --model_args pretrained=FOLDER,trust_remote_code=True --tasks ...` runs."""
+    lm_eval = pytest.importorskip("lm_eval")
+    from lm_eval.tasks import TaskManager
+
+    tasks_dir, docs = local_task
+    out = lm_eval.simple_evaluate(model="hf", model_args=f"pretrained={folder},trust_remote_code=True",
+                                  tasks=["verdict_ppl"], device="cpu", batch_size=2, log_samples=True,
+                                  task_manager=TaskManager(include_path=str(tasks_dir), include_defaults=False))
+    nats, bits_per_byte = _lm_eval_expected(model, tokenizer, docs)
+    got = sorted(out["samples"]["verdict_ppl"], key=lambda s: s["doc_id"])
+    assert [-s["resps"][0][0] for s in got] == pytest.approx(nats, abs=1e-4)
+    assert out["results"]["verdict_ppl"]["bits_per_byte,none"] == pytest.approx(bits_per_byte, rel=1e-5)
+
+
+@pytest.mark.slow
+def test_script_tasks_hand_a_book_checkpoint_to_lm_eval(main, model, tokenizer, local_task, tmp_path, capsys):
+    pytest.importorskip("lm_eval")
+    tasks_dir, docs = local_task
+    torch.save(model.state_dict(), tmp_path / "model.pth")
+    (tmp_path / "config.json").write_text(json.dumps(model.config.to_book_dict()))
+    out = tmp_path / "r.json"
+    argv = [str(tmp_path / "model.pth"), "--config", str(tmp_path / "config.json"), "--tasks", "verdict_ppl",
+            "--include_path", str(tasks_dir), "--device", "cpu", "--output_json", str(out)]
+    assert main(argv) == 0
+    got = json.loads(out.read_text())["lm_eval"]["verdict_ppl"]
+    assert got["bits_per_byte,none"] == pytest.approx(_lm_eval_expected(model, tokenizer, docs)[1], rel=1e-5)
+    assert main([*argv[:3], "--tasks", "no_such_task", "--include_path", str(tasks_dir)]) == 2
+    assert "lm-eval knows no task no_such_task" in capsys.readouterr().err
