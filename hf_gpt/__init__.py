@@ -11,6 +11,7 @@ _LAZY = {
     "GPT_CONFIG_124M": "configuration_gpt",
     "PRESETS": "configuration_gpt",
     "GPTForCausalLM": "modeling_gpt",
+    "GPTModel": "modeling_gpt",
     "load_tokenizer": "tokenization",
     "build_lm_datasets": "data",
     "create_dataloader": "data",

@@ -55,16 +55,19 @@ GPT2_ACTIVATIONS = ("gelu_new", "gelu_pytorch_tanh")
 _HUB_KWARGS = ("revision", "cache_dir", "token", "local_files_only", "force_download")
 # Causal-mask buffers that old GPT-2 files (and the book's state dicts) carry; the model builds its mask itself.
 _GPT2_BUFFER = re.compile(r"h\.\d+\.attn\.(bias|masked_bias)")
-_BOOK_BUFFER = re.compile(r"trf_blocks\.\d+\.att\.mask")
+_BOOK_BUFFER = re.compile(r"(gpt\.)?trf_blocks\.\d+\.att\.mask")
 _MAX_LISTED = 20
 
 
 def weight_map(config):
-    """`GPT2_WEIGHT_MAP` spelled out for `config`'s blocks: `[(GPT-2 name, [the book's names], op)]`."""
+    """`GPT2_WEIGHT_MAP` spelled out for `config`'s blocks: `[(GPT-2 name, [the model's names], op)]`, the model's
+    names being the book's under the backbone's prefix (`gpt.trf_blocks.0.att.W_query.weight`)."""
+    to_model = _model_module().book_key_to_model_key
     rows = []
     for gpt2, book, op in GPT2_WEIGHT_MAP:
         for i in range(config.n_layers) if "{i}" in gpt2 else [None]:
-            targets = [book.format(i=i, qkv=n) for n in QKV] if op == "qkv" else [book.format(i=i)]
+            names = [book.format(i=i, qkv=n) for n in QKV] if op == "qkv" else [book.format(i=i)]
+            targets = [to_model(name) for name in names]
             rows.append((gpt2.format(i=i), targets, op))
     return rows
 
@@ -281,6 +284,7 @@ def _convert_gpt2(source, names, config, plan, dtype):
     def cast(t):
         return t if dtype is None else t.to(dtype)
 
+    tok_emb = _model_module().book_key_to_model_key("tok_emb.weight")
     out = {}
     for name, (_, convert, copies) in plan.items():
         tensor = source.get(names[name], scratch=copies)
@@ -290,14 +294,14 @@ def _convert_gpt2(source, names, config, plan, dtype):
         head = cast(source.get(names["lm_head.weight"]))
         if not config.tie_word_embeddings:
             out["out_head.weight"] = head
-        elif not torch.equal(head, out["tok_emb.weight"]):
+        elif not torch.equal(head, out[tok_emb]):
             raise ValueError(
                 f"{names['lm_head.weight']} differs from {names['wte.weight']} but the config ties the output head "
                 "to the token embedding; load with tie_word_embeddings=False to keep the separate head."
             )
     elif not config.tie_word_embeddings:
         # GPT-2 ties its head to wte; an untied model starts from a copy of it, as the book's load_weights_into_gpt does.
-        out["out_head.weight"] = out["tok_emb.weight"].clone()
+        out["out_head.weight"] = out[tok_emb].clone()
     return out
 
 
@@ -338,12 +342,16 @@ def _check_against_model(model, state_dict, where):
     _raise_if(problems, missing, unexpected, where, hint)
 
 
-def _model_class():
+def _model_module():
     try:
-        from .modeling_gpt import GPTForCausalLM
+        from . import modeling_gpt
     except ImportError:  # loaded as lone files
-        from modeling_gpt import GPTForCausalLM
-    return GPTForCausalLM
+        import modeling_gpt
+    return modeling_gpt
+
+
+def _model_class():
+    return _model_module().GPTForCausalLM
 
 
 def _new_model(model_class, config, state_dict, where):
@@ -424,7 +432,9 @@ def _book_state_dict(obj, path):
     for prefix in ("_orig_mod.", "module."):  # torch.compile and DistributedDataParallel wrappers
         if all(k.startswith(prefix) for k in obj):
             obj = {k.removeprefix(prefix): v for k, v in obj.items()}
-    return {k: v for k, v in obj.items() if not _BOOK_BUFFER.fullmatch(k)}
+    # The book's flat keys gain the backbone's `gpt.` prefix; an hf_gpt model's own state dict has it already.
+    to_model = _model_module().book_key_to_model_key
+    return {to_model(k): v for k, v in obj.items() if not _BOOK_BUFFER.fullmatch(k)}
 
 
 def load_book_checkpoint(path, config, *, model_class=None, dtype=None, **overrides):
@@ -436,9 +446,10 @@ def load_book_checkpoint(path, config, *, model_class=None, dtype=None, **overri
     state_dict = _book_state_dict(torch_load(path), path)
     if dtype is not None:
         state_dict = {k: v.to(dtype) for k, v in state_dict.items()}
+    tok_emb = _model_module().book_key_to_model_key("tok_emb.weight")
     if config.tie_word_embeddings and "out_head.weight" in state_dict:
         head = state_dict.pop("out_head.weight")
-        if "tok_emb.weight" in state_dict and not torch.equal(head, state_dict["tok_emb.weight"]):
+        if tok_emb in state_dict and not torch.equal(head, state_dict[tok_emb]):
             raise ValueError(f"{path}: out_head.weight differs from tok_emb.weight but the config ties them "
                              "(tie_word_embeddings=True); use tie_word_embeddings=False, as the book's models are.")
     return _new_model(model_class, config, state_dict, str(path))

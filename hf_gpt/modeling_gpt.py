@@ -1,8 +1,12 @@
 """The GPT of *Build a Large Language Model (From Scratch)* (ch. 4) as a `transformers` causal LM.
 
 Modules and parameter names are the book's (`tok_emb`, `trf_blocks.N.att.W_query`, `ff.layers.0`, `norm1.scale`,
-`out_head`, ...), so a state dict saved by the book's code loads as is and gives the same logits. The math is the
-book's, computed with fused kernels: scaled_dot_product_attention, native layer norm, tanh-GELU.
+`out_head`, ...). As in every `transformers` LM, the head sits on a backbone that returns hidden states: `GPTModel`
+(`model.gpt`, the `base_model`) holds the book's embeddings, blocks and final norm, `GPTForCausalLM` adds `out_head`.
+The state dict therefore reads `gpt.tok_emb.weight`, `gpt.trf_blocks.0.att.W_query.weight`, ..., `out_head.weight`;
+a state dict saved by the book's code (flat keys) still loads with `load_state_dict` and gives the same logits, and
+`model.trf_blocks`, `model.final_norm`, ... still reach the backbone's modules, as the book's code uses them. The math
+is the book's, computed with fused kernels: scaled_dot_product_attention, native layer norm, tanh-GELU.
 This file imports only torch and transformers because it ships to the Hub as remote code.
 """
 
@@ -11,13 +15,14 @@ import math
 import torch
 import torch.nn.functional as F
 from torch import nn
-from transformers import AutoModelForCausalLM, GenerationMixin, PreTrainedModel
+from transformers import AutoModel, AutoModelForCausalLM, GenerationMixin, PreTrainedModel
 from transformers import initialization as init
 from transformers.cache_utils import Cache, DynamicCache
 from transformers.masking_utils import create_causal_mask
 from transformers.modeling_layers import GradientCheckpointingLayer
-from transformers.modeling_outputs import CausalLMOutputWithPast
+from transformers.modeling_outputs import BaseModelOutputWithPast, CausalLMOutputWithPast
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
+from transformers.utils import can_return_tuple
 from transformers.utils.output_capturing import OutputRecorder, capture_outputs
 
 try:
@@ -201,12 +206,22 @@ class GPTPreTrainedModel(PreTrainedModel):
             init.ones_(module.scale)
             init.zeros_(module.shift)
 
+    def save_pretrained(self, save_directory, *args, **kwargs):
+        """`auto_map` names only the saved class; add the backbone so `AutoModel` loads any hf_gpt folder too."""
+        module = type(self).__module__.rsplit(".", 1)[-1]
+        self.config.auto_map = {**(getattr(self.config, "auto_map", None) or {}), "AutoModel": f"{module}.GPTModel"}
+        return super().save_pretrained(save_directory, *args, **kwargs)
 
-class GPTForCausalLM(GPTPreTrainedModel, GenerationMixin):
-    """The book's `GPTModel` with the `transformers` causal-LM interface (loss, KV cache, `generate`)."""
 
-    _tied_weights_keys = {"out_head.weight": "tok_emb.weight"}
-    _auto_class = "AutoModelForCausalLM"  # save_pretrained writes `auto_map` and copies this file
+class GPTModel(GPTPreTrainedModel):
+    """The book's `GPTModel` without its `out_head`: embeddings, blocks and final norm, returning hidden states.
+
+    It is the `base_model` (`model.gpt`) under `GPTForCausalLM`'s head, as `transformers` models have one, so tools
+    that run the backbone and apply a head of their own (TRL's fused LM head, classification heads) work."""
+
+    _auto_class = "AutoModel"
+    # Every hf_gpt folder is a GPTForCausalLM's: loading its backbone alone leaves the head behind, quietly.
+    _keys_to_ignore_on_load_unexpected = [*GPTPreTrainedModel._keys_to_ignore_on_load_unexpected, r"^out_head\."]
 
     def __init__(self, config):
         super().__init__(config)
@@ -215,7 +230,6 @@ class GPTForCausalLM(GPTPreTrainedModel, GenerationMixin):
         self.drop_emb = nn.Dropout(config.drop_rate)
         self.trf_blocks = nn.ModuleList([TransformerBlock(config, i) for i in range(config.n_layers)])
         self.final_norm = LayerNorm(config.emb_dim, config.layer_norm_eps)
-        self.out_head = Linear(config.emb_dim, config.vocab_size, bias=False)
         self.post_init()
 
     def get_input_embeddings(self):
@@ -224,11 +238,24 @@ class GPTForCausalLM(GPTPreTrainedModel, GenerationMixin):
     def set_input_embeddings(self, value):
         self.tok_emb = value
 
-    def get_output_embeddings(self):
-        return self.out_head
-
-    def set_output_embeddings(self, value):
-        self.out_head = value
+    def _check_input_ids(self, input_ids):
+        """Bad token ids fail here with what is wrong, not deep inside the embedding or attention."""
+        if input_ids.dim() != 2:
+            raise ValueError(f"input_ids must be 2-D (batch, tokens), got shape {tuple(input_ids.shape)}; for one "
+                             f"sequence add the batch dimension: input_ids.unsqueeze(0) (or tokenizer(..., "
+                             f"return_tensors='pt')).")
+        if input_ids.shape[1] == 0:
+            raise ValueError("input_ids holds no tokens (shape "
+                             f"{tuple(input_ids.shape)}); give at least one token, e.g. the tokenizer's "
+                             "<|endoftext|> as a start.")
+        if torch.compiler.is_compiling() or input_ids.is_meta:
+            return
+        low, high = (v.item() for v in torch.aminmax(input_ids))
+        if low < 0 or high >= self.config.vocab_size:
+            bad = low if low < 0 else high
+            raise ValueError(f"token id {bad} is outside the vocabulary: ids must be in [0, {self.config.vocab_size - 1}]"
+                             f" (vocab_size={self.config.vocab_size}); was the text tokenized with this model's "
+                             f"tokenizer?")
 
     @capture_outputs
     def forward(
@@ -238,21 +265,11 @@ class GPTForCausalLM(GPTPreTrainedModel, GenerationMixin):
         position_ids=None,
         past_key_values=None,
         inputs_embeds=None,
-        labels=None,
-        shift_labels=None,
         use_cache=None,
-        logits_to_keep=0,
         **kwargs,
     ):
-        r"""
-        labels: the `transformers` convention, `labels = input_ids`, shifted inside; -100 is ignored.
-        shift_labels: targets already aligned with the inputs, the book's `target_ids` (token i+1 for input i), so a
-            window of n tokens trains n predictions as in the book. Give one of `labels` or `shift_labels`.
-        """
         if (input_ids is None) == (inputs_embeds is None):
             raise ValueError("Pass exactly one of `input_ids` or `inputs_embeds`.")
-        if labels is not None and shift_labels is not None:
-            raise ValueError("Pass `labels` (shifted inside) or `shift_labels` (already shifted), not both.")
         if input_ids is not None:
             self._check_input_ids(input_ids)
         if inputs_embeds is None:
@@ -286,8 +303,105 @@ class GPTForCausalLM(GPTPreTrainedModel, GenerationMixin):
         )
         for block in self.trf_blocks:
             x = block(x, attention_mask=mask, past_key_values=past_key_values, position_ids=position_ids, **kwargs)
-        x = self.final_norm(x)
-        logits = self.out_head(slice_logits_to_keep(x, logits_to_keep))
+        return BaseModelOutputWithPast(
+            last_hidden_state=self.final_norm(x), past_key_values=past_key_values if use_cache else None
+        )
+
+
+# The book's top-level module names that now live in the backbone: `model.trf_blocks`, `model.final_norm = ...` (the
+# book's chapter 6 code) still reach them on `GPTForCausalLM`, while the state dict names them `gpt.trf_blocks...`.
+BOOK_BACKBONE_MODULES = ("tok_emb", "pos_emb", "drop_emb", "trf_blocks", "final_norm")
+
+
+def book_key_to_model_key(key):
+    """One of the book's state-dict keys as `GPTForCausalLM` names it: `trf_blocks.0.att.W_query.weight` ->
+    `gpt.trf_blocks.0.att.W_query.weight`; `out_head.weight`, keys already under `gpt.` and others are unchanged."""
+    return f"gpt.{key}" if key.split(".", 1)[0] in BOOK_BACKBONE_MODULES else key
+
+
+def _book_keys_pre_hook(module, state_dict, prefix, *args):
+    """`load_state_dict` of the book's flat keys (`tok_emb.weight`, `trf_blocks.0...`, as the book's `torch.save`
+    writes them) into `GPTForCausalLM`: they gain the backbone's `gpt.` prefix; `out_head.weight` stays."""
+    for key in [k for k in state_dict if k.startswith(prefix)]:
+        renamed = prefix + book_key_to_model_key(key[len(prefix):])
+        if renamed != key:
+            state_dict[renamed] = state_dict.pop(key)
+
+
+class GPTForCausalLM(GPTPreTrainedModel, GenerationMixin):
+    """The book's `GPTModel` with the `transformers` causal-LM interface (loss, KV cache, `generate`): the backbone
+    `GPTModel` (`self.gpt`) and the book's `out_head` on top."""
+
+    _tied_weights_keys = {"out_head.weight": "gpt.tok_emb.weight"}
+    _auto_class = "AutoModelForCausalLM"  # save_pretrained writes `auto_map` and copies this file
+
+    def __init__(self, config):
+        super().__init__(config)
+        self.gpt = GPTModel(config)  # built first, as the book builds its embeddings and blocks before out_head
+        self.out_head = Linear(config.emb_dim, config.vocab_size, bias=False)
+        self.register_load_state_dict_pre_hook(_book_keys_pre_hook)
+        self.post_init()
+
+    def __getattr__(self, name):
+        if name in BOOK_BACKBONE_MODULES:
+            return getattr(self._modules["gpt"], name)
+        return super().__getattr__(name)
+
+    def __setattr__(self, name, value):
+        if name in BOOK_BACKBONE_MODULES and "gpt" in self.__dict__.get("_modules", {}):
+            setattr(self._modules["gpt"], name, value)
+        else:
+            super().__setattr__(name, value)
+
+    def get_input_embeddings(self):
+        return self.gpt.tok_emb
+
+    def set_input_embeddings(self, value):
+        self.gpt.tok_emb = value
+
+    def get_output_embeddings(self):
+        return self.out_head
+
+    def set_output_embeddings(self, value):
+        self.out_head = value
+
+    def get_decoder(self):
+        return self.gpt
+
+    def set_decoder(self, decoder):
+        self.gpt = decoder
+
+    @can_return_tuple
+    def forward(
+        self,
+        input_ids=None,
+        attention_mask=None,
+        position_ids=None,
+        past_key_values=None,
+        inputs_embeds=None,
+        labels=None,
+        shift_labels=None,
+        use_cache=None,
+        logits_to_keep=0,
+        **kwargs,
+    ):
+        r"""
+        labels: the `transformers` convention, `labels = input_ids`, shifted inside; -100 is ignored.
+        shift_labels: targets already aligned with the inputs, the book's `target_ids` (token i+1 for input i), so a
+            window of n tokens trains n predictions as in the book. Give one of `labels` or `shift_labels`.
+        """
+        if labels is not None and shift_labels is not None:
+            raise ValueError("Pass `labels` (shifted inside) or `shift_labels` (already shifted), not both.")
+        outputs = self.gpt(
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            position_ids=position_ids,
+            past_key_values=past_key_values,
+            inputs_embeds=inputs_embeds,
+            use_cache=use_cache,
+            **kwargs,
+        )
+        logits = self.out_head(slice_logits_to_keep(outputs.last_hidden_state, logits_to_keep))
 
         loss = None
         if labels is not None or shift_labels is not None:
@@ -297,27 +411,12 @@ class GPTForCausalLM(GPTPreTrainedModel, GenerationMixin):
                 logits, labels, vocab_size=self.config.vocab_size, shift_labels=shift_labels, **kwargs
             )
         return CausalLMOutputWithPast(
-            loss=loss, logits=logits, past_key_values=past_key_values if use_cache else None
+            loss=loss,
+            logits=logits,
+            past_key_values=outputs.past_key_values,
+            hidden_states=outputs.hidden_states,
+            attentions=outputs.attentions,
         )
-
-    def _check_input_ids(self, input_ids):
-        """Bad token ids fail here with what is wrong, not deep inside the embedding or attention."""
-        if input_ids.dim() != 2:
-            raise ValueError(f"input_ids must be 2-D (batch, tokens), got shape {tuple(input_ids.shape)}; for one "
-                             f"sequence add the batch dimension: input_ids.unsqueeze(0) (or tokenizer(..., "
-                             f"return_tensors='pt')).")
-        if input_ids.shape[1] == 0:
-            raise ValueError("input_ids holds no tokens (shape "
-                             f"{tuple(input_ids.shape)}); give at least one token, e.g. the tokenizer's "
-                             "<|endoftext|> as a start.")
-        if torch.compiler.is_compiling() or input_ids.is_meta:
-            return
-        low, high = (v.item() for v in torch.aminmax(input_ids))
-        if low < 0 or high >= self.config.vocab_size:
-            bad = low if low < 0 else high
-            raise ValueError(f"token id {bad} is outside the vocabulary: ids must be in [0, {self.config.vocab_size - 1}]"
-                             f" (vocab_size={self.config.vocab_size}); was the text tokenized with this model's "
-                             f"tokenizer?")
 
     def prepare_inputs_for_generation(self, input_ids, past_key_values=None, attention_mask=None, **kwargs):
         """Past `context_length` tokens, crop to the last `context_length` and recompute, like the book's
@@ -374,6 +473,7 @@ class GPTForCausalLM(GPTPreTrainedModel, GenerationMixin):
 
 
 if __name__ == "hf_gpt.modeling_gpt":  # the installed package, not a copy loaded as remote code
+    AutoModel.register(GPTConfig, GPTModel, exist_ok=True)
     AutoModelForCausalLM.register(GPTConfig, GPTForCausalLM, exist_ok=True)
 
-__all__ = ["GPTForCausalLM", "GPTPreTrainedModel"]
+__all__ = ["GPTForCausalLM", "GPTModel", "GPTPreTrainedModel"]

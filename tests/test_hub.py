@@ -85,7 +85,7 @@ def greedy_ids(model, tokenizer, max_new_tokens):
 def test_saved_folder_holds_every_file_a_hub_repo_needs(folder):
     assert files_of(folder) == HF_GPT_FILES
     config = json.loads((folder / "config.json").read_text())
-    assert config["auto_map"] == {"AutoConfig": "configuration_gpt.GPTConfig",
+    assert config["auto_map"] == {"AutoConfig": "configuration_gpt.GPTConfig", "AutoModel": "modeling_gpt.GPTModel",
                                   "AutoModelForCausalLM": "modeling_gpt.GPTForCausalLM"}
     assert config["model_type"] == "hf_gpt"
     hub.check_model_folder(folder, need_card=True)

@@ -12,7 +12,7 @@ from safetensors.torch import load_file
 from transformers import AutoConfig, AutoModelForCausalLM, TextIteratorStreamer, pipeline
 
 from hf_gpt import GPT_CONFIG_124M, PRESETS, GPTConfig, GPTForCausalLM, load_tokenizer
-from hf_gpt.modeling_gpt import Linear
+from hf_gpt.modeling_gpt import Linear, book_key_to_model_key
 
 FIXTURES = ["book_tiny", "book_tiny_qkvbias"]
 
@@ -43,7 +43,8 @@ def test_book_init_under_seed_123_gives_the_books_weights(book_reference, name):
     torch.manual_seed(123)
     model = GPTForCausalLM(GPTConfig(**config))
     ours = model.state_dict()
-    theirs = {k: v for k, v in state.items() if not k.endswith("att.mask")}
+    # The book's names, under the backbone's `gpt.` prefix (out_head stays on top).
+    theirs = {book_key_to_model_key(k): v for k, v in state.items() if not k.endswith("att.mask")}
     assert set(ours) == set(theirs)
     for key, value in theirs.items():
         assert torch.equal(ours[key], value), key
@@ -342,6 +343,7 @@ def test_save_load_round_trip_is_bit_exact(tmp_path, tied):
     saved = json.loads((tmp_path / "config.json").read_text())
     assert saved["auto_map"] == {
         "AutoConfig": "configuration_gpt.GPTConfig",
+        "AutoModel": "modeling_gpt.GPTModel",
         "AutoModelForCausalLM": "modeling_gpt.GPTForCausalLM",
     }
     assert (tmp_path / "modeling_gpt.py").is_file() and (tmp_path / "configuration_gpt.py").is_file()

@@ -159,13 +159,13 @@ def test_weight_decay_only_on_weight_matrices_and_embeddings(tmp_path):
     assert isinstance(optimizer, torch.optim.AdamW)
     assert decay["weight_decay"] == 0.1 and no_decay["weight_decay"] == 0.0
     assert decay["lr"] == no_decay["lr"] == 4e-4
-    expected_decay = {"tok_emb.weight", "pos_emb.weight", "out_head.weight"} | {
-        f"trf_blocks.{i}.{m}.weight" for i in range(2)
+    expected_decay = {"gpt.tok_emb.weight", "gpt.pos_emb.weight", "out_head.weight"} | {
+        f"gpt.trf_blocks.{i}.{m}.weight" for i in range(2)
         for m in ("att.W_query", "att.W_key", "att.W_value", "att.out_proj", "ff.layers.0", "ff.layers.2")
     }
     assert decayed == expected_decay
-    expected_no_decay = {"final_norm.scale", "final_norm.shift"} | {
-        f"trf_blocks.{i}.{m}" for i in range(2)
+    expected_no_decay = {"gpt.final_norm.scale", "gpt.final_norm.shift"} | {
+        f"gpt.trf_blocks.{i}.{m}" for i in range(2)
         for m in ("norm1.scale", "norm1.shift", "norm2.scale", "norm2.shift", "att.W_query.bias", "att.W_key.bias",
                   "att.W_value.bias", "att.out_proj.bias", "ff.layers.0.bias", "ff.layers.2.bias")
     }
@@ -174,10 +174,10 @@ def test_weight_decay_only_on_weight_matrices_and_embeddings(tmp_path):
     assert decay_parameter_names(model) == [n for n, p in model.named_parameters() if n in expected_decay]
     # Why the override: the Trainer's default name patterns would decay the book's LayerNorm `scale`/`shift`.
     stock = set(Trainer.get_decay_parameter_names(trainer, model))
-    assert {"trf_blocks.0.norm1.scale", "trf_blocks.1.norm2.shift"} <= stock
+    assert {"gpt.trf_blocks.0.norm1.scale", "gpt.trf_blocks.1.norm2.shift"} <= stock
     tied = GPTForCausalLM(GPTConfig(vocab_size=100, context_length=8, emb_dim=16, n_heads=2, n_layers=1,
                                     tie_word_embeddings=True))
-    assert "tok_emb.weight" in decay_parameter_names(tied) and "out_head.weight" not in decay_parameter_names(tied)
+    assert "gpt.tok_emb.weight" in decay_parameter_names(tied) and "out_head.weight" not in decay_parameter_names(tied)
 
 
 # ------------------------------------------------------------------------------------------------ a short real run
