@@ -188,7 +188,7 @@ def _run(plan, model_args, data_args, training_args, callbacks):
     train_metrics["train_tokens"] = trainer.state.num_input_tokens_seen
 
     try:
-        from ..hub import sampling_generation_config
+        from ..cards import sampling_generation_config
 
         trainer.model.generation_config = sampling_generation_config(trainer.model.config)
     except ImportError:

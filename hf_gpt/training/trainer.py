@@ -140,7 +140,7 @@ def write_card(output_dir, model_config, training_args, eval_results=None, train
                base_model=None):
     """README.md through hf_gpt.hub when it is there; False when it is not."""
     try:
-        from ..hub import write_model_card
+        from ..cards import write_model_card
     except ImportError:
         return False
     write_model_card(output_dir, model_config=model_config, eval_results=eval_results, train_results=train_results,

@@ -1,0 +1,307 @@
+"""A model folder's generation defaults and its `README.md` model card, rendered from the templates in
+`model_cards/`: architecture and parameter count read off the config, training settings and results, the loss plot,
+and usage snippets for the repo id it is pushed to."""
+
+import json
+import math
+import os
+import re
+import sys
+from pathlib import Path
+
+from huggingface_hub import EvalResult, ModelCard, ModelCardData
+from huggingface_hub.errors import HFValidationError
+from huggingface_hub.utils import validate_repo_id
+
+SAMPLING_DEFAULTS = {"do_sample": True, "top_p": 0.9, "top_k": 0, "temperature": 1.0, "max_new_tokens": 100}
+CARD_TEMPLATE = "hf_gpt_model_card.md"
+USAGE_TEMPLATE = "usage.md"
+CARD_TAGS = ["hf_gpt", "gpt", "causal-lm", "llms-from-scratch"]
+LICENSE = "apache-2.0"
+HYPERPARAMETERS = (
+    "learning_rate", "weight_decay", "per_device_train_batch_size", "per_device_eval_batch_size",
+    "gradient_accumulation_steps", "total_train_batch_size", "num_train_epochs", "max_steps", "lr_scheduler_type",
+    "warmup_steps", "warmup_ratio", "optim", "adam_beta1", "adam_beta2", "max_grad_norm", "seed", "bf16", "fp16",
+)
+_USAGE_BLOCK = re.compile(r"(<!-- hf_gpt:usage -->\n)(.*?)(\n<!-- /hf_gpt:usage -->)", re.S)
+_DATA_FILE_SUFFIXES = (".txt", ".json", ".jsonl", ".csv", ".tsv", ".parquet", ".arrow", ".md")
+
+
+class HubError(Exception):
+    """A problem the user can fix (bad repo id, missing login, incomplete folder); the message says how."""
+
+
+def _read_json(path):
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as err:
+        raise HubError(f"{path} is not readable JSON ({err.__class__.__name__}: {err}).") from None
+
+
+# ---------------------------------------------------------------------------------------------- generation config
+
+
+def sampling_generation_config(model_config, **overrides):
+    """The `generation_config.json` published folders carry: nucleus sampling (top_p 0.9) and the eos/pad ids."""
+    from transformers import GenerationConfig
+
+    eos = getattr(model_config, "eos_token_id", None)
+    pad = getattr(model_config, "pad_token_id", None)
+    values = {
+        **SAMPLING_DEFAULTS,
+        "bos_token_id": getattr(model_config, "bos_token_id", None),
+        "eos_token_id": eos,
+        "pad_token_id": pad if pad is not None else eos,
+        **overrides,
+    }
+    return GenerationConfig(**values)
+
+
+def write_generation_config(save_directory, model_config, **overrides):
+    """Write `generation_config.json` with the sampling defaults into a saved folder; returns the config."""
+    config = sampling_generation_config(model_config, **overrides)
+    config.save_pretrained(save_directory)
+    return config
+
+
+# ---------------------------------------------------------------------------------------------------- model card
+
+
+def _template_dir():
+    """`model_cards/` beside the package (a checkout or editable install), else where a wheel installs it."""
+    for candidate in (Path(__file__).resolve().parents[1] / "model_cards", Path(sys.prefix) / "share" / "hf_gpt" / "model_cards"):
+        if (candidate / CARD_TEMPLATE).is_file():
+            return candidate
+    raise FileNotFoundError(f"model card templates ({CARD_TEMPLATE}) not found beside hf_gpt nor in {sys.prefix}/share/hf_gpt")
+
+
+def _arch(model_config):
+    """Architecture facts under transformers' standard names, which both GPTConfig and GPT2Config answer to."""
+    if isinstance(model_config, dict):
+        from .configuration_gpt import GPTConfig
+
+        model_config = GPTConfig(**{k: v for k, v in model_config.items() if k not in ("model_type", "auto_map")})
+    d = model_config.hidden_size
+    vocab = model_config.vocab_size
+    context = model_config.max_position_embeddings
+    layers = model_config.num_hidden_layers
+    model_type = getattr(model_config, "model_type", "hf_gpt")
+    qkv_bias = True if model_type == "gpt2" else bool(getattr(model_config, "qkv_bias", False))
+    tied = bool(getattr(model_config, "tie_word_embeddings", False))
+    drop = getattr(model_config, "drop_rate", getattr(model_config, "resid_pdrop", None))
+    return {
+        "model_type": model_type,
+        "n_layers": layers,
+        "n_heads": model_config.num_attention_heads,
+        "emb_dim": d,
+        "context_length": context,
+        "vocab_size": vocab,
+        "qkv_bias": qkv_bias,
+        "tied": tied,
+        "drop_rate": drop,
+        "num_parameters": _num_parameters(model_config),
+    }
+
+
+def _num_parameters(model_config):
+    """Counted on the model itself, built on the meta device (no memory used), so the card agrees with it."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from . import modeling_gpt  # noqa: F401  (registers hf_gpt with AutoModelForCausalLM)
+
+    with torch.device("meta"):
+        return AutoModelForCausalLM.from_config(model_config).num_parameters()
+
+
+def _human(n):
+    for unit, size in (("B", 1e9), ("M", 1e6), ("K", 1e3)):
+        if n >= size:
+            return f"{n / size:.1f}{unit}"
+    return str(n)
+
+
+def _numbers(results):
+    """Only the scalar numbers of a results dict: nothing else of it reaches a card."""
+    return {k: v for k, v in (results or {}).items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+
+
+def _fmt(value):
+    return f"{value:.6g}" if isinstance(value, float) else value
+
+
+def _hyperparameters(training_args):
+    if training_args is None:
+        return {}
+    if isinstance(training_args, dict):
+        values = dict(training_args)
+    else:
+        values = {k: getattr(training_args, k, None) for k in HYPERPARAMETERS}
+        world = getattr(training_args, "world_size", 1) or 1
+        if values.get("per_device_train_batch_size") is not None:
+            values["total_train_batch_size"] = (
+                values["per_device_train_batch_size"] * (values.get("gradient_accumulation_steps") or 1) * world
+            )
+    out = {}
+    for key in HYPERPARAMETERS:
+        value = values.get(key)
+        if hasattr(value, "value"):  # Enums such as SchedulerType
+            value = value.value
+        if value is None or (key == "max_steps" and value in (-1, 0)) or (key in ("bf16", "fp16") and not value):
+            continue
+        if isinstance(value, (int, float, str, bool)):
+            out[key] = value
+    return out
+
+
+def _is_hub_dataset(name):
+    """A local file or folder is not a Hub dataset id: it stays out of the card's `datasets` metadata."""
+    if not name or os.path.exists(name) or name.lower().endswith(_DATA_FILE_SUFFIXES):
+        return False
+    try:
+        validate_repo_id(name)
+    except HFValidationError:
+        return False
+    return True
+
+
+def _sampling_summary(generation_config):
+    if not generation_config:
+        return ""
+    keys = ("do_sample", "top_p", "top_k", "temperature", "max_new_tokens")
+    return ", ".join(f"{k}={generation_config[k]}" for k in keys if generation_config.get(k) is not None)
+
+
+def render_usage(repo_id, *, stock_gpt2=False, generation_config=None, template_dir=None):
+    """The card's "How to use" section for `repo_id`: remote-code loading, or stock GPT-2 loading."""
+    import jinja2
+
+    template = (Path(template_dir or _template_dir()) / USAGE_TEMPLATE).read_text(encoding="utf-8")
+    return jinja2.Template(template, keep_trailing_newline=False).render(
+        repo_id=repo_id, stock_gpt2=stock_gpt2, sampling=_sampling_summary(generation_config)
+    ).strip()
+
+
+def write_model_card(
+    save_directory,
+    *,
+    model_config,
+    eval_results=None,
+    train_results=None,
+    training_args=None,
+    dataset_name=None,
+    loss_plot="loss.png",
+    base_model=None,
+    repo_id=None,
+    license=LICENSE,
+    tags=None,
+    language="en",
+    template_path=None,
+):
+    """Render `README.md` into `save_directory` and return the `ModelCard`.
+
+    `eval_results` (`eval_loss`, `perplexity`; perplexity is exp(eval_loss) when absent) become the card's
+    `model-index`; `training_args` (a `TrainingArguments` or dict) contributes only a fixed list of hyperparameters,
+    so no token or path of it can reach the card. `loss_plot` is shown if that file exists in `save_directory`.
+    `repo_id` names the repo in the usage snippets (`push_folder` fills it in when pushing).
+    """
+    save_directory = Path(save_directory)
+    save_directory.mkdir(parents=True, exist_ok=True)
+    arch = _arch(model_config)
+    stock_gpt2 = arch["model_type"] == "gpt2"
+    model_name = repo_id or save_directory.resolve().name
+    eval_metrics = _numbers(eval_results)
+    if "perplexity" not in eval_metrics and "eval_perplexity" in eval_metrics:
+        eval_metrics["perplexity"] = eval_metrics.pop("eval_perplexity")
+    if "perplexity" not in eval_metrics and "eval_loss" in eval_metrics:
+        eval_metrics["perplexity"] = math.exp(min(eval_metrics["eval_loss"], 700.0))
+
+    dataset_label = (dataset_name if _is_hub_dataset(dataset_name) else Path(dataset_name).name) if dataset_name else "unrecorded text"
+    index = [
+        EvalResult(
+            task_type="text-generation",
+            task_name="Causal language modeling",
+            dataset_type=dataset_name if _is_hub_dataset(dataset_name) else "text",
+            dataset_name=dataset_label,
+            dataset_split="validation",
+            metric_type=metric,
+            metric_name=label,
+            metric_value=float(eval_metrics[key]),
+        )
+        for key, metric, label in (("eval_loss", "loss", "Validation loss"), ("perplexity", "perplexity", "Perplexity"))
+        if key in eval_metrics
+    ]
+    all_tags = list(CARD_TAGS) + ["gpt2" if stock_gpt2 else "custom_code"] + list(tags or [])
+    card_data = ModelCardData(
+        language=language,
+        license=license,
+        library_name="transformers",
+        pipeline_tag="text-generation",
+        tags=all_tags,
+        datasets=[dataset_name] if _is_hub_dataset(dataset_name) else None,
+        base_model=base_model,
+        model_name=model_name,
+        eval_results=index or None,
+    )
+    gen_path = save_directory / "generation_config.json"
+    generation = json.loads(gen_path.read_text()) if gen_path.is_file() else None
+    template_dir = Path(template_path).parent if template_path else _template_dir()
+    loss_plot_present = bool(loss_plot) and (save_directory / loss_plot).is_file()
+    card = ModelCard.from_template(
+        card_data,
+        template_path=str(template_path or template_dir / CARD_TEMPLATE),
+        model_name=model_name,
+        trained=bool(train_results or training_args),
+        stock_gpt2=stock_gpt2,
+        base_model=base_model,
+        dataset_name=dataset_name if _is_hub_dataset(dataset_name) or not dataset_name else Path(dataset_name).name,
+        num_parameters_human=_human(arch["num_parameters"]),
+        usage=render_usage(repo_id or "<your-username>/<model-name>", stock_gpt2=stock_gpt2,
+                           generation_config=generation, template_dir=template_dir),
+        hyperparameters=_hyperparameters(training_args),
+        train_metrics={k: _fmt(v) for k, v in _numbers(train_results).items()},
+        eval_metrics={k: _fmt(v) for k, v in eval_metrics.items()},
+        loss_plot=loss_plot if loss_plot_present else None,
+        **{k: v for k, v in arch.items() if k != "model_type"},
+    )
+    card.save(save_directory / "README.md")
+    return card
+
+
+def card_from_folder(folder, **card_kwargs):
+    """A card for a folder that has none, from what the folder holds (config, `*_results.json`, `loss.png`)."""
+    from transformers import AutoConfig
+
+    folder = Path(folder)
+    config = _read_json(folder / "config.json")
+    if config.get("model_type") == "gpt2":
+        model_config = AutoConfig.from_pretrained(folder)
+    else:
+        model_config = config
+    for key, name in (("eval_results", "eval_results.json"), ("train_results", "train_results.json")):
+        if key not in card_kwargs and (folder / name).is_file():
+            card_kwargs[key] = _read_json(folder / name)
+    return write_model_card(folder, model_config=model_config, **card_kwargs)
+
+
+def _set_card_repo(folder, repo_id, *, stock_gpt2=None):
+    """Point an existing card at `repo_id` (its usage snippets and model-index name); optionally switch its usage
+    section and tags to the stock GPT-2 form."""
+    path = Path(folder) / "README.md"
+    card = ModelCard.load(path)
+    if card.data.get("eval_results"):
+        card.data.model_name = repo_id
+    gen_path = Path(folder) / "generation_config.json"
+    generation = json.loads(gen_path.read_text()) if gen_path.is_file() else None
+    if stock_gpt2 is None:
+        stock_gpt2 = "gpt2" in (card.data.tags or []) and "custom_code" not in (card.data.tags or [])
+    if stock_gpt2:
+        card.data.tags = [t for t in (card.data.tags or []) if t != "custom_code"] + (
+            [] if "gpt2" in (card.data.tags or []) else ["gpt2"]
+        )
+    usage = render_usage(repo_id, stock_gpt2=stock_gpt2, generation_config=generation)
+    card.text = _USAGE_BLOCK.sub(lambda m: m.group(1) + usage + m.group(3), card.text)
+    card.save(path)
+    return card
+
+
