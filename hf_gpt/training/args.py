@@ -43,6 +43,11 @@ class ModelArguments:
     tokenizer_name: str | None = field(
         default=None, metadata={"help": "Tokenizer folder or Hub id (default: GPT-2's BPE, offline fallback)."}
     )
+    attn_implementation: str | None = field(
+        default=None,
+        metadata={"help": "Attention kernel: 'eager' (the book's math, its dropout on the attention weights), 'sdpa', "
+                          "'flash_attention_2', ... (default: sdpa)."},
+    )
 
 
 @dataclass
@@ -139,6 +144,53 @@ class PretrainingArguments(TrainingArguments):
         default=None,
         metadata={"help": "Peak TFLOP/s of one device, to log MFU (known for common GPUs in bf16)."},
     )
+    data_order: str = field(
+        default="seedable",
+        metadata={"help": "'seedable': accelerate's sampler, the same order whatever else draws random numbers. "
+                          "'book': the book's DataLoader(shuffle=True, drop_last=True), each pass (and each train-loss "
+                          "evaluation) drawing its order from the global torch RNG.",
+                  "choices": ["seedable", "book"]},
+    )
+    rng_order: str = field(
+        default="trainer",
+        metadata={"help": "'trainer': the Trainer re-seeds after the model is built. 'book': the global RNG goes on "
+                          "from model initialisation, so init, shuffles and dropout draw in the book's order.",
+                  "choices": ["trainer", "book"]},
+    )
+    decay_all_parameters: bool = field(
+        default=False,
+        metadata={"help": "Weight decay on every parameter, biases and layer norms too, as the book's "
+                          "AdamW(model.parameters()) (default: weight matrices and embeddings only)."},
+    )
+    eval_iter: int | None = field(
+        default=None,
+        metadata={"help": "The book's evaluate_model: each evaluation scores the first eval_iter batches of a fresh "
+                          "(re-shuffled) training loader and of the validation loader, each loss the mean of batch "
+                          "losses (default: the whole validation set and --eval_train_samples fixed windows)."},
+    )
+    step_numbering: str = field(
+        default="trainer",
+        metadata={"help": "'book': the first update is step 0 and evaluations follow steps 0, eval_steps, "
+                          "2*eval_steps, ... (train_model_simple's global_step); 'trainer': after eval_steps, "
+                          "2*eval_steps, ... and at the end.",
+                  "choices": ["trainer", "book"]},
+    )
+    sample_strategy: str = field(
+        default="eval",
+        metadata={"help": "When to print the sample: after each evaluation ('eval') or each epoch ('epoch', the "
+                          "book's generate_and_print_sample).", "choices": ["eval", "epoch"]},
+    )
+    report_style: str = field(
+        default="default",
+        metadata={"help": "'book': progress lines as the book prints them ('Ep 1 (Step 000000): Train loss 9.781, "
+                          "Val loss 9.933') and loss.png as its plot_losses.", "choices": ["default", "book"]},
+    )
+    generation_defaults: str = field(
+        default="nucleus",
+        metadata={"help": "Sampling defaults saved in generation_config.json: 'nucleus' (top_p 0.9) or 'book' (the "
+                          "book's generate: plain temperature sampling, top-k only when asked).",
+                  "choices": ["nucleus", "book"]},
+    )
     cpu_reuse_freed_memory: bool = field(
         default=True,
         metadata={"help": "Training on CPU with glibc: keep freed memory for reuse, not return it to the OS (saves a "
@@ -154,6 +206,9 @@ class PretrainingArguments(TrainingArguments):
             # of `accelerate launch --multi_gpu` as gloo DDP (else each rank would train alone on the same data).
             self.use_cpu = True
         super().__post_init__()
+        if self.data_order == "book":
+            # A RandomSampler without a generator draws from the global RNG; the seedable one would replace it.
+            self.accelerator_config.use_seedable_sampler = False
 
 
 def build_parser():

@@ -10,6 +10,7 @@ import torch
 from transformers import default_data_collator
 
 from .args import parse_arguments
+from .book import BookStepsCallback, RandomState, warn_if_not_exact
 from .callbacks import LossPlotCallback, SampleCallback, ThroughputCallback, plot_losses
 from .checkpoints import _clear_previous_run, last_complete_checkpoint, remove_incomplete_checkpoints
 from .errors import NonFiniteLossError, PretrainingError
@@ -29,6 +30,8 @@ def build_model(model_args, plan):
         model = GPTForCausalLM.from_pretrained(model_args.model_name_or_path, config=plan.config)
     else:
         model = GPTForCausalLM(plan.config)
+    if model_args.attn_implementation:
+        model.set_attn_implementation(model_args.attn_implementation)
     if plan.max_length is not None and plan.max_length > model.config.context_length:
         raise PretrainingError(f"--max_length {plan.max_length} is larger than the model's context_length "
                                f"{model.config.context_length}.")
@@ -115,6 +118,8 @@ def run_pretraining(model_args, data_args, training_args, callbacks=()):
         logger.info("glibc malloc keeps freed memory for reuse (--cpu_reuse_freed_memory false to turn off)")
     set_seed(training_args.seed)
     model = build_model(model_args, plan)
+    after_init = RandomState()
+    warn_if_not_exact(model_args, training_args, model)
     n_params = sum(p.numel() for p in model.parameters())
     logger.info(f"Model: {n_params / 1e6:.1f}M parameters, context {model.config.context_length}, "
                 f"{'bf16 autocast' if training_args.bf16 else 'fp32'}; {len(train_dataset) if hasattr(train_dataset, '__len__') else '?'} "
@@ -138,12 +143,15 @@ def run_pretraining(model_args, data_args, training_args, callbacks=()):
                            training_args.sample_temperature, training_args.sample_top_k, training_args.sample_top_p,
                            training_args.seed),
             LossPlotCallback(),
+            *([BookStepsCallback()] if training_args.step_numbering == "book" else []),
             *callbacks,
         ],
         train_eval_dataset=train_eval_dataset,
         throughput=throughput,
         card_info=card_info,
     )
+    if training_args.rng_order == "book":
+        after_init.restore()
 
     train_result = trainer.train(resume_from_checkpoint=plan.resume_from_checkpoint)
 
@@ -158,8 +166,10 @@ def run_pretraining(model_args, data_args, training_args, callbacks=()):
 
     try:
         from ..hub import sampling_generation_config
+        from ..sampling import BOOK_SAMPLING
 
-        trainer.model.generation_config = sampling_generation_config(trainer.model.config)
+        overrides = BOOK_SAMPLING if training_args.generation_defaults == "book" else {}
+        trainer.model.generation_config = sampling_generation_config(trainer.model.config, **overrides)
     except ImportError:
         pass
     trainer.save_model()
@@ -170,7 +180,9 @@ def run_pretraining(model_args, data_args, training_args, callbacks=()):
     eval_metrics = None
     if eval_dataset is not None:
         last_eval = next((e for e in reversed(trainer.state.log_history) if "eval_loss" in e), None)
-        if last_eval is not None and last_eval.get("step") == trainer.state.global_step:
+        # The book's run ends without a last evaluation: its results are those of its last printed line.
+        book_steps = training_args.step_numbering == "book"
+        if last_eval is not None and (book_steps or last_eval.get("step") == trainer.state.global_step):
             eval_metrics = {k: v for k, v in last_eval.items() if k.startswith("eval_") or k == "epoch"}
         else:
             eval_metrics = trainer.evaluate()
@@ -183,7 +195,7 @@ def run_pretraining(model_args, data_args, training_args, callbacks=()):
 
     trainer.card_info.update(eval_results=eval_metrics, train_results=train_metrics)
     if trainer.is_world_process_zero():
-        plot_losses(trainer.state.log_history, output_dir / "loss.png")
+        plot_losses(trainer.state.log_history, output_dir / "loss.png", style=training_args.report_style)
         write_card(output_dir, trainer.model.config, training_args, **trainer.card_info)
     if training_args.push_to_hub:
         trainer.push_to_hub(dataset_name=dataset_name)
