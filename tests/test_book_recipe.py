@@ -135,3 +135,12 @@ def test_the_default_run_keeps_its_improvements(tmp_path):
     assert args.lr_scheduler_type == "cosine" and args.max_grad_norm == 1.0
     book = PretrainingArguments(output_dir=str(tmp_path), data_order="book")
     assert not book.accelerator_config.use_seedable_sampler
+
+
+def test_a_misspelt_choice_in_an_argument_file_is_refused(tmp_path, capsys):
+    import yaml
+
+    values = {**yaml.safe_load(RECIPE.read_text()), "rng_order": "bok"}
+    (tmp_path / "recipe.yaml").write_text(yaml.safe_dump(values))
+    assert main([str(tmp_path / "recipe.yaml"), "--output_dir", str(tmp_path / "run")]) == 2
+    assert capsys.readouterr().err.strip() == "pretrain.py: error: --rng_order 'bok': choose one of trainer, book."

@@ -199,6 +199,11 @@ class PretrainingArguments(TrainingArguments):
     )
 
     def __post_init__(self):
+        for name in ("data_order", "rng_order", "step_numbering", "sample_strategy", "report_style",
+                     "generation_defaults"):
+            choices = self.__dataclass_fields__[name].metadata["choices"]
+            if getattr(self, name) not in choices:
+                raise PretrainingError(f"--{name} {getattr(self, name)!r}: choose one of {', '.join(choices)}.")
         if self.bf16 is None:
             self.bf16 = not self.fp16 and default_bf16()
         if not _has_accelerator():

@@ -17,6 +17,7 @@ import math
 import torch
 from torch.utils.data import DataLoader
 from transformers import TrainerCallback
+from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
 logger = logging.getLogger("hf_gpt.training")
 
@@ -85,6 +86,19 @@ class BookStepsCallback(TrainerCallback):
         if args.eval_strategy == "steps" and state.eval_steps:
             control.should_evaluate = (state.global_step - 1) % state.eval_steps == 0
         return control
+
+
+class _BarOnlyProgressCallback(ProgressCallback):
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        pass
+
+
+def print_only_book_lines(trainer):
+    """`report_style="book"`: the Trainer's own log dicts leave the output to the book's lines (the progress bar
+    and the logged history stay)."""
+    trainer.remove_callback(PrinterCallback)
+    if trainer.pop_callback(ProgressCallback) is not None:
+        trainer.add_callback(_BarOnlyProgressCallback)
 
 
 class RandomState:

@@ -10,7 +10,7 @@ import torch
 from transformers import default_data_collator
 
 from .args import parse_arguments
-from .book import BookStepsCallback, RandomState, warn_if_not_exact
+from .book import BookStepsCallback, RandomState, print_only_book_lines, warn_if_not_exact
 from .callbacks import LossPlotCallback, SampleCallback, ThroughputCallback, plot_losses
 from .checkpoints import _clear_previous_run, last_complete_checkpoint, remove_incomplete_checkpoints
 from .errors import NonFiniteLossError, PretrainingError
@@ -150,6 +150,8 @@ def run_pretraining(model_args, data_args, training_args, callbacks=()):
         throughput=throughput,
         card_info=card_info,
     )
+    if training_args.report_style == "book":
+        print_only_book_lines(trainer)
     if training_args.rng_order == "book":
         after_init.restore()
 
