@@ -6,6 +6,7 @@ gradient clipping).
     accelerate launch scripts/pretrain.py --preset GPT_CONFIG_124M --train_files the-verdict.txt --max_length 256
     accelerate launch scripts/pretrain.py --init_from gpt2 --train_files my_text/ --max_length 1024
     accelerate launch scripts/pretrain.py args.yaml --max_steps 100   # arguments from a JSON/YAML file, then flags
+    accelerate launch scripts/pretrain.py recipes/book-ch5.yaml       # the book's chapter 5 run, to the printed digit
     accelerate launch --multi_gpu --num_processes 2 scripts/pretrain.py ...   # DDP (gloo on a CPU)
     accelerate launch scripts/pretrain.py --resume_from_checkpoint last
 

@@ -11,6 +11,8 @@ only what is ours:
   book's train-set loss beside the validation loss at every evaluation, perplexity through the local `evaluate`
   module, checkpoints marked complete only once every file of every rank is written;
 - callbacks for the book's sample after each evaluation, `loss.png` and tokens/s (+ MFU);
+- the book's own run as options of the same path (book.py; `recipes/book-ch5.yaml` turns them on): its shuffle
+  stream and RNG order, `evaluate_model`, step numbering, printed lines, epoch samples and plot;
 - `validate_arguments` (every bad input fails before the model is built or data is tokenized) and `main`, which
   `scripts/pretrain.py` calls.
 """

@@ -47,6 +47,11 @@ class ModelArguments:
     tokenizer_name: str | None = field(
         default=None, metadata={"help": "Tokenizer folder or Hub id (default: GPT-2's BPE, offline fallback)."}
     )
+    attn_implementation: str | None = field(
+        default=None,
+        metadata={"help": "Attention kernel: 'eager' (the book's math, its dropout on the attention weights), 'sdpa', "
+                          "'flash_attention_2', ... (default: sdpa)."},
+    )
 
 
 @dataclass
@@ -143,6 +148,53 @@ class PretrainingArguments(TrainingArguments):
         default=None,
         metadata={"help": "Peak TFLOP/s of one device, to log MFU (known for common GPUs in bf16)."},
     )
+    data_order: str = field(
+        default="seedable",
+        metadata={"help": "'seedable': accelerate's sampler, the same order whatever else draws random numbers. "
+                          "'book': the book's DataLoader(shuffle=True, drop_last=True), each pass (and each train-loss "
+                          "evaluation) drawing its order from the global torch RNG.",
+                  "choices": ["seedable", "book"]},
+    )
+    rng_order: str = field(
+        default="trainer",
+        metadata={"help": "'trainer': the Trainer re-seeds after the model is built. 'book': the global RNG goes on "
+                          "from model initialisation, so init, shuffles and dropout draw in the book's order.",
+                  "choices": ["trainer", "book"]},
+    )
+    decay_all_parameters: bool = field(
+        default=False,
+        metadata={"help": "Weight decay on every parameter, biases and layer norms too, as the book's "
+                          "AdamW(model.parameters()) (default: weight matrices and embeddings only)."},
+    )
+    eval_iter: int | None = field(
+        default=None,
+        metadata={"help": "The book's evaluate_model: each evaluation scores the first eval_iter batches of a fresh "
+                          "(re-shuffled) training loader and of the validation loader, each loss the mean of batch "
+                          "losses (default: the whole validation set and --eval_train_samples fixed windows)."},
+    )
+    step_numbering: str = field(
+        default="trainer",
+        metadata={"help": "'book': the first update is step 0 and evaluations follow steps 0, eval_steps, "
+                          "2*eval_steps, ... (train_model_simple's global_step); 'trainer': after eval_steps, "
+                          "2*eval_steps, ... and at the end.",
+                  "choices": ["trainer", "book"]},
+    )
+    sample_strategy: str = field(
+        default="eval",
+        metadata={"help": "When to print the sample: after each evaluation ('eval') or each epoch ('epoch', the "
+                          "book's generate_and_print_sample).", "choices": ["eval", "epoch"]},
+    )
+    report_style: str = field(
+        default="default",
+        metadata={"help": "'book': progress lines as the book prints them ('Ep 1 (Step 000000): Train loss 9.781, "
+                          "Val loss 9.933') and loss.png as its plot_losses.", "choices": ["default", "book"]},
+    )
+    generation_defaults: str = field(
+        default="nucleus",
+        metadata={"help": "Sampling defaults saved in generation_config.json: 'nucleus' (top_p 0.9) or 'book' (the "
+                          "book's generate: plain temperature sampling, top-k only when asked).",
+                  "choices": ["nucleus", "book"]},
+    )
     cpu_reuse_freed_memory: bool = field(
         default=True,
         metadata={"help": "Training on CPU with glibc: keep freed memory for reuse, not return it to the OS (saves a "
@@ -157,6 +209,11 @@ class PretrainingArguments(TrainingArguments):
     )
 
     def __post_init__(self):
+        for name in ("data_order", "rng_order", "step_numbering", "sample_strategy", "report_style",
+                     "generation_defaults"):
+            choices = self.__dataclass_fields__[name].metadata["choices"]
+            if getattr(self, name) not in choices:
+                raise PretrainingError(f"--{name} {getattr(self, name)!r}: choose one of {', '.join(choices)}.")
         # Precision, in this order: a --bf16/--fp16 flag; else an accelerate config (or --mixed_precision) asking
         # for bf16/fp16; else bf16 where the hardware is fast at it. The launcher's "no" is also its default, so it
         # cannot be told from "not set" and does not count as a request.
@@ -175,6 +232,9 @@ class PretrainingArguments(TrainingArguments):
             logger.warning(f"Precision: {chosen} (from --{'fp16' if self.fp16 else 'bf16'} {bool(self.fp16 or self.bf16)}"
                            f"), not the accelerate config's mixed_precision: {launcher}.")
         self.mixed_precision = chosen  # transformers would take the launcher's over an explicit --bf16 false
+        if self.data_order == "book":
+            # A RandomSampler without a generator draws from the global RNG; the seedable one would replace it.
+            self.accelerator_config.use_seedable_sampler = False
 
 
 def build_parser():

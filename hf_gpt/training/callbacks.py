@@ -88,38 +88,70 @@ class SampleCallback(TrainerCallback):
             model.train(was_training)
         return tokenizer.decode(out[0], skip_special_tokens=False)
 
+    def _sample(self, args, state, model, processing_class):
+        """The sample text, generated on every rank under FSDP (its forward needs all ranks), else on rank 0."""
+        fsdp = bool(getattr(args, "fsdp", None)) or os.environ.get("ACCELERATE_USE_FSDP", "false").lower() == "true"
+        if self.max_new_tokens > 0 and processing_class is not None and model is not None:
+            if fsdp or state.is_world_process_zero:
+                return self.generate(model, processing_class)
+        return None
+
+    def _print_sample(self, args, state, sample):
+        print(sample.replace("\n", " "), flush=True)
+        with open(Path(args.output_dir) / "samples.jsonl", "a", encoding="utf-8") as f:
+            f.write(json.dumps({"step": state.global_step, "prompt": self.prompt, "text": sample}) + "\n")
+
     def on_evaluate(self, args, state, control, model=None, processing_class=None, metrics=None, **kwargs):
         if not metrics or "eval_loss" not in metrics:
             return
-        fsdp = bool(getattr(args, "fsdp", None)) or os.environ.get("ACCELERATE_USE_FSDP", "false").lower() == "true"
-        sample = None
-        if self.max_new_tokens > 0 and processing_class is not None and model is not None:
-            if fsdp or state.is_world_process_zero:
-                sample = self.generate(model, processing_class)
+        each_eval = getattr(args, "sample_strategy", "eval") == "eval"
+        sample = self._sample(args, state, model, processing_class) if each_eval else None
         if not state.is_world_process_zero:
             return
-        train_loss = next((e["eval_train_loss"] for e in reversed(state.log_history)
-                           if "eval_train_loss" in e and e.get("step") == state.global_step), None)
-        parts = [f"Step {state.global_step:06d}", f"epoch {state.epoch or 0:.2f}",
-                 f"tokens {state.num_input_tokens_seen:,}"]
-        if train_loss is not None:
-            parts.append(f"train loss {train_loss:.3f}")
-        parts.append(f"val loss {metrics['eval_loss']:.3f}")
-        if "eval_perplexity" in metrics:
-            parts.append(f"val perplexity {metrics['eval_perplexity']:.1f}")
-        print(" | ".join(parts), flush=True)
+        train_loss = metrics.get("eval_train_loss")
+        if train_loss is None:
+            train_loss = next((e["eval_train_loss"] for e in reversed(state.log_history)
+                               if "eval_train_loss" in e and e.get("step") == state.global_step), None)
+        print(progress_line(args, state, train_loss, metrics), flush=True)
         if sample is not None:
-            print(sample.replace("\n", " "), flush=True)
-            with open(Path(args.output_dir) / "samples.jsonl", "a", encoding="utf-8") as f:
-                f.write(json.dumps({"step": state.global_step, "prompt": self.prompt, "text": sample}) + "\n")
+            self._print_sample(args, state, sample)
+
+    def on_epoch_end(self, args, state, control, model=None, processing_class=None, **kwargs):
+        if getattr(args, "sample_strategy", "eval") != "epoch":
+            return
+        sample = self._sample(args, state, model, processing_class)
+        if sample is not None and state.is_world_process_zero:
+            self._print_sample(args, state, sample)
 
 
-def plot_losses(log_history, path):
-    """The book's `plot_losses`: training and validation loss against tokens seen, epochs on a second axis."""
+def progress_line(args, state, train_loss, metrics):
+    """The line printed at each evaluation; `report_style="book"` prints `train_model_simple`'s."""
+    from .book import book_step
+
+    step = book_step(args, state.global_step)
+    if getattr(args, "report_style", "default") == "book":
+        epoch = max(1, math.ceil(state.epoch or 0))
+        train = "nan" if train_loss is None else f"{train_loss:.3f}"
+        return f"Ep {epoch} (Step {step:06d}): Train loss {train}, Val loss {metrics['eval_loss']:.3f}"
+    parts = [f"Step {step:06d}", f"epoch {state.epoch or 0:.2f}", f"tokens {state.num_input_tokens_seen:,}"]
+    if train_loss is not None:
+        parts.append(f"train loss {train_loss:.3f}")
+    parts.append(f"val loss {metrics['eval_loss']:.3f}")
+    if "eval_perplexity" in metrics:
+        parts.append(f"val perplexity {metrics['eval_perplexity']:.1f}")
+    return " | ".join(parts)
+
+
+def plot_losses(log_history, path, style="default"):
+    """Training and validation loss against tokens seen, epochs on a second axis; `style="book"` draws the book's
+    `plot_losses` figure instead."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+
+    if style == "book":
+        return _plot_losses_book(log_history, path, plt)
 
     def series(key):
         points = [(e["num_input_tokens_seen"], e.get("epoch", 0.0), e[key]) for e in log_history
@@ -154,13 +186,42 @@ def plot_losses(log_history, path):
     return path
 
 
+def _plot_losses_book(log_history, path, plt):
+    """The book's chapter 5 `plot_losses(epochs_seen, tokens_seen, train_losses, val_losses)`, called as it is there:
+    the evaluations spread evenly over 0..epochs (`torch.linspace`), tokens seen on the top axis."""
+    from matplotlib.ticker import MaxNLocator
+
+    evals = [e for e in log_history if "eval_loss" in e and "eval_train_loss" in e]
+    if not evals:
+        return None
+    epochs = max(e.get("epoch", 0.0) for e in log_history)
+    epochs_seen = torch.linspace(0, epochs, len(evals)).tolist()
+    train_losses = [e["eval_train_loss"] for e in evals]
+    tokens_seen = [e.get("num_input_tokens_seen", 0) for e in evals]
+    fig, ax1 = plt.subplots(figsize=(5, 3))
+    ax1.plot(epochs_seen, train_losses, label="Training loss")
+    ax1.plot(epochs_seen, [e["eval_loss"] for e in evals], linestyle="-.", label="Validation loss")
+    ax1.set_xlabel("Epochs")
+    ax1.set_ylabel("Loss")
+    ax1.legend(loc="upper right")
+    ax1.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax2 = ax1.twiny()
+    ax2.plot(tokens_seen, train_losses, alpha=0)
+    ax2.set_xlabel("Tokens seen")
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
 class LossPlotCallback(TrainerCallback):
     """Redraw `loss.png` in output_dir after each evaluation and at the end (main process only)."""
 
     def _draw(self, args, state):
         if state.is_world_process_zero:
             try:
-                plot_losses(state.log_history, Path(args.output_dir) / "loss.png")
+                plot_losses(state.log_history, Path(args.output_dir) / "loss.png",
+                            style=getattr(args, "report_style", "default"))
             except Exception as e:  # a plot must never stop a training run
                 logger.warning(f"could not draw loss.png: {e}")
 

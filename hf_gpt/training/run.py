@@ -10,6 +10,7 @@ import torch
 from transformers import default_data_collator
 
 from .args import parse_arguments
+from .book import BookStepsCallback, RandomState, print_only_book_lines, warn_if_not_exact
 from .callbacks import LossPlotCallback, SampleCallback, ThroughputCallback, plot_losses
 from .checkpoints import _clear_previous_run, last_complete_checkpoint, remove_incomplete_checkpoints
 from .errors import NonFiniteLossError, PretrainingError, RunFinished
@@ -29,6 +30,8 @@ def build_model(model_args, plan):
         model = GPTForCausalLM.from_pretrained(model_args.model_name_or_path, config=plan.config)
     else:
         model = GPTForCausalLM(plan.config)
+    if model_args.attn_implementation:
+        model.set_attn_implementation(model_args.attn_implementation)
     if plan.max_length is not None and plan.max_length > model.config.context_length:
         raise PretrainingError(f"--max_length {plan.max_length} is larger than the model's context_length "
                                f"{model.config.context_length}.")
@@ -138,6 +141,8 @@ def _run(plan, model_args, data_args, training_args, callbacks):
         logger.info("glibc malloc keeps freed memory for reuse (--cpu_reuse_freed_memory false to turn off)")
     set_seed(training_args.seed)
     model = build_model(model_args, plan)
+    after_init = RandomState()
+    warn_if_not_exact(model_args, training_args, model)
     _align_special_tokens_quietly(model, tokenizer)
     use_cache = model.config.use_cache  # the Trainer switches it off for training; the saved config keeps ours
     n_params = sum(p.numel() for p in model.parameters())
@@ -163,12 +168,17 @@ def _run(plan, model_args, data_args, training_args, callbacks):
                            training_args.sample_temperature, training_args.sample_top_k, training_args.sample_top_p,
                            training_args.seed),
             LossPlotCallback(),
+            *([BookStepsCallback()] if training_args.step_numbering == "book" else []),
             *callbacks,
         ],
         train_eval_dataset=train_eval_dataset,
         throughput=throughput,
         card_info=card_info,
     )
+    if training_args.report_style == "book":
+        print_only_book_lines(trainer)
+    if training_args.rng_order == "book":
+        after_init.restore()
 
     if training_args.max_steps == 0:  # the Trainer would read 0 as "not set" and run the epochs
         logger.info("--max_steps 0: no training step; the model is evaluated and saved as initialised")
@@ -189,8 +199,10 @@ def _run(plan, model_args, data_args, training_args, callbacks):
 
     try:
         from ..cards import sampling_generation_config
+        from ..sampling import BOOK_SAMPLING
 
-        trainer.model.generation_config = sampling_generation_config(trainer.model.config)
+        overrides = BOOK_SAMPLING if training_args.generation_defaults == "book" else {}
+        trainer.model.generation_config = sampling_generation_config(trainer.model.config, **overrides)
     except ImportError:
         pass
     trainer.model.config.use_cache = use_cache
@@ -202,7 +214,9 @@ def _run(plan, model_args, data_args, training_args, callbacks):
     eval_metrics = None
     if eval_dataset is not None:
         last_eval = next((e for e in reversed(trainer.state.log_history) if "eval_loss" in e), None)
-        if last_eval is not None and last_eval.get("step") == trainer.state.global_step:
+        # The book's run ends without a last evaluation: its results are those of its last printed line.
+        book_steps = training_args.step_numbering == "book"
+        if last_eval is not None and (book_steps or last_eval.get("step") == trainer.state.global_step):
             eval_metrics = {k: v for k, v in last_eval.items() if k.startswith("eval_") or k == "epoch"}
         else:
             eval_metrics = trainer.evaluate()
@@ -215,7 +229,7 @@ def _run(plan, model_args, data_args, training_args, callbacks):
 
     trainer.card_info.update(eval_results=eval_metrics, train_results=train_metrics)
     if trainer.is_world_process_zero():
-        plot_losses(trainer.state.log_history, output_dir / "loss.png")
+        plot_losses(trainer.state.log_history, output_dir / "loss.png", style=training_args.report_style)
         write_card(output_dir, trainer.model.config, training_args, **trainer.card_info)
     if training_args.push_to_hub:
         trainer.push_to_hub(dataset_name=dataset_name)

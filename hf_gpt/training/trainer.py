@@ -6,6 +6,7 @@ import torch
 from transformers import Trainer
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
+from .book import book_dataloader, evaluate_like_book
 from .checkpoints import last_complete_checkpoint, mark_checkpoint_complete
 from .errors import NonFiniteLossError
 
@@ -61,7 +62,15 @@ class PretrainingTrainer(Trainer):
             self.add_callback(throughput)
 
     def get_decay_parameter_names(self, model):
+        if getattr(self.args, "decay_all_parameters", False):
+            return [name for name, _ in model.named_parameters()]
         return decay_parameter_names(model)
+
+    def get_train_dataloader(self):
+        if getattr(self.args, "data_order", "seedable") == "book" and self.train_dataset is not None \
+                and hasattr(self.train_dataset, "__len__"):
+            return book_dataloader(self, self.train_dataset, self._train_batch_size, shuffle=True, drop_last=True)
+        return super().get_train_dataloader()
 
     def training_step(self, model, inputs, num_items_in_batch=None):
         loss = super().training_step(model, inputs, num_items_in_batch)
@@ -93,7 +102,12 @@ class PretrainingTrainer(Trainer):
 
     def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix="eval"):
         """Validation metrics; on the standard call, first the loss on a fixed slice of the training data (the
-        book's `evaluate_model` reports both)."""
+        book's `evaluate_model` reports both). With `eval_iter`, exactly the book's `evaluate_model`."""
+        if getattr(self.args, "eval_iter", None) and eval_dataset is None and metric_key_prefix == "eval":
+            metrics = evaluate_like_book(self, self.eval_dataset)
+            self.log(metrics)
+            self.control = self.callback_handler.on_evaluate(self.args, self.state, self.control, metrics)
+            return metrics
         if eval_dataset is None and metric_key_prefix == "eval" and self.train_eval_dataset is not None:
             train_metrics = super().evaluate(self.train_eval_dataset, ignore_keys, "eval_train")
         else:
