@@ -1,5 +1,6 @@
 import json
 import random
+import re
 
 import datasets
 import numpy as np
@@ -287,14 +288,23 @@ def test_hub_dataset_offline_fails_at_the_loader(tok, tmp_path):
         build(tok, tmp_path, dataset_name="wikitext", dataset_config_name="wikitext-2-raw-v1", max_length=8, stride=4)
 
 
-def test_default_corpus_is_pythons_help_topics(tok, tik, tmp_path):
+def test_default_corpus_is_pythons_help_topics_as_prose(tok, tik, tmp_path):
+    """Every word of the help topics stays, in order; the indentation, line wraps, space runs, heading underlines,
+    dunder underscores and code quotes go: a topic is one line of single-spaced words."""
     from pydoc_data.topics import topics
 
-    texts = list(topics.values())
+    from hf_gpt.sources import default_corpus_texts
+
+    texts = default_corpus_texts()
+    assert len(texts) == len(topics)
+    for raw, text in zip(topics.values(), texts):
+        kept = [line for line in raw.splitlines() if not re.fullmatch(r"\s*([*=~^-])\1{3,}\s*", line)]
+        assert text.split() == re.sub(r'\b__|__\b|"', "", " ".join(kept)).split()
+        assert text == " ".join(text.split())
     ds = build(tok, tmp_path, max_length=256, stride=256)
     n_train = int(0.9 * len(texts))
     train_ids, val_ids = joined_ids(tik, texts[:n_train]), joined_ids(tik, texts[n_train:])
-    assert len(train_ids) + len(val_ids) > 100_000
+    assert len(train_ids) + len(val_ids) > 90_000
     assert len(ds["train"]) == count_windows(len(train_ids), 256, 256)
     assert ds["validation"]["input_ids"] == book_windows(val_ids, 256, 256)[0]
     assert ds["train"][len(ds["train"]) - 1]["shift_labels"] == book_windows(train_ids, 256, 256)[1][-1]
