@@ -11,7 +11,7 @@ from .errors import PretrainingError
 
 logger = logging.getLogger(__name__)
 
-LOCK_FILE = ".hf_gpt_run.lock"
+LOCK_FILE = "_hf_gpt_run.lock"  # "_*" is left out of every Hub upload (ours and the Trainer's)
 
 
 def _alive(pid):
