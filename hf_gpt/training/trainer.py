@@ -49,6 +49,32 @@ class PerplexityMetric:
         return {"perplexity": result["perplexity"]}
 
 
+def _fsdp_on_cpu(trainer):
+    """accelerate turns FSDP on only for GPU-like setups: on a CPU-only machine `ACCELERATE_USE_FSDP` leaves the state
+    at MULTI_CPU and the model would be wrapped in DDP. torch's fully_shard runs on CPU with gloo, so switch the
+    state to FSDP with the launcher's plugin, as AcceleratorState does for MULTI_GPU."""
+    import os
+
+    from accelerate import PartialState
+    from accelerate.utils import DistributedType, FullyShardedDataParallelPlugin
+
+    state = trainer.accelerator.state
+    if os.environ.get("ACCELERATE_USE_FSDP", "false").lower() != "true" \
+            or state.distributed_type != DistributedType.MULTI_CPU:
+        return
+    plugin_args = trainer.args.fsdp_plugin_args
+    plugin = FullyShardedDataParallelPlugin(**plugin_args) if plugin_args is not None \
+        else FullyShardedDataParallelPlugin()
+    if state.mixed_precision != "no":
+        plugin.set_mixed_precision(state.mixed_precision)
+    # Every later `AcceleratorState()` copies PartialState's fields over its own, so the distributed type is set in
+    # both, or it falls back to MULTI_CPU mid-run (seen: get_state_dict at the end then took the non-FSDP path).
+    PartialState().distributed_type = DistributedType.FSDP
+    state.distributed_type = DistributedType.FSDP
+    state.fsdp_plugin = plugin
+    trainer.is_fsdp_enabled = True
+
+
 class PretrainingTrainer(Trainer):
     """The Trainer with what the book's loop has or names: decay groups, NaN stop, train-set loss at each
     evaluation, throughput in the logs, and checkpoints that are only ever taken up when complete."""
@@ -60,6 +86,10 @@ class PretrainingTrainer(Trainer):
         self.card_info = card_info or {}
         if throughput is not None:
             self.add_callback(throughput)
+
+    def create_accelerator_and_postprocess(self):
+        super().create_accelerator_and_postprocess()
+        _fsdp_on_cpu(self)
 
     def get_decay_parameter_names(self, model):
         if getattr(self.args, "decay_all_parameters", False):
