@@ -78,12 +78,23 @@ def checkpoint_problems(path):
 
             with safe_open(str(path / "model.safetensors"), framework="pt") as f:
                 list(f.keys())
-        elif not (path / "model.safetensors.index.json").is_file():
+        elif not (path / "model.safetensors.index.json").is_file() and not any(
+                (folder / ".metadata").is_file() for folder in path.glob("pytorch_model_fsdp_*") if folder.is_dir()):
             return ["no model weights"]
     except Exception as e:
         return [f"unreadable ({type(e).__name__}: {e})"]
     return [f"{name} is missing or not a zip archive" for name in TRAINING_STATE_FILES
-            if not zipfile.is_zipfile(path / name)]
+            if not _training_state_readable(path, name)]
+
+
+def _training_state_readable(path, name):
+    """optimizer.pt/scheduler.pt is a whole torch file (a zip archive); under FSDP with sharded checkpoints the
+    optimizer is a torch.distributed.checkpoint folder instead (optimizer_0/ with its .metadata, written last)."""
+    if zipfile.is_zipfile(path / name):
+        return True
+    if name == "optimizer.pt":
+        return any((folder / ".metadata").is_file() for folder in path.glob("optimizer_*") if folder.is_dir())
+    return False
 
 
 def is_complete_checkpoint(path):
@@ -168,7 +179,7 @@ def resolve_resume(training_args):
                    if all(p.startswith(TRAINING_STATE_FILES) for p in problems) else ".")
             )
     path = Path(path)
-    bad = [name for name in TRAINING_STATE_FILES if not zipfile.is_zipfile(path / name)]
+    bad = [name for name in TRAINING_STATE_FILES if not _training_state_readable(path, name)]
     if bad and not reset:
         raise PretrainingError(
             f"--resume_from_checkpoint: {', '.join(str(path / n) for n in bad)} "

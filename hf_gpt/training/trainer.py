@@ -49,6 +49,32 @@ class PerplexityMetric:
         return {"perplexity": result["perplexity"]}
 
 
+def _fsdp_on_cpu(trainer):
+    """accelerate turns FSDP on only for GPU-like setups: on a CPU-only machine `ACCELERATE_USE_FSDP` leaves the state
+    at MULTI_CPU and the model would be wrapped in DDP. torch's fully_shard runs on CPU with gloo, so switch the
+    state to FSDP with the launcher's plugin, as AcceleratorState does for MULTI_GPU."""
+    import os
+
+    from accelerate import PartialState
+    from accelerate.utils import DistributedType, FullyShardedDataParallelPlugin
+
+    state = trainer.accelerator.state
+    if os.environ.get("ACCELERATE_USE_FSDP", "false").lower() != "true" \
+            or state.distributed_type != DistributedType.MULTI_CPU:
+        return
+    plugin_args = trainer.args.fsdp_plugin_args
+    plugin = FullyShardedDataParallelPlugin(**plugin_args) if plugin_args is not None \
+        else FullyShardedDataParallelPlugin()
+    if state.mixed_precision != "no":
+        plugin.set_mixed_precision(state.mixed_precision)
+    # Every later `AcceleratorState()` copies PartialState's fields over its own, so the distributed type is set in
+    # both, or it falls back to MULTI_CPU mid-run (seen: get_state_dict at the end then took the non-FSDP path).
+    PartialState().distributed_type = DistributedType.FSDP
+    state.distributed_type = DistributedType.FSDP
+    state.fsdp_plugin = plugin
+    trainer.is_fsdp_enabled = True
+
+
 class PretrainingTrainer(Trainer):
     """The Trainer with what the book's loop has or names: decay groups, NaN stop, train-set loss at each
     evaluation, throughput in the logs, and checkpoints that are only ever taken up when complete."""
@@ -60,6 +86,10 @@ class PretrainingTrainer(Trainer):
         self.card_info = card_info or {}
         if throughput is not None:
             self.add_callback(throughput)
+
+    def create_accelerator_and_postprocess(self):
+        super().create_accelerator_and_postprocess()
+        _fsdp_on_cpu(self)
 
     def get_decay_parameter_names(self, model):
         if getattr(self.args, "decay_all_parameters", False):
@@ -127,6 +157,37 @@ class PretrainingTrainer(Trainer):
             folder = Path(self._get_output_dir(trial)) / f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}"
             if folder.is_dir():
                 mark_checkpoint_complete(folder, self.state.global_step)
+
+    def save_model(self, output_dir=None, _internal_call=False):
+        """Under FSDP with sharded checkpoints the Trainer saves no model at all; the final model (not a checkpoint's,
+        those stay sharded) is gathered from every rank into one full state dict and saved by rank 0."""
+        plugin = getattr(self.accelerator.state, "fsdp_plugin", None) if self.is_fsdp_enabled else None
+        if plugin is None or _internal_call or "FULL_STATE_DICT" in str(plugin.state_dict_type):
+            return super().save_model(output_dir, _internal_call)
+        state_dict = self.accelerator.get_state_dict(self.model)  # collective: every rank takes part
+        if self.args.should_save:
+            # fully_shard turned the model's class into FSDPGPTForCausalLM, defined in torch: save_pretrained would
+            # copy torch's FSDP sources into the folder as the model's code. Save it under its own class.
+            from torch.distributed.fsdp import FSDPModule
+            from transformers import PreTrainedModel
+
+            # Tied parameters (out_head and tok_emb) are gathered into two separate copies; alias them again so
+            # save_pretrained drops the tied key as it does for an unsharded model.
+            first = {}
+            for name, param in self.model.named_parameters(remove_duplicate=False):
+                if id(param) in first and name in state_dict and first[id(param)] in state_dict:
+                    state_dict[name] = state_dict[first[id(param)]]
+                first.setdefault(id(param), name)
+            fsdp_class = type(self.model)
+            self.model.__class__ = next(c for c in fsdp_class.__mro__
+                                        if issubclass(c, PreTrainedModel) and not issubclass(c, FSDPModule))
+            try:
+                self._save(output_dir if output_dir is not None else self.args.output_dir, state_dict=state_dict)
+            finally:
+                self.model.__class__ = fsdp_class
+        self.accelerator.wait_for_everyone()
+        if self.args.push_to_hub:
+            self.push_to_hub(commit_message="Model save", revision=self.args.hub_revision)
 
     def _load_optimizer_and_scheduler(self, checkpoint):
         if checkpoint is not None and getattr(self.args, "resume_reset_optimizer", False):
