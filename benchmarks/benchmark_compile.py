@@ -86,7 +86,7 @@ def main(argv=None):
     rows = {c.name: {"step_ms": 1e3 * statistics.median(c.times), "tokens_per_s": tokens / statistics.median(c.times)}
             for c in contenders}
     print(f"{args.preset}, batch {args.batch_size} x {seq}, {torch.get_num_threads()} threads, torch {torch.__version__}")
-    print(f"| precision | mode | hf_gpt tokens/s | stock tokens/s | hf_gpt / stock | hf_gpt compiled / eager |")
+    print("| precision | mode | hf_gpt tokens/s | stock tokens/s | hf_gpt / stock | hf_gpt compiled / eager |")
     print("|---|---|---|---|---|---|")
     for precision in args.precisions.split(","):
         for mode in ("eager", "compiled"):
