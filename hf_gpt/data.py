@@ -21,12 +21,14 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from ._pages import drop_read_pages
 from .sources import check_text_column, load_sources
 
 logger = logging.getLogger(__name__)
 
 PIECE_CHARS = 1 << 15  # tokenize long documents in pieces of about this many characters
 ENCODE_GROUP = 32  # pieces per tokenizer call: bounds the tokenizer's per-token bookkeeping
+BATCH_BYTES = 16 << 20  # about this much text per tokenizing batch (at most 64 documents): bounds its memory
 TWIN_MIN_CHARS = 2 << 20  # below this, checking for (and building) the tiktoken twin costs more than it saves
 ENDOFTEXT = "<|endoftext|>"
 # Cut points where GPT-2's pre-tokenizer splits anyway: before a space or after a newline, each between two
@@ -210,6 +212,7 @@ def _tokenize_batch(batch, indices, *, encoder, text_column, first_doc, char_cut
         values.append(ids)
         offsets.append(len(values))
         last = i
+    drop_read_pages(column)
     ids = pa.ListArray.from_arrays(pa.array(np.asarray(offsets, dtype=np.int32)), pa.array(values.array()))
     return pa.table({"ids": ids})
 
@@ -253,6 +256,7 @@ def _window_batch(batch, indices, *, tokens, starts, n_windows, max_length, stri
         rows = batch.column("ids") if j <= i1 else tokens.slice(i0, j - i0).column("ids")
         seg = pc.list_flatten(rows).to_numpy()
         windows = _window_view(seg, k_lo * stride - a, count, max_length, stride).astype(np.int64)
+        drop_read_pages(rows)
     else:
         windows = np.empty((0, max_length + 1), dtype=np.int64)
     return pa.table({"input_ids": _fixed_lists(windows[:, :-1]), "shift_labels": _fixed_lists(windows[:, 1:])})
@@ -276,7 +280,7 @@ def _fingerprint(*parts):
 
 
 def _first_nonempty(ds, text_column):
-    lengths = pc.fill_null(pc.utf8_length(ds.data.column(text_column)), 0)
+    lengths = pc.fill_null(pc.binary_length(ds.data.column(text_column)), 0)  # offsets only: reads no text
     nonzero = np.flatnonzero(lengths.to_numpy())
     return int(nonzero[0]) if len(nonzero) else len(ds)
 
@@ -328,17 +332,21 @@ def build_lm_datasets(tokenizer=None, *, text_files=None, validation_file=None, 
         return _build_streaming(splits, encoder, text_column, max_length, stride, validation_fraction, verbose)
 
     _release_freed_memory()
-    total_chars = sum(pc.sum(pc.utf8_length(ds.data.column(text_column))).as_py() or 0 for ds in splits.values())
-    if total_chars == 0:
+    # Byte lengths come from the offsets alone; counting characters would read (and map) the whole text.
+    sizes = {name: pc.sum(pc.binary_length(ds.data.column(text_column))).as_py() or 0 for name, ds in splits.items()}
+    total_bytes = sum(sizes.values())
+    if total_bytes == 0:
         raise ValueError("the corpus is empty: its documents hold no text; check text_files / text_column")
-    encoder.use_twin = total_chars >= TWIN_MIN_CHARS
+    encoder.use_twin = total_bytes >= TWIN_MIN_CHARS
     parts = _plan_splits(splits, validation_fraction)
     digest = encoder.digest()
     tokenized = {}
     for split, (ds, char_cut) in parts.items():
         fp = _fingerprint(ds._fingerprint, "tokenize", text_column, char_cut, digest)
+        source = split if split in splits else "train"  # a validation part cut from train has train's documents
+        batch_size = int(min(64, max(1, BATCH_BYTES * len(splits[source]) // max(1, sizes[source]))))
         tokenized[split] = ds.with_format("arrow").map(
-            _tokenize_batch, batched=True, batch_size=64, with_indices=True, remove_columns=ds.column_names,
+            _tokenize_batch, batched=True, batch_size=batch_size, with_indices=True, remove_columns=ds.column_names,
             fn_kwargs={"encoder": encoder, "text_column": text_column, "first_doc": _first_nonempty(ds, text_column),
                        "char_cut": char_cut},
             num_proc=num_proc, new_fingerprint=fp, load_from_cache_file=load_from_cache_file,
