@@ -12,7 +12,6 @@ madvise, where DONTNEED would zero it. Off Linux (no /proc/self/maps) this does 
 
 import bisect
 import ctypes
-import ctypes.util
 import os
 
 _MADV_DONTNEED = 4
@@ -56,7 +55,7 @@ def drop_read_pages(table):
     global _libc
     if _libc is None:
         try:
-            _libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+            _libc = ctypes.CDLL("libc.so.6", use_errno=True)  # not find_library: it forks a process
             _libc.madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
         except (OSError, AttributeError):
             _libc = False
