@@ -11,7 +11,6 @@ LongTensors for `GPTForCausalLM(**batch)`. With the `Trainer`, pass `label_names
 `TrainingArguments` so evaluation reports a loss.
 """
 
-import copy
 import hashlib
 import itertools
 import logging
@@ -330,7 +329,9 @@ def build_lm_datasets(tokenizer=None, *, text_files=None, validation_file=None, 
         check_text_column(ds, text_column, f"the {name} data")
     if streaming:
         encoder.use_twin = True  # a stream is read once, and is usually big
-        return _build_streaming(splits, encoder, text_column, max_length, stride, validation_fraction, verbose)
+        from .streaming import build_streaming
+
+        return build_streaming(splits, encoder, text_column, max_length, stride, validation_fraction, verbose)
 
     _release_freed_memory()
     # Byte lengths come from the offsets alone; counting characters would read (and map) the whole text.
@@ -412,90 +413,6 @@ def _report(split, n_tokens, n_windows, max_length, stride, verbose):
     logger.info(message)
     if verbose:
         print(message)
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# The streaming path: the same windows from a generator that carries the stream's tail between documents.
-
-
-def _stream_windows(source, encoder, text_column, char_cut, max_length, stride, split, validation_fraction,
-                    cursor_key=None):
-    """Yields window rows; `buf` holds the stream from token `buf_start` on: at most one window's worth. Reads the
-    source a document at a time so that the cursor (hf_gpt.streaming) can note resumable positions."""
-    from .streaming import cursor
-
-    cur = cursor(cursor_key) if cursor_key else None
-    point, run = cur.start_run() if cur is not None else (None, None)
-    source = copy.deepcopy(source)  # its own iteration state: another pass (an evaluation) may run meanwhile
-    buf, buf_start, end, next_start, started = np.empty(0, dtype=np.int32), 0, 0, 0, False
-    source_state = None  # the source's position before the next document; None = its start
-    if point is not None:
-        source_state = point["source_state"]
-        if source_state is not None:
-            source.load_state_dict(source_state)
-        buf_start = end = point["end"]
-        started, next_start = point["started"], point["window"] * stride
-    eos = np.array([encoder.eos_id], dtype=np.int32)
-    n_windows, exhausted = next_start // stride, False
-    try:
-        for row in source:
-            if run is not None:
-                cur.reads += 1
-            first = True
-            for _, ids in encoder.iter_encoded(_texts([row[text_column]], char_cut)):
-                if first and started:
-                    ids = np.concatenate([eos, ids])
-                first, started = False, True
-                buf, end = np.concatenate([buf, ids]), end + len(ids)
-                count = max(0, (end - max_length - 1 - next_start) // stride + 1)
-                for w in _window_view(buf, next_start - buf_start, count, max_length, stride).astype(np.int64):
-                    yield {"input_ids": w[:-1], "shift_labels": w[1:]}
-                n_windows += count
-                next_start += count * stride
-                keep_from = min(next_start, end)
-                buf, buf_start = buf[keep_from - buf_start:], keep_from
-            if run is not None:
-                cur.note(run, end, started, source)
-        exhausted = True
-    finally:
-        if run is not None:
-            cur.end_run(run, n_windows, exhausted)
-    if end < max_length + 1:
-        raise _too_few_tokens(split, end, max_length, validation_fraction)
-
-
-def _build_streaming(splits, encoder, text_column, max_length, stride, validation_fraction, verbose):
-    import datasets
-
-    train = splits["train"]
-    if "validation" in splits:
-        parts = {"train": (train, None), "validation": (splits["validation"], None)}
-    elif validation_fraction == 0:
-        parts = {"train": (train, None)}
-    else:
-        n_docs = sum(1 for _ in train.select_columns([text_column]))  # one pass, no tokenizing
-        if n_docs == 0:
-            raise ValueError("the corpus is empty: it holds no documents")
-        if n_docs == 1:
-            keep = 1 - validation_fraction
-            parts = {"train": (train, (keep, "head")), "validation": (train, (keep, "tail"))}
-        else:
-            n_train = min(max(int((1 - validation_fraction) * n_docs), 1), n_docs - 1)
-            parts = {"train": (train.take(n_train), None), "validation": (train.skip(n_train), None)}
-    from .streaming import new_cursor
-
-    out = datasets.IterableDatasetDict()
-    for split, (source, char_cut) in parts.items():
-        key = new_cursor(stride)
-        out[split] = datasets.IterableDataset.from_generator(
-            _stream_windows, features=_window_features(max_length),
-            gen_kwargs={"source": source, "encoder": encoder, "text_column": text_column, "char_cut": char_cut,
-                        "max_length": max_length, "stride": stride, "split": split,
-                        "validation_fraction": validation_fraction, "cursor_key": key})
-        out[split]._hf_gpt_cursor = key  # for hf_gpt.streaming.resume_point / resume_from
-        if verbose:
-            print(f"{split}: streaming windows of {max_length} (stride {stride}); counts are known once iterated")
-    return out
 
 
 # ---------------------------------------------------------------------------------------------------------------
