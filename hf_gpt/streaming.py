@@ -139,8 +139,11 @@ def _stream_windows(source, encoder, text_column, char_cut, max_length, stride, 
     """Yields window rows; `buf` holds the stream from token `buf_start` on: at most one window's worth. Reads the
     source a document at a time so that the cursor (hf_gpt.streaming) can note resumable positions."""
     cur = cursor(cursor_key) if cursor_key else None
+    try:
+        source = copy.deepcopy(source)  # its own iteration state: another pass (an evaluation) may run meanwhile
+    except Exception:  # a source that cannot be copied is read as it is, without notes (no resume position)
+        cur = None
     point, run = cur.start_run() if cur is not None else (None, None)
-    source = copy.deepcopy(source)  # its own iteration state: another pass (an evaluation) may run meanwhile
     buf, buf_start, end, next_start, started = np.empty(0, dtype=np.int32), 0, 0, 0, False
     source_state = None  # the source's position before the next document; None = its start
     if point is not None:
