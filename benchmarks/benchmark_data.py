@@ -9,6 +9,12 @@ hf_gpt/__init__ imported the model lazily.
 
     python benchmarks/benchmark_data.py                 # 20 MB, max_length 256, strides 256 and 128
     python benchmarks/benchmark_data.py --mb 2 --rounds 1
+    python benchmarks/benchmark_data.py --scale 20 150 1000 --num-proc 2 --workdir /big/disk   # growth with size
+
+`--scale` writes a varied corpus per size (sentences of Python's help topics and random word runs, seeded, in
+8 MB .txt files) and runs preparation with `--num-proc` workers, then the cached call, each in a fresh process:
+time, tokens/s, and peak RSS of the main process and of the largest worker (ru_maxrss, which counts mapped file
+pages too).
 """
 
 import argparse
@@ -42,6 +48,30 @@ def make_corpus(path, mb, seed=0):
         chunks.append(chunk)
         size += len(chunk) + 2
     path.write_text("\n\n".join(chunks)[:target], encoding="utf-8")
+
+
+def make_varied_corpus(folder, mb, seed=0, file_mb=8):
+    """`mb` MB of text in `file_mb` MB files, no two alike: help-topic sentences drawn at random, and one sentence
+    in three a random run of their words, paragraphs at random."""
+    import re
+
+    from pydoc_data.topics import topics
+
+    text = " ".join(" ".join(t.split()) for t in topics.values())
+    sentences = [s for s in re.split(r"(?<=[.!?])\s+", text) if len(s) > 20]
+    words = sorted(set(re.findall(r"[A-Za-z]+", text)))
+    rng, target, size, k = random.Random(seed), int(mb * 1_000_000), 0, 0
+    folder.mkdir(parents=True, exist_ok=True)
+    while size < target:
+        n, parts, m = min(int(file_mb * 1_000_000), target - size), [], 0
+        while m < n:
+            s = " ".join(rng.choices(words, k=rng.randint(5, 30))) + "." if rng.random() < 0.3 else rng.choice(sentences)
+            s += "\n\n" if rng.random() < 0.05 else ""
+            parts.append(s)
+            m += len(s) + 1
+        body = " ".join(parts)[:n]
+        (folder / f"part-{k:05d}.txt").write_text(body, encoding="utf-8")
+        size, k = size + len(body.encode()), k + 1
 
 
 def rss_mb():
@@ -106,16 +136,20 @@ def worker_hf(args):
     baseline = current_rss_mb()
     start = time.perf_counter()
     ds = build_lm_datasets(tokenizer, text_files=args.file, max_length=args.max_length, stride=args.stride,
-                           validation_fraction=0, cache_dir=args.cache_dir, verbose=False)
+                           validation_fraction=0, cache_dir=args.cache_dir, verbose=False, num_proc=args.num_proc)
     seconds = time.perf_counter() - start
     n_tokens = (len(ds["train"]) - 1) * args.stride + args.max_length + 1  # first token of the last window + L + 1
+    if args.num_proc:
+        children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+        return {"seconds": seconds, "windows": len(ds["train"]), "tokens_at_least": n_tokens,
+                "baseline_rss_mb": baseline, "largest_worker_rss_mb": children}
     return {"seconds": seconds, "windows": len(ds["train"]), "tokens_at_least": n_tokens, "baseline_rss_mb": baseline}
 
 
-def run_worker(kind, file, max_length, stride, cache_dir=None, lean=False):
+def run_worker(kind, file, max_length, stride, cache_dir=None, lean=False, num_proc=None):
     cmd = [sys.executable, __file__, "--worker", kind, "--file", str(file), "--max-length", str(max_length),
            "--stride", str(stride)] + (["--cache-dir", str(cache_dir)] if cache_dir else []) + (
-           ["--lean-import"] if lean else [])
+           ["--lean-import"] if lean else []) + (["--num-proc", str(num_proc)] if num_proc else [])
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
            "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}  # the bundled tokenizer; no Hub probe
     out = subprocess.run(cmd, capture_output=True, text=True, env=env)
@@ -132,6 +166,8 @@ def main():
     parser.add_argument("--rounds", type=int, default=3, help="alternating repetitions; medians are reported")
     parser.add_argument("--out", default=str(REPO / "bench_results" / "data.json"))
     parser.add_argument("--workdir", default=None, help="where the text and caches go (default: a temp folder)")
+    parser.add_argument("--scale", type=float, nargs="+", help="corpus sizes in MB: growth of time and RSS")
+    parser.add_argument("--num-proc", type=int, default=None, help="--preprocessing_num_workers for --scale")
     parser.add_argument("--worker", choices=["book", "hf"], help=argparse.SUPPRESS)
     parser.add_argument("--file", help=argparse.SUPPRESS)
     parser.add_argument("--stride", type=int, help=argparse.SUPPRESS)
@@ -147,6 +183,8 @@ def main():
 
     workdir = Path(args.workdir or tempfile.mkdtemp(prefix="bench_data_"))
     workdir.mkdir(parents=True, exist_ok=True)
+    if args.scale:
+        return scale(args, workdir)
     corpus = workdir / f"corpus_{args.mb:g}mb.txt"
     if not corpus.exists():
         make_corpus(corpus, args.mb)
@@ -205,6 +243,31 @@ def main():
     print(f"\nwrote {out}")
     if not args.workdir:
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+def scale(args, workdir):
+    stride, rows = args.strides[0], []
+    print(f"{'MB':>6}{'files':>6}{'prep s':>8}{'Mtok/s':>8}{'main MB':>9}{'worker MB':>10}"
+          f"{'cached s':>9}{'cached MB':>10}{'windows':>11}", flush=True)
+    for mb in args.scale:
+        folder, cache = workdir / f"varied_{mb:g}mb", workdir / f"cache_varied_{mb:g}mb"
+        if not folder.exists():
+            make_varied_corpus(folder, mb)
+        shutil.rmtree(cache, ignore_errors=True)
+        first = run_worker("hf", folder, args.max_length, stride, cache, num_proc=args.num_proc)
+        cached = run_worker("hf", folder, args.max_length, stride, cache, num_proc=args.num_proc)
+        shutil.rmtree(cache, ignore_errors=True)
+        row = {"mb": mb, "files": len(list(folder.iterdir())), "first": first, "cached": cached,
+               "tokens_per_s": first["tokens_at_least"] / first["seconds"]}
+        rows.append(row)
+        print(f"{mb:>6g}{row['files']:>6}{first['seconds']:>8.1f}{row['tokens_per_s'] / 1e6:>8.2f}"
+              f"{first['peak_rss_mb']:>9.0f}{first.get('largest_worker_rss_mb', 0):>10.0f}"
+              f"{cached['seconds']:>9.2f}{cached['peak_rss_mb']:>10.0f}{first['windows']:>11,}", flush=True)
+    out = Path(args.out).with_name("data_scale.json")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({"max_length": args.max_length, "stride": stride, "num_proc": args.num_proc,
+                               "cpus": os.cpu_count(), "rows": rows}, indent=2))
+    print(f"\nwrote {out}")
 
 
 if __name__ == "__main__":

@@ -21,12 +21,14 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from ._pages import drop_read_pages
 from .sources import check_text_column, load_sources
 
 logger = logging.getLogger(__name__)
 
 PIECE_CHARS = 1 << 15  # tokenize long documents in pieces of about this many characters
 ENCODE_GROUP = 32  # pieces per tokenizer call: bounds the tokenizer's per-token bookkeeping
+BATCH_BYTES = 16 << 20  # about this much text per tokenizing batch (at most 64 documents): bounds its memory
 TWIN_MIN_CHARS = 2 << 20  # below this, checking for (and building) the tiktoken twin costs more than it saves
 ENDOFTEXT = "<|endoftext|>"
 # Cut points where GPT-2's pre-tokenizer splits anyway: before a space or after a newline, each between two
@@ -210,6 +212,7 @@ def _tokenize_batch(batch, indices, *, encoder, text_column, first_doc, char_cut
         values.append(ids)
         offsets.append(len(values))
         last = i
+    drop_read_pages(column)
     ids = pa.ListArray.from_arrays(pa.array(np.asarray(offsets, dtype=np.int32)), pa.array(values.array()))
     return pa.table({"ids": ids})
 
@@ -253,6 +256,7 @@ def _window_batch(batch, indices, *, tokens, starts, n_windows, max_length, stri
         rows = batch.column("ids") if j <= i1 else tokens.slice(i0, j - i0).column("ids")
         seg = pc.list_flatten(rows).to_numpy()
         windows = _window_view(seg, k_lo * stride - a, count, max_length, stride).astype(np.int64)
+        drop_read_pages(rows)
     else:
         windows = np.empty((0, max_length + 1), dtype=np.int64)
     return pa.table({"input_ids": _fixed_lists(windows[:, :-1]), "shift_labels": _fixed_lists(windows[:, 1:])})
@@ -276,7 +280,7 @@ def _fingerprint(*parts):
 
 
 def _first_nonempty(ds, text_column):
-    lengths = pc.fill_null(pc.utf8_length(ds.data.column(text_column)), 0)
+    lengths = pc.fill_null(pc.binary_length(ds.data.column(text_column)), 0)  # offsets only: reads no text
     nonzero = np.flatnonzero(lengths.to_numpy())
     return int(nonzero[0]) if len(nonzero) else len(ds)
 
@@ -325,44 +329,54 @@ def build_lm_datasets(tokenizer=None, *, text_files=None, validation_file=None, 
         check_text_column(ds, text_column, f"the {name} data")
     if streaming:
         encoder.use_twin = True  # a stream is read once, and is usually big
-        return _build_streaming(splits, encoder, text_column, max_length, stride, validation_fraction, verbose)
+        from .streaming import build_streaming
+
+        return build_streaming(splits, encoder, text_column, max_length, stride, validation_fraction, verbose)
 
     _release_freed_memory()
-    total_chars = sum(pc.sum(pc.utf8_length(ds.data.column(text_column))).as_py() or 0 for ds in splits.values())
-    if total_chars == 0:
+    # Byte lengths come from the offsets alone; counting characters would read (and map) the whole text.
+    sizes = {name: pc.sum(pc.binary_length(ds.data.column(text_column))).as_py() or 0 for name, ds in splits.items()}
+    total_bytes = sum(sizes.values())
+    if total_bytes == 0:
         raise ValueError("the corpus is empty: its documents hold no text; check text_files / text_column")
-    encoder.use_twin = total_chars >= TWIN_MIN_CHARS
+    encoder.use_twin = total_bytes >= TWIN_MIN_CHARS
     parts = _plan_splits(splits, validation_fraction)
     digest = encoder.digest()
     tokenized = {}
     for split, (ds, char_cut) in parts.items():
         fp = _fingerprint(ds._fingerprint, "tokenize", text_column, char_cut, digest)
+        source = split if split in splits else "train"  # a validation part cut from train has train's documents
+        batch_size = int(min(64, max(1, BATCH_BYTES * len(splits[source]) // max(1, sizes[source]))))
         tokenized[split] = ds.with_format("arrow").map(
-            _tokenize_batch, batched=True, batch_size=64, with_indices=True, remove_columns=ds.column_names,
+            _tokenize_batch, batched=True, batch_size=batch_size, with_indices=True, remove_columns=ds.column_names,
             fn_kwargs={"encoder": encoder, "text_column": text_column, "first_doc": _first_nonempty(ds, text_column),
                        "char_cut": char_cut},
             num_proc=num_proc, new_fingerprint=fp, load_from_cache_file=load_from_cache_file,
-            writer_batch_size=64, features=datasets.Features({"ids": datasets.List(datasets.Value("int32"))}),
+            writer_batch_size=512, features=datasets.Features({"ids": datasets.List(datasets.Value("int32"))}),
             desc=f"Tokenizing {split}")
     starts = {}
     for split, tok in tokenized.items():
         lengths = pc.list_value_length(tok.data.column("ids")).to_numpy(zero_copy_only=False)
         starts[split] = np.concatenate([[0], np.cumsum(lengths, dtype=np.int64)])
+        drop_read_pages(tok.data.table)  # the headers of every record batch, read as the cache was opened
         if starts[split][-1] < max_length + 1:
             raise _too_few_tokens(split, int(starts[split][-1]), max_length, validation_fraction)
 
+    # Big batches of windows (~2,000) make few record batches: opening a cache reads every batch's header, and the
+    # pages it maps around them (64 KB each) count in RSS, ~100 MB per GB of text with batches of ~500.
     out = datasets.DatasetDict()
     for split, tok in tokenized.items():
         n_tokens = int(starts[split][-1])
         n_windows = count_windows(n_tokens, max_length, stride)
         fp = _fingerprint(tok._fingerprint, "windows", max_length, stride)
         out[split] = tok.map(
-            _window_batch, batched=True, batch_size=16, with_indices=True, remove_columns=["ids"],
+            _window_batch, batched=True, batch_size=64, with_indices=True, remove_columns=["ids"],
             fn_kwargs={"tokens": tok.data, "starts": starts[split], "n_windows": n_windows,
                        "max_length": max_length, "stride": stride},
             num_proc=num_proc, new_fingerprint=fp, load_from_cache_file=load_from_cache_file,
             features=_window_features(max_length), desc=f"Windowing {split}").with_format(None)
         assert len(out[split]) == n_windows, (split, len(out[split]), n_windows)
+        drop_read_pages(out[split].data.table)
         _report(split, n_tokens, n_windows, max_length, stride, verbose)
     return out
 
@@ -399,61 +413,6 @@ def _report(split, n_tokens, n_windows, max_length, stride, verbose):
     logger.info(message)
     if verbose:
         print(message)
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# The streaming path: the same windows from a generator that carries the stream's tail between documents.
-
-
-def _stream_windows(source, encoder, text_column, char_cut, max_length, stride, split, validation_fraction):
-    """Yields window rows; `buf` holds the stream from token `buf_start` on: at most one window's worth."""
-    buf, buf_start, end, next_start, started = np.empty(0, dtype=np.int32), 0, 0, 0, False
-    eos = np.array([encoder.eos_id], dtype=np.int32)
-    for batch in source.iter(batch_size=64):
-        last = None
-        for i, ids in encoder.iter_encoded(_texts(batch[text_column], char_cut)):
-            if i != last and started:
-                ids = np.concatenate([eos, ids])
-            last, started = i, True
-            buf, end = np.concatenate([buf, ids]), end + len(ids)
-            count = max(0, (end - max_length - 1 - next_start) // stride + 1)
-            for w in _window_view(buf, next_start - buf_start, count, max_length, stride).astype(np.int64):
-                yield {"input_ids": w[:-1], "shift_labels": w[1:]}
-            next_start += count * stride
-            keep_from = min(next_start, end)
-            buf, buf_start = buf[keep_from - buf_start:], keep_from
-    if end < max_length + 1:
-        raise _too_few_tokens(split, end, max_length, validation_fraction)
-
-
-def _build_streaming(splits, encoder, text_column, max_length, stride, validation_fraction, verbose):
-    import datasets
-
-    train = splits["train"]
-    if "validation" in splits:
-        parts = {"train": (train, None), "validation": (splits["validation"], None)}
-    elif validation_fraction == 0:
-        parts = {"train": (train, None)}
-    else:
-        n_docs = sum(1 for _ in train.select_columns([text_column]))  # one pass, no tokenizing
-        if n_docs == 0:
-            raise ValueError("the corpus is empty: it holds no documents")
-        if n_docs == 1:
-            keep = 1 - validation_fraction
-            parts = {"train": (train, (keep, "head")), "validation": (train, (keep, "tail"))}
-        else:
-            n_train = min(max(int((1 - validation_fraction) * n_docs), 1), n_docs - 1)
-            parts = {"train": (train.take(n_train), None), "validation": (train.skip(n_train), None)}
-    out = datasets.IterableDatasetDict()
-    for split, (source, char_cut) in parts.items():
-        out[split] = datasets.IterableDataset.from_generator(
-            _stream_windows, features=_window_features(max_length),
-            gen_kwargs={"source": source, "encoder": encoder, "text_column": text_column, "char_cut": char_cut,
-                        "max_length": max_length, "stride": stride, "split": split,
-                        "validation_fraction": validation_fraction})
-        if verbose:
-            print(f"{split}: streaming windows of {max_length} (stride {stride}); counts are known once iterated")
-    return out
 
 
 # ---------------------------------------------------------------------------------------------------------------

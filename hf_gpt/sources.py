@@ -176,6 +176,8 @@ def load_sources(text_files, validation_file, dataset_name, dataset_config_name,
 def _load_files(files, kind, streaming, cache_dir):
     import datasets
 
-    kwargs = {"sample_by": "document"} if kind == "text" else {}
+    # A .txt file is one document, one row: `datasets` pools single rows until `writer_batch_size` (1000) before
+    # writing them, i.e. it would hold up to 1000 whole files in memory. Write each file as it is read.
+    kwargs = {"sample_by": "document", "writer_batch_size": 1} if kind == "text" else {}
     return datasets.load_dataset(kind, data_files=files, split="train", cache_dir=cache_dir, streaming=streaming,
                                  **kwargs)

@@ -351,6 +351,38 @@ def test_streaming_feeds_a_dataloader(tok, one_doc, tmp_path):
     assert batch["shift_labels"].tolist() == book_windows(ids, 32, 32)[1][:3]
 
 
+def test_streaming_resumes_at_a_window_without_reading_from_the_start(tok, tmp_path, monkeypatch):
+    """A pass stopped after k windows resumes at window k from a noted position: the same windows follow, and only
+    the documents from that note on are read again."""
+    from hf_gpt import streaming
+
+    monkeypatch.setattr(streaming, "NOTE_EVERY_TOKENS", 64)
+    texts = docs(40, seed=3)
+    for i, t in enumerate(texts):
+        (tmp_path / f"doc{i:02d}.txt").write_text(t, encoding="utf-8")
+    train = build(tok, tmp_path, text_files=tmp_path, max_length=16, stride=12, validation_fraction=0,
+                  streaming=True)["train"]
+    full = [list(r["input_ids"]) for r in train]
+    k = int(0.7 * len(full))
+    it = iter(train)
+    for _ in range(k + 5):  # the generator runs ahead of what was trained, as a prefetching DataLoader does
+        next(it)
+    point = streaming.resume_point(train, k)
+    assert point is not None and point["end"] <= k * 12 and point["source_state"] is not None
+    json.dumps(point)  # goes into a checkpoint as JSON
+    del it
+    reads = streaming.reads_since_start(train)
+    assert streaming.resume_from(train, point)
+    resumed = [list(r["input_ids"]) for r in train]
+    assert resumed == full[k:]
+    assert streaming.reads_since_start(train) - reads <= 40 - int(0.6 * 40)  # not the first 60% again
+    assert [list(r["input_ids"]) for r in train] == full  # the pass after starts from the beginning again
+    it = iter(train)
+    for _ in range(5):
+        next(it)
+    assert streaming.resume_point(train, len(full) + 3)["window"] == 3  # a later pass: the window within it
+
+
 # --- caching ----------------------------------------------------------------------------------------------------
 
 def test_second_identical_call_tokenizes_nothing(tok, one_doc, tmp_path, monkeypatch):
@@ -531,3 +563,34 @@ def test_num_proc_gives_the_same_windows(tok, tmp_path):
         assert two[split]["input_ids"] == one[split]["input_ids"]
         assert two[split]["shift_labels"] == one[split]["shift_labels"]
     assert_book(two["train"], joined_ids(tiktoken_gpt2(), texts[:27]), 24, 10)
+
+
+def test_memory_bounds_keep_the_windows(tok, tik, tmp_path, monkeypatch):
+    """Byte-sized tokenizing batches (here one document each) and released pages give the same windows."""
+    texts = docs(12, seed=5)
+    for i, t in enumerate(texts):
+        (tmp_path / f"doc{i:02d}.txt").write_text(t, encoding="utf-8")
+    calls = []
+    real_drop = data.drop_read_pages
+    monkeypatch.setattr(data, "drop_read_pages", lambda t: (calls.append(1), real_drop(t)))
+    monkeypatch.setattr(data, "BATCH_BYTES", 1)
+    ds = build(tok, tmp_path, text_files=tmp_path, max_length=16, stride=5)
+    assert calls
+    assert_book(ds["train"], joined_ids(tik, texts[:10]), 16, 5)
+    assert_book(ds["validation"], joined_ids(tik, texts[10:]), 16, 5)
+
+
+def test_dropping_pages_keeps_mapped_data_and_skips_heap_memory(tmp_path):
+    from hf_gpt._pages import drop_read_pages
+
+    values = np.arange(1 << 20, dtype=np.int32)
+    heap = pa.table({"ids": pa.array(values)})
+    drop_read_pages(heap)  # not a file mapping: must be left alone (DONTNEED would zero it)
+    assert np.array_equal(heap.column("ids").to_numpy(), values)
+    path = tmp_path / "t.arrow"
+    with pa.OSFile(str(path), "wb") as sink, pa.ipc.new_stream(sink, heap.schema) as writer:
+        writer.write_table(heap)
+    mapped = pa.ipc.open_stream(pa.memory_map(str(path))).read_all()
+    assert mapped.column("ids").to_numpy().sum() == values.sum()
+    drop_read_pages(mapped)
+    assert np.array_equal(mapped.column("ids").to_numpy(), values)

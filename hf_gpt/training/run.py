@@ -126,6 +126,13 @@ def _run(plan, model_args, data_args, training_args, callbacks):
         raise PretrainingError("--max_length is needed when the model's context length is only known from its weights.")
     datasets_ = load_datasets(tokenizer, data_args, training_args, plan)
     train_dataset = datasets_["train"]
+    if plan.resume_from_checkpoint is not None and data_args.streaming:
+        from ..streaming import resume_from_checkpoint
+
+        windows = resume_from_checkpoint(train_dataset, plan.resume_from_checkpoint)
+        if windows is not None:  # the stream starts at the next window: nothing to skip
+            training_args.ignore_data_skip = True
+            logger.info(f"The stream resumes after {windows:,} trained windows, from its saved position")
     if "validation" not in datasets_:
         if training_args.eval_strategy != "no" or training_args.eval_on_start:
             raise PretrainingError("no validation split (--validation_fraction 0 and no --validation_file): give one, "

@@ -1,5 +1,6 @@
 """The Trainer with what the book's loop has or names: decay groups, NaN stop, the train-set loss, perplexity."""
 
+import json
 from pathlib import Path
 
 import torch
@@ -156,6 +157,7 @@ class PretrainingTrainer(Trainer):
         if self.args.should_save:
             folder = Path(self._get_output_dir(trial)) / f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}"
             if folder.is_dir():
+                self._save_stream_position(folder)
                 mark_checkpoint_complete(folder, self.state.global_step)
 
     def save_model(self, output_dir=None, _internal_call=False):
@@ -188,6 +190,17 @@ class PretrainingTrainer(Trainer):
         self.accelerator.wait_for_everyone()
         if self.args.push_to_hub:
             self.push_to_hub(commit_message="Model save", revision=self.args.hub_revision)
+
+    def _save_stream_position(self, folder):
+        """For a streamed training set, where its next pass must start to continue after the trained windows
+        (hf_gpt.streaming): a resume then reads from there instead of re-reading the stream up to the step."""
+        from ..streaming import STATE_FILE, resume_point
+
+        a = self.args
+        windows = self.state.global_step * a.per_device_train_batch_size * a.world_size * a.gradient_accumulation_steps
+        point = resume_point(self.train_dataset, windows)
+        if point is not None:
+            (folder / STATE_FILE).write_text(json.dumps({"windows_trained": windows, "point": point}))
 
     def _load_optimizer_and_scheduler(self, checkpoint):
         if checkpoint is not None and getattr(self.args, "resume_reset_optimizer", False):
