@@ -13,6 +13,8 @@ import os
 from importlib import resources
 from pathlib import Path
 
+from .locations import looks_local
+
 logger = logging.getLogger(__name__)
 
 GPT2_HUB_ID = "openai-community/gpt2"
@@ -46,17 +48,11 @@ def load_tokenizer(name_or_path=None, *, hub_timeout=5.0, **kwargs):
     return _finish(tokenizer, kwargs)
 
 
-def _looks_like_path(name):
-    """A Hub id is `name` or `owner/name`; anything else shaped like a path is a (possibly missing) folder."""
-    name = os.fspath(name)
-    return os.path.isabs(name) or name.startswith((".", "~")) or name.count("/") > 1 or "\\" in name
-
-
 def _from_explicit(name_or_path, kwargs):
     from transformers import AutoTokenizer
 
     path = Path(os.path.expanduser(os.fspath(name_or_path)))
-    if path.exists() or isinstance(name_or_path, os.PathLike) or _looks_like_path(name_or_path):
+    if path.exists() or isinstance(name_or_path, os.PathLike) or looks_local(name_or_path):
         if not path.is_dir():
             raise FileNotFoundError(f"tokenizer folder {str(path)!r} does not exist (or is not a folder); pass a "
                                     f"folder written by `save_pretrained`, a Hub id, or nothing for GPT-2")
