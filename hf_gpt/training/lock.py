@@ -1,4 +1,4 @@
-"""One run at a time per output_dir: a lock file holding the owner's pid, created atomically (O_CREAT | O_EXCL),
+"""One run at a time per output_dir: a lock file holding the owner's pid, created atomically (a hard link),
 released when the run ends. A lock whose pid is no longer alive (a killed run) is taken over with a notice."""
 
 import atexit
@@ -40,10 +40,25 @@ class OutputDirLock:
         except (OSError, ValueError):
             return None, ""
 
+    def _create(self):
+        """The lock file appears with its owner already written (a hard link of a finished temp file fails if the
+        lock exists), so another run never reads it half-made."""
+        tmp = self.path.with_name(f"{self.path.name}.{os.getpid()}.tmp")
+        tmp.write_text(f"pid={os.getpid()}\nhost={socket.gethostname()}\n")
+        try:
+            os.link(tmp, self.path)
+        except FileExistsError:
+            raise
+        except OSError:  # a file system without hard links: an exclusive create, then the owner
+            with os.fdopen(os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644), "w") as f:
+                f.write(tmp.read_text())
+        finally:
+            tmp.unlink(missing_ok=True)
+
     def acquire(self):
         for _ in range(3):
             try:
-                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+                self._create()
             except FileExistsError:
                 pid, host = self._read_owner()
                 if pid is None:
@@ -69,8 +84,6 @@ class OutputDirLock:
                     except FileNotFoundError:
                         pass
                 continue
-            with os.fdopen(fd, "w") as f:
-                f.write(f"pid={os.getpid()}\nhost={socket.gethostname()}\n")
             self.held = True
             atexit.register(self.release)
             return self
