@@ -29,3 +29,17 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture
+def nothing_heavy(monkeypatch):
+    """Fail the test if the model is built or data is tokenized; returns the refusing stand-in for more such patches."""
+    import hf_gpt.data
+    import hf_gpt.training.run
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("bad input must be reported before this")
+
+    monkeypatch.setattr(hf_gpt.training.run, "build_model", refuse)
+    monkeypatch.setattr(hf_gpt.data, "build_lm_datasets", refuse)
+    return refuse

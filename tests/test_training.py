@@ -331,17 +331,6 @@ def test_last_complete_checkpoint_skips_broken_ones(tmp_path):
 # ------------------------------------------------------------------------------------------------ bad input
 
 
-@pytest.fixture
-def nothing_heavy(monkeypatch):
-    """Fail the test if the model is built or data is tokenized."""
-
-    def refuse(*args, **kwargs):
-        raise AssertionError("bad input must be reported before this")
-
-    monkeypatch.setattr(training.run, "build_model", refuse)
-    monkeypatch.setattr(hf_gpt.data, "build_lm_datasets", refuse)
-
-
 def _error(capsys, code):
     err = capsys.readouterr().err
     assert code == 2, err
