@@ -142,20 +142,20 @@ def test_1_generate_runs_no_folder_code_without_trust_remote_code(model_folder, 
 # -------------------------------------------------------------------------------- 2. one run per output_dir
 
 
-def _hold_lock(output_dir, barrier, results):
+def _hold_lock(output_dir, barrier, tried, results):
     barrier.wait()
     try:
         OutputDirLock(output_dir).acquire()
         results.put("acquired")
-        time.sleep(2)  # hold it while the other one tries
     except training.PretrainingError as e:
         results.put(str(e))
+    tried.wait()  # the winner holds the lock until the other one has tried
 
 
 def test_2_two_runs_started_together_one_gets_the_output_dir(tmp_path):
     ctx = multiprocessing.get_context("fork")
-    barrier, results = ctx.Barrier(2), ctx.Queue()
-    procs = [ctx.Process(target=_hold_lock, args=(tmp_path, barrier, results)) for _ in range(2)]
+    barrier, tried, results = ctx.Barrier(2), ctx.Barrier(2), ctx.Queue()
+    procs = [ctx.Process(target=_hold_lock, args=(tmp_path, barrier, tried, results)) for _ in range(2)]
     for p in procs:
         p.start()
     outcome = sorted((results.get(timeout=60) for _ in procs), key=lambda r: r != "acquired")
