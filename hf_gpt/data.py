@@ -14,7 +14,6 @@ LongTensors for `GPTForCausalLM(**batch)`. With the `Trainer`, pass `label_names
 import hashlib
 import itertools
 import logging
-import re
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +21,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ._pages import drop_read_pages
-from .sources import check_text_column, load_sources
+from .sources import PART_COLUMN, check_text_column, cut_after, document_starts, load_sources
 
 logger = logging.getLogger(__name__)
 
@@ -31,9 +30,6 @@ ENCODE_GROUP = 32  # pieces per tokenizer call: bounds the tokenizer's per-token
 BATCH_BYTES = 16 << 20  # about this much text per tokenizing batch (at most 64 documents): bounds its memory
 TWIN_MIN_CHARS = 2 << 20  # below this, checking for (and building) the tiktoken twin costs more than it saves
 ENDOFTEXT = "<|endoftext|>"
-# Cut points where GPT-2's pre-tokenizer splits anyway: before a space or after a newline, each between two
-# non-space characters. Tokenizing the pieces then gives exactly the ids of the whole text.
-_CUT = re.compile(r"(?<=\S)[ \n](?=\S)")
 # Any change to this file invalidates the caches it wrote.
 _CODE_DIGEST = hashlib.sha256(Path(__file__).read_bytes()).hexdigest()[:16]
 
@@ -54,10 +50,9 @@ def _pieces(text, size=None):
     size = size or PIECE_CHARS
     start, n = 0, len(text)
     while n - start > size:
-        m = _CUT.search(text, start + size)
-        if m is None:
+        end = cut_after(text, start + size)
+        if end is None:
             break
-        end = m.start() if m.group() == " " else m.end()
         yield text[start:end]
         start = end
     if start < n:
@@ -199,15 +194,16 @@ def _check_window_args(max_length, stride, validation_fraction, context_length, 
 
 def _tokenize_batch(batch, indices, *, encoder, text_column, first_doc, char_cut):
     """Documents -> rows of token ids (pieces of the split's stream); `<|endoftext|>` before every document
-    but the split's first non-empty one. `char_cut=(fraction, part)` keeps the head or tail of a lone document."""
+    but the split's first non-empty one. `char_cut` (see `_texts`) keeps the head or tail of a lone document."""
     column = batch.column(text_column)
-    texts = _texts(column.to_pylist(), char_cut)
+    texts = _texts(column.to_pylist(), char_cut, indices)
+    continues = batch.column(PART_COLUMN).to_pylist() if PART_COLUMN in batch.column_names else None
     # Ids land in one buffer sized for the worst case (a token holds at least one UTF-8 byte): pages never written
     # cost no memory, and the table needs no concatenating copy.
     values = _Buffer(int(pc.sum(pc.binary_length(column)).as_py() or 0) + len(texts))
     offsets, last = [0], None
     for i, ids in encoder.iter_encoded(texts):
-        if i != last and indices[i] > first_doc:
+        if i != last and indices[i] > first_doc and not (continues and continues[i]):
             values.append([encoder.eos_id])
         values.append(ids)
         offsets.append(len(values))
@@ -236,12 +232,16 @@ class _Buffer:
         return self.data[:self.n]
 
 
-def _texts(texts, char_cut):
+def _texts(texts, char_cut, indices):
+    """The texts of rows `indices`; `char_cut=(part, row, offset)` keeps row `row`'s text before ("head") or from
+    ("tail") character `offset`."""
     texts = [t or "" for t in texts]
-    if char_cut is None:
-        return texts
-    fraction, part = char_cut
-    return [t[:int(fraction * len(t))] if part == "head" else t[int(fraction * len(t)):] for t in texts]
+    if char_cut is not None:
+        part, row, offset = char_cut
+        for i, index in enumerate(indices):
+            if index == row:
+                texts[i] = texts[i][:offset] if part == "head" else texts[i][offset:]
+    return texts
 
 
 def _window_batch(batch, indices, *, tokens, starts, n_windows, max_length, stride):
@@ -340,7 +340,7 @@ def build_lm_datasets(tokenizer=None, *, text_files=None, validation_file=None, 
     if total_bytes == 0:
         raise ValueError("the corpus is empty: its documents hold no text; check text_files / text_column")
     encoder.use_twin = total_bytes >= TWIN_MIN_CHARS
-    parts = _plan_splits(splits, validation_fraction)
+    parts = _plan_splits(splits, validation_fraction, text_column)
     digest = encoder.digest()
     tokenized = {}
     for split, (ds, char_cut) in parts.items():
@@ -393,19 +393,34 @@ def _release_freed_memory():
         pass
 
 
-def _plan_splits(splits, validation_fraction):
+def _plan_splits(splits, validation_fraction, text_column):
     """{split: (dataset, char_cut)} following the book for one document and `run_clm.py` for many."""
     train = splits["train"]
     if "validation" in splits:
         return {"train": (train, None), "validation": (splits["validation"], None)}
     if validation_fraction == 0:
         return {"train": (train, None)}
-    if len(train) == 1:
-        keep = 1 - validation_fraction
-        return {"train": (train, (keep, "head")), "validation": (train, (keep, "tail"))}
-    n_train = min(max(int((1 - validation_fraction) * len(train)), 1), len(train) - 1)
-    return {"train": (train.select(range(n_train)), None),
-            "validation": (train.select(range(n_train, len(train))), None)}
+    starts = document_starts(train)
+    n_docs = len(train) if starts is None else len(starts)
+    if n_docs == 1:
+        column = train.data.column(text_column)
+        row, offset = book_cut(pc.utf8_length(column).to_numpy(zero_copy_only=False), 1 - validation_fraction)
+        drop_read_pages(column)
+        return {"train": (train.select(range(row + 1)), ("head", row, offset)),
+                "validation": (train.select(range(row, len(train))), ("tail", 0, offset))}
+    n_train = min(max(int((1 - validation_fraction) * n_docs), 1), n_docs - 1)
+    row = n_train if starts is None else int(starts[n_train])
+    return {"train": (train.select(range(row)), None), "validation": (train.select(range(row, len(train))), None)}
+
+
+def book_cut(lengths, keep):
+    """`(row, offset)` of the book's split of one document, `text[:int(keep * len(text))]` for training, when its
+    text is stored in rows of `lengths` characters."""
+    lengths = np.asarray(lengths, dtype=np.int64)
+    ends = np.cumsum(lengths)
+    cut = int(keep * int(ends[-1]))
+    row = min(int(np.searchsorted(ends, cut, side="right")), len(lengths) - 1)
+    return row, cut - int(ends[row] - lengths[row])
 
 
 def _report(split, n_tokens, n_windows, max_length, stride, verbose):

@@ -12,6 +12,13 @@ from pathlib import Path
 FORMATS = {".txt": "text", ".text": "text", ".md": "text", ".jsonl": "json", ".json": "json", ".csv": "csv",
            ".parquet": "parquet"}
 
+PART_CHARS = 4 << 20  # a text file longer than this is stored in rows ("parts") of about this many characters
+PART_COLUMN = "hf_gpt_continues"  # a text file's rows: True where a row continues the document of the row before
+# Cut points where GPT-2's pre-tokenizer splits anyway: before a space or after a newline, each between two
+# non-space characters. Tokenizing the pieces then gives exactly the ids of the whole text.
+CUT = re.compile(r"(?<=\S)[ \n](?=\S)")
+_CODE_DIGEST = hashlib.sha256(Path(__file__).read_bytes()).hexdigest()[:16]
+
 _UNDERLINE = re.compile(r"([*=~^-])\1{3,}")
 # `__getattr__` -> `getattr`, `"None"` -> `None`: pydoc's markup of code, else a small model's favourite tokens.
 _MARKUP = re.compile(r'\b__|__\b|"')
@@ -173,11 +180,51 @@ def load_sources(text_files, validation_file, dataset_name, dataset_config_name,
     return splits
 
 
+def cut_after(text, start):
+    """The first cut point (see CUT) at or after `start`, or None."""
+    m = CUT.search(text, start)
+    return None if m is None else m.start() if m.group() == " " else m.end()
+
+
+def _text_parts(files, part_chars):
+    """Each file as one document, as `datasets`' text loader reads it (UTF-8, universal newlines), in rows of about
+    `part_chars` characters cut where GPT-2's ids stay the same: a 1 GB file is never one string in memory."""
+    for path in files:
+        with open(path, encoding="utf-8") as f:
+            text, continues = f.read(part_chars), False
+            while more := f.read(part_chars):
+                text += more
+                end = cut_after(text, part_chars)
+                if end is None:
+                    if len(text) < 8 * part_chars:
+                        continue  # no cut point past part_chars yet: read on (a cut elsewhere could change ids)
+                    end = cut_after(text, 1) or len(text)  # the first cut point, else (no word gap at all) the end
+                yield {"text": text[:end], PART_COLUMN: continues}
+                text, continues = text[end:], True
+            yield {"text": text, PART_COLUMN: continues}
+
+
 def _load_files(files, kind, streaming, cache_dir):
     import datasets
 
-    # A .txt file is one document, one row: `datasets` pools single rows until `writer_batch_size` (1000) before
-    # writing them, i.e. it would hold up to 1000 whole files in memory. Write each file as it is read.
-    kwargs = {"sample_by": "document", "writer_batch_size": 1} if kind == "text" else {}
-    return datasets.load_dataset(kind, data_files=files, split="train", cache_dir=cache_dir, streaming=streaming,
-                                 **kwargs)
+    if kind == "text":
+        features = datasets.Features({"text": datasets.Value("string"), PART_COLUMN: datasets.Value("bool")})
+        kwargs = {"generator": _text_parts, "features": features,
+                  "gen_kwargs": {"files": files, "part_chars": PART_CHARS}}
+        if streaming:
+            return datasets.IterableDataset.from_generator(**kwargs)
+        stats = [(os.path.abspath(f), os.stat(f).st_size, os.stat(f).st_mtime_ns) for f in files]
+        fingerprint = hashlib.sha256(repr((_CODE_DIGEST, PART_CHARS, stats)).encode()).hexdigest()[:16]
+        # Rows are written a few at a time (`datasets` pools 1000 by default: up to 1000 whole files in memory).
+        return datasets.Dataset.from_generator(**kwargs, cache_dir=cache_dir, fingerprint=f"text-{fingerprint}",
+                                               writer_batch_size=4)
+    return datasets.load_dataset(kind, data_files=files, split="train", cache_dir=cache_dir, streaming=streaming)
+
+
+def document_starts(ds):
+    """Rows where documents start: all of them, except a text file's continuation parts."""
+    import numpy as np
+
+    if PART_COLUMN not in (ds.column_names or ()):
+        return None
+    return np.flatnonzero(~ds.data.column(PART_COLUMN).to_numpy(zero_copy_only=False))

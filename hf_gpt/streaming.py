@@ -21,7 +21,8 @@ import threading
 
 import numpy as np
 
-from .data import _texts, _too_few_tokens, _window_features, _window_view
+from .data import _texts, _too_few_tokens, _window_features, _window_view, book_cut
+from .sources import PART_COLUMN
 
 STATE_FILE = "stream_position.json"  # in a checkpoint folder
 NOTE_EVERY_TOKENS = 8192  # a note at most this often: resuming re-tokenizes at most this plus one document
@@ -43,18 +44,20 @@ class StreamCursor:
         """Called by the generator as a pass starts: returns (resume point or None, the run's record)."""
         point, self.resume = self.resume, None
         run = {"notes": collections.deque(maxlen=KEEP_NOTES), "open": True, "last_end": None, "first_window": 0}
-        start = point or {"window": 0, "end": 0, "started": False, "source_state": None}
+        start = {"window": 0, "end": 0, "started": False, "source_state": None, "row": 0, **(point or {})}
         run["first_window"] = start["window"]
-        run["notes"].append({k: start[k] for k in ("end", "started", "source_state")})  # where this pass begins
+        run["notes"].append({k: start[k] for k in ("end", "started", "source_state", "row")})  # where it begins
         run["last_end"] = start["end"]
         with _lock:
             self.runs = [r for r in self.runs if r["open"]][-3:] + [run]
         return point, run
 
-    def note(self, run, end, started, source):
-        """After a document: the position before the next one, every NOTE_EVERY_TOKENS tokens at most."""
+    def note(self, run, end, started, source, row):
+        """After a row: the position before the next one (row `row` of the source), every NOTE_EVERY_TOKENS tokens
+        at most."""
         if run["last_end"] is None or end - run["last_end"] >= NOTE_EVERY_TOKENS:
-            run["notes"].append({"end": int(end), "started": bool(started), "source_state": source.state_dict()})
+            run["notes"].append({"end": int(end), "started": bool(started), "source_state": source.state_dict(),
+                                 "row": int(row)})
             run["last_end"] = end
 
     def end_run(self, run, n_windows, exhausted):
@@ -145,8 +148,9 @@ def _stream_windows(source, encoder, text_column, char_cut, max_length, stride, 
         cur = None
     point, run = cur.start_run() if cur is not None else (None, None)
     buf, buf_start, end, next_start, started = np.empty(0, dtype=np.int32), 0, 0, 0, False
-    source_state = None  # the source's position before the next document; None = its start
+    source_state, row_index = None, 0  # the source's position before the next row; None = its start
     if point is not None:
+        row_index = point.get("row", 0)
         source_state = point["source_state"]
         if source_state is not None:
             source.load_state_dict(source_state)
@@ -159,8 +163,8 @@ def _stream_windows(source, encoder, text_column, char_cut, max_length, stride, 
             if run is not None:
                 cur.reads += 1
             first = True
-            for _, ids in encoder.iter_encoded(_texts([row[text_column]], char_cut)):
-                if first and started:
+            for _, ids in encoder.iter_encoded(_texts([row[text_column]], char_cut, [row_index])):
+                if first and started and not row.get(PART_COLUMN):
                     ids = np.concatenate([eos, ids])
                 first, started = False, True
                 buf, end = np.concatenate([buf, ids]), end + len(ids)
@@ -171,14 +175,30 @@ def _stream_windows(source, encoder, text_column, char_cut, max_length, stride, 
                 next_start += count * stride
                 keep_from = min(next_start, end)
                 buf, buf_start = buf[keep_from - buf_start:], keep_from
+            row_index += 1
             if run is not None:
-                cur.note(run, end, started, source)
+                cur.note(run, end, started, source, row_index)
         exhausted = True
     finally:
         if run is not None:
             cur.end_run(run, n_windows, exhausted)
     if end < max_length + 1:
         raise _too_few_tokens(split, end, max_length, validation_fraction)
+
+
+def _scan_documents(source, text_column):
+    """The rows where the stream's documents start, and while it holds one document, its rows' lengths in
+    characters (the book's split needs them)."""
+    import array
+
+    parts = PART_COLUMN in (source.column_names or ())
+    starts, lengths = array.array("q"), []
+    for i, row in enumerate(source.select_columns([text_column, PART_COLUMN] if parts else [text_column])):
+        if not (parts and row[PART_COLUMN]):
+            starts.append(i)
+        if len(starts) == 1:
+            lengths.append(len(row[text_column] or ""))
+    return starts, lengths
 
 
 def build_streaming(splits, encoder, text_column, max_length, stride, validation_fraction, verbose):
@@ -190,15 +210,16 @@ def build_streaming(splits, encoder, text_column, max_length, stride, validation
     elif validation_fraction == 0:
         parts = {"train": (train, None)}
     else:
-        n_docs = sum(1 for _ in train.select_columns([text_column]))  # one pass, no tokenizing
-        if n_docs == 0:
+        starts, lengths = _scan_documents(train, text_column)  # one pass, no tokenizing
+        if len(starts) == 0:
             raise ValueError("the corpus is empty: it holds no documents")
-        if n_docs == 1:
-            keep = 1 - validation_fraction
-            parts = {"train": (train, (keep, "head")), "validation": (train, (keep, "tail"))}
+        if len(starts) == 1:
+            row, offset = book_cut(lengths, 1 - validation_fraction)
+            parts = {"train": (train.take(row + 1), ("head", row, offset)),
+                     "validation": (train.skip(row), ("tail", 0, offset))}
         else:
-            n_train = min(max(int((1 - validation_fraction) * n_docs), 1), n_docs - 1)
-            parts = {"train": (train.take(n_train), None), "validation": (train.skip(n_train), None)}
+            n_train = min(max(int((1 - validation_fraction) * len(starts)), 1), len(starts) - 1)
+            parts = {"train": (train.take(starts[n_train]), None), "validation": (train.skip(starts[n_train]), None)}
     out = datasets.IterableDatasetDict()
     for split, (source, char_cut) in parts.items():
         key = new_cursor(stride)

@@ -225,6 +225,59 @@ def test_many_documents_split_by_document_and_joined_with_endoftext(tok, tik, tm
     assert globbed["train"]["input_ids"] == ds["train"]["input_ids"]
 
 
+@pytest.fixture
+def small_parts(monkeypatch):
+    """Text files are stored in rows of ~300 characters (4M by default), so a test's files span many rows."""
+    import hf_gpt.sources as sources
+
+    monkeypatch.setattr(sources, "PART_CHARS", 300)
+    return sources
+
+
+@pytest.mark.parametrize("streaming", [False, True])
+def test_a_long_file_read_in_parts_gives_the_windows_of_the_whole_text(tok, tik, tmp_path, small_parts, streaming):
+    """One text file longer than PART_CHARS is one document stored in several rows cut where GPT-2's ids stay the
+    same: the book's 90/10 character split and the windows equal those of the whole text read at once. Windows
+    and the split cut cross the rows' borders."""
+    text = make_text(1500, seed=11).replace("\n", "\r\n")  # read with universal newlines, as open() does
+    (tmp_path / "big.txt").write_bytes(text.encode())
+    text = text.replace("\r\n", "\n")
+    rows = small_parts.load_sources(tmp_path / "big.txt", None, None, None, False, str(tmp_path / "cache"))["train"]
+    assert len(rows) > 10 and "".join(rows["text"]) == text
+    assert rows[small_parts.PART_COLUMN] == [False] + [True] * (len(rows) - 1)
+    ds = build(tok, tmp_path, text_files=tmp_path / "big.txt", max_length=40, stride=17, validation_fraction=0.1,
+               streaming=streaming)
+    cut = int(0.9 * len(text))
+    for split, part in (("train", text[:cut]), ("validation", text[cut:])):
+        windows = [list(r["input_ids"]) for r in ds[split]]
+        assert windows == book_windows(tik.encode(part, allowed_special={EOT}), 40, 17)[0], split
+
+
+@pytest.mark.parametrize("streaming", [False, True])
+def test_long_files_in_parts_are_joined_with_endoftext_only_between_files(tok, tik, tmp_path, small_parts,
+                                                                         streaming):
+    """Several files, some spanning many rows: `<|endoftext|>` goes between files, never between a file's parts,
+    and the by-document split counts files, not rows."""
+    texts = [make_text(n, seed=20 + n) for n in (400, 30, 700, 0, 350, 60)]
+    for i, t in enumerate(texts):
+        (tmp_path / f"doc{i}.txt").write_text(t, encoding="utf-8")
+    ds = build(tok, tmp_path, text_files=tmp_path, max_length=32, stride=32, validation_fraction=0.34,
+               streaming=streaming)
+    for split, part in (("train", texts[:3]), ("validation", texts[3:])):
+        windows = [list(r["input_ids"]) for r in ds[split]]
+        assert windows == book_windows(joined_ids(tik, part), 32, 32)[0], split
+
+
+def test_text_parts_cut_only_where_ids_stay_the_same(small_parts, tmp_path):
+    """Rows end at the first place past PART_CHARS that is before a space or after a newline between two non-space
+    characters. With no such place within 8 parts' worth, at the first one before; with none at all, anywhere."""
+    text = "x" * 1000 + " " + "y" * 50 + "\n" + "z" * 3000
+    (tmp_path / "a.txt").write_text(text, encoding="utf-8")
+    parts = [r["text"] for r in small_parts._text_parts([tmp_path / "a.txt"], 300)]
+    assert [len(p) for p in parts] == [1000, 52, 2848, 152]
+    assert "".join(parts) == text and parts[1] == " " + "y" * 50 + "\n"
+
+
 def test_explicit_validation_file_wins(tok, tik, tmp_path):
     texts = docs(4)
     for i, t in enumerate(texts):
@@ -351,17 +404,24 @@ def test_streaming_feeds_a_dataloader(tok, one_doc, tmp_path):
     assert batch["shift_labels"].tolist() == book_windows(ids, 32, 32)[1][:3]
 
 
-def test_streaming_resumes_at_a_window_without_reading_from_the_start(tok, tmp_path, monkeypatch):
+@pytest.mark.parametrize("split", ["many_files", "long_file_train", "long_file_validation"])
+def test_streaming_resumes_at_a_window_without_reading_from_the_start(tok, tmp_path, monkeypatch, split):
     """A pass stopped after k windows resumes at window k from a noted position: the same windows follow, and only
-    the documents from that note on are read again."""
-    from hf_gpt import streaming
+    the rows from that note on are read again. One long file is one document in ~40 rows, cut by the book's
+    character split: the cut row is found again after a resume."""
+    from hf_gpt import sources, streaming
 
     monkeypatch.setattr(streaming, "NOTE_EVERY_TOKENS", 64)
-    texts = docs(40, seed=3)
-    for i, t in enumerate(texts):
-        (tmp_path / f"doc{i:02d}.txt").write_text(t, encoding="utf-8")
-    train = build(tok, tmp_path, text_files=tmp_path, max_length=16, stride=12, validation_fraction=0,
-                  streaming=True)["train"]
+    if split == "many_files":
+        for i, t in enumerate(docs(40, seed=3)):
+            (tmp_path / f"doc{i:02d}.txt").write_text(t, encoding="utf-8")
+        kwargs = {"text_files": tmp_path, "validation_fraction": 0}
+    else:
+        monkeypatch.setattr(sources, "PART_CHARS", 60)
+        (tmp_path / "long.txt").write_text(make_text(500 if split == "long_file_train" else 4000, seed=3))
+        kwargs = {"text_files": tmp_path / "long.txt", "validation_fraction": 0.1}
+    train = build(tok, tmp_path, max_length=16, stride=12, streaming=True, **kwargs)[
+        "validation" if split.endswith("validation") else "train"]
     full = [list(r["input_ids"]) for r in train]
     k = int(0.7 * len(full))
     it = iter(train)
@@ -375,7 +435,7 @@ def test_streaming_resumes_at_a_window_without_reading_from_the_start(tok, tmp_p
     assert streaming.resume_from(train, point)
     resumed = [list(r["input_ids"]) for r in train]
     assert resumed == full[k:]
-    assert streaming.reads_since_start(train) - reads <= 40 - int(0.6 * 40)  # not the first 60% again
+    assert 0 < streaming.reads_since_start(train) - reads <= 40 - int(0.6 * 40)  # not the first 60% again
     assert [list(r["input_ids"]) for r in train] == full  # the pass after starts from the beginning again
     it = iter(train)
     for _ in range(5):
