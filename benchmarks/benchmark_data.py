@@ -10,11 +10,13 @@ hf_gpt/__init__ imported the model lazily.
     python benchmarks/benchmark_data.py                 # 20 MB, max_length 256, strides 256 and 128
     python benchmarks/benchmark_data.py --mb 2 --rounds 1
     python benchmarks/benchmark_data.py --scale 20 150 1000 --num-proc 2 --workdir /big/disk   # growth with size
+    python benchmarks/benchmark_data.py --scale 20 1000 --file-mb 0 --streaming   # one file; streamed too
 
 `--scale` writes a varied corpus per size (sentences of Python's help topics and random word runs, seeded, in
-8 MB .txt files) and runs preparation with `--num-proc` workers, then the cached call, each in a fresh process:
-time, tokens/s, and peak RSS of the main process and of the largest worker (ru_maxrss, which counts mapped file
-pages too).
+`--file-mb` MB .txt files, 8 by default, 0 for one file of the whole size) and runs preparation with `--num-proc`
+workers, then the cached call, each in a fresh process: time, tokens/s, and peak RSS of the main process and of
+the largest worker (ru_maxrss, which counts mapped file pages too). `--streaming` adds a pass over the streamed
+windows (`streaming=True`, tokenized as they are read, nothing cached).
 """
 
 import argparse
@@ -63,15 +65,18 @@ def make_varied_corpus(folder, mb, seed=0, file_mb=8):
     rng, target, size, k = random.Random(seed), int(mb * 1_000_000), 0, 0
     folder.mkdir(parents=True, exist_ok=True)
     while size < target:
-        n, parts, m = min(int(file_mb * 1_000_000), target - size), [], 0
-        while m < n:
-            s = " ".join(rng.choices(words, k=rng.randint(5, 30))) + "." if rng.random() < 0.3 else rng.choice(sentences)
-            s += "\n\n" if rng.random() < 0.05 else ""
-            parts.append(s)
-            m += len(s) + 1
-        body = " ".join(parts)[:n]
-        (folder / f"part-{k:05d}.txt").write_text(body, encoding="utf-8")
-        size, k = size + len(body.encode()), k + 1
+        # Written as drawn: a 1 GB file built in memory would raise this process's RSS, and with it (ru_maxrss
+        # survives fork and exec) the peak every measuring subprocess reports.
+        n, m, chars = min(int(file_mb * 1_000_000), target - size), 0, 0
+        with open(folder / f"part-{k:05d}.txt", "w", encoding="utf-8") as f:
+            while m < n:
+                s = " ".join(rng.choices(words, k=rng.randint(5, 30))) + "." if rng.random() < 0.3 else rng.choice(sentences)
+                s += "\n\n" if rng.random() < 0.05 else ""
+                piece = (" " if m else "") + s
+                piece = piece[:n - chars]
+                f.write(piece)
+                chars, size, m = chars + len(piece), size + len(piece.encode()), m + len(s) + 1
+        k += 1
 
 
 def rss_mb():
@@ -135,6 +140,12 @@ def worker_hf(args):
     tokenizer = load_tokenizer()
     baseline = current_rss_mb()
     start = time.perf_counter()
+    if args.streaming:
+        stream = build_lm_datasets(tokenizer, text_files=args.file, max_length=args.max_length, stride=args.stride,
+                                   validation_fraction=0, verbose=False, streaming=True)["train"]
+        windows = sum(1 for _ in stream)
+        return {"seconds": time.perf_counter() - start, "windows": windows, "baseline_rss_mb": baseline,
+                "tokens_at_least": (windows - 1) * args.stride + args.max_length + 1}
     ds = build_lm_datasets(tokenizer, text_files=args.file, max_length=args.max_length, stride=args.stride,
                            validation_fraction=0, cache_dir=args.cache_dir, verbose=False, num_proc=args.num_proc)
     seconds = time.perf_counter() - start
@@ -146,10 +157,11 @@ def worker_hf(args):
     return {"seconds": seconds, "windows": len(ds["train"]), "tokens_at_least": n_tokens, "baseline_rss_mb": baseline}
 
 
-def run_worker(kind, file, max_length, stride, cache_dir=None, lean=False, num_proc=None):
+def run_worker(kind, file, max_length, stride, cache_dir=None, lean=False, num_proc=None, streaming=False):
     cmd = [sys.executable, __file__, "--worker", kind, "--file", str(file), "--max-length", str(max_length),
            "--stride", str(stride)] + (["--cache-dir", str(cache_dir)] if cache_dir else []) + (
-           ["--lean-import"] if lean else []) + (["--num-proc", str(num_proc)] if num_proc else [])
+           ["--lean-import"] if lean else []) + (["--num-proc", str(num_proc)] if num_proc else []) + (
+           ["--streaming"] if streaming else [])
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
            "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}  # the bundled tokenizer; no Hub probe
     out = subprocess.run(cmd, capture_output=True, text=True, env=env)
@@ -168,6 +180,8 @@ def main():
     parser.add_argument("--workdir", default=None, help="where the text and caches go (default: a temp folder)")
     parser.add_argument("--scale", type=float, nargs="+", help="corpus sizes in MB: growth of time and RSS")
     parser.add_argument("--num-proc", type=int, default=None, help="--preprocessing_num_workers for --scale")
+    parser.add_argument("--file-mb", type=float, default=8.0, help="--scale: MB per file; 0: one file per corpus")
+    parser.add_argument("--streaming", action="store_true", help="--scale: also time a pass over the stream")
     parser.add_argument("--worker", choices=["book", "hf"], help=argparse.SUPPRESS)
     parser.add_argument("--file", help=argparse.SUPPRESS)
     parser.add_argument("--stride", type=int, help=argparse.SUPPRESS)
@@ -247,26 +261,35 @@ def main():
 
 def scale(args, workdir):
     stride, rows = args.strides[0], []
+    file_mb = args.file_mb or max(args.scale)
     print(f"{'MB':>6}{'files':>6}{'prep s':>8}{'Mtok/s':>8}{'main MB':>9}{'worker MB':>10}"
-          f"{'cached s':>9}{'cached MB':>10}{'windows':>11}", flush=True)
+          f"{'cached s':>9}{'cached MB':>10}{'windows':>11}" + (f"{'stream s':>9}{'stream MB':>10}"
+                                                                 if args.streaming else ""), flush=True)
     for mb in args.scale:
-        folder, cache = workdir / f"varied_{mb:g}mb", workdir / f"cache_varied_{mb:g}mb"
+        name = f"varied_{mb:g}mb" + (f"_in_{args.file_mb:g}mb_files" if args.file_mb != 8 else "")
+        folder, cache = workdir / name, workdir / f"cache_{name}"
         if not folder.exists():
-            make_varied_corpus(folder, mb)
+            make_varied_corpus(folder, mb, file_mb=file_mb)
         shutil.rmtree(cache, ignore_errors=True)
         first = run_worker("hf", folder, args.max_length, stride, cache, num_proc=args.num_proc)
         cached = run_worker("hf", folder, args.max_length, stride, cache, num_proc=args.num_proc)
         shutil.rmtree(cache, ignore_errors=True)
         row = {"mb": mb, "files": len(list(folder.iterdir())), "first": first, "cached": cached,
                "tokens_per_s": first["tokens_at_least"] / first["seconds"]}
+        line = (f"{mb:>6g}{row['files']:>6}{first['seconds']:>8.1f}{row['tokens_per_s'] / 1e6:>8.2f}"
+                f"{first['peak_rss_mb']:>9.0f}{first.get('largest_worker_rss_mb', 0):>10.0f}"
+                f"{cached['seconds']:>9.2f}{cached['peak_rss_mb']:>10.0f}{first['windows']:>11,}")
+        if args.streaming:
+            row["stream"] = run_worker("hf", folder, args.max_length, stride, streaming=True)
+            assert row["stream"]["windows"] == first["windows"], (row["stream"]["windows"], first["windows"])
+            line += f"{row['stream']['seconds']:>9.1f}{row['stream']['peak_rss_mb']:>10.0f}"
         rows.append(row)
-        print(f"{mb:>6g}{row['files']:>6}{first['seconds']:>8.1f}{row['tokens_per_s'] / 1e6:>8.2f}"
-              f"{first['peak_rss_mb']:>9.0f}{first.get('largest_worker_rss_mb', 0):>10.0f}"
-              f"{cached['seconds']:>9.2f}{cached['peak_rss_mb']:>10.0f}{first['windows']:>11,}", flush=True)
-    out = Path(args.out).with_name("data_scale.json")
+        print(line, flush=True)
+    suffix = "" if args.file_mb == 8 else f"_{args.file_mb:g}mb_files"
+    out = Path(args.out).with_name(f"data_scale{suffix}.json")
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"max_length": args.max_length, "stride": stride, "num_proc": args.num_proc,
-                               "cpus": os.cpu_count(), "rows": rows}, indent=2))
+                               "file_mb": file_mb, "cpus": os.cpu_count(), "rows": rows}, indent=2))
     print(f"\nwrote {out}")
 
 
