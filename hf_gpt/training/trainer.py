@@ -3,6 +3,7 @@
 import json
 from pathlib import Path
 
+import numpy as np
 import torch
 from transformers import Trainer
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
@@ -130,6 +131,20 @@ class PretrainingTrainer(Trainer):
             mask = labels != -100
             loss = (nll * mask).sum() / mask.sum().clamp(min=1)
         return loss.detach(), nll, labels
+
+    def evaluation_loop(self, dataloader, description, prediction_loss_only=None, ignore_keys=None,
+                        metric_key_prefix="eval"):
+        """The loss as the mean of the gathered token NLLs (those the perplexity scores). The Trainer repeats each
+        process's batch loss `eval_batch_size` times and keeps the first `remainder` gathered copies: when accelerate
+        splits a short last batch (a stream's, dispatched: 4 windows a process out of 8) that is rank 0's loss alone.
+        The NLLs are gathered per window, and `gather_for_metrics` drops exactly the windows that pad the batch."""
+        output = super().evaluation_loop(dataloader, description, prediction_loss_only, ignore_keys, metric_key_prefix)
+        nll, labels = output.predictions, output.label_ids
+        if isinstance(nll, np.ndarray) and isinstance(labels, np.ndarray) and nll.shape == labels.shape:
+            mask = labels != -100
+            if mask.any():
+                output.metrics[f"{metric_key_prefix}_loss"] = float(nll[mask].mean(dtype=np.float64))
+        return output
 
     def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix="eval"):
         """Validation metrics; on the standard call, first the loss on a fixed slice of the training data (the
