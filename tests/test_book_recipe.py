@@ -124,6 +124,8 @@ def test_what_breaks_exactness():
     assert exactness_breakers(model_args, changed, model) == ["torch.compile", "2 processes", "rng_order=trainer"]
     sdpa = SimpleNamespace(config=SimpleNamespace(_attn_implementation="sdpa"))
     assert exactness_breakers(model_args, SimpleNamespace(**book), sdpa) == ["sdpa attention (the book's is eager)"]
+    padded = SimpleNamespace(attn_implementation="eager", pad_vocab_to_multiple_of=64)
+    assert exactness_breakers(padded, SimpleNamespace(**book), model) == ["a vocabulary padded to a multiple of 64"]
 
 
 def test_the_default_run_keeps_its_improvements(tmp_path):

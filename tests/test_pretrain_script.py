@@ -305,8 +305,8 @@ def test_shipped_accelerate_configs_load():
 
 @pytest.mark.slow
 def test_gpt2_124m_recipe_runs_on_cpu_with_tiny_overrides(tmp_path):
-    """recipes/gpt2-124m.yaml parses and trains (fused AdamW, cosine to 10%, accumulation) with the model shrunk;
-    compile and bf16 are turned off by flags here only to keep CI fast."""
+    """recipes/gpt2-124m.yaml parses and trains (fused AdamW, cosine to 10%, accumulation, padded vocabulary) with
+    the model shrunk; compile and bf16 are turned off by flags here only to keep CI fast."""
     out = tmp_path / "run"
     result = subprocess.run(
         [sys.executable, str(SCRIPT), str(REPO / "recipes" / "gpt2-124m.yaml"), "--train_files", THE_VERDICT,
@@ -326,6 +326,21 @@ def test_gpt2_124m_recipe_runs_on_cpu_with_tiny_overrides(tmp_path):
     # then cosine towards 10% of it: the 6th step runs 3/4 of the way down (steps 2..5 of 4 decay steps)
     assert lrs[-1] == pytest.approx(6e-4 * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * 3 / 4))))
     assert state["global_step"] == 6 and (out / "model.safetensors").is_file()
+    # The padded vocabulary: 50,304 rows, the extra ids suppressed, and a stock GPT-2 copy with the same logits.
+    from transformers import GPT2LMHeadModel
+
+    from hf_gpt import GPTForCausalLM
+    from hf_gpt.exports import export
+
+    assert json.loads((out / "config.json").read_text())["vocab_size"] == 50304
+    padding = list(range(50257, 50304))
+    assert json.loads((out / "generation_config.json").read_text())["suppress_tokens"] == padding
+    export(out, tmp_path / "gpt2", "gpt2")
+    gpt2, ours = GPT2LMHeadModel.from_pretrained(tmp_path / "gpt2"), GPTForCausalLM.from_pretrained(out)
+    assert gpt2.generation_config.suppress_tokens == padding
+    ids = torch.tensor([[6109, 3626, 6100, 345]])
+    torch.testing.assert_close(gpt2.eval()(ids).logits, ours.eval()(ids).logits, rtol=0, atol=1e-5)
+    assert gpt2.generate(ids, do_sample=False, max_new_tokens=5, suppress_tokens=None).shape == (1, 9)
 
 
 @pytest.mark.slow

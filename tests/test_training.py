@@ -438,6 +438,39 @@ def test_init_from_gpt2_weights(book_reference, tmp_path, capsys):
     assert json.loads((out / "config.json").read_text())["qkv_bias"] is True
 
 
+def test_pad_vocab_keeps_loaded_gpt2_weights_and_suppresses_the_new_ids(book_reference, tmp_path, capsys):
+    """`--init_from` GPT-2 weights with `--pad_vocab_to_multiple_of 64`: 50,304 rows whose first 50,257 are
+    exactly the checkpoint's, so the real tokens' logits are unchanged; generation never picks the 47 new ids."""
+    torch.manual_seed(0)
+    source = GPTForCausalLM(GPTConfig(vocab_size=50257, context_length=32, emb_dim=32, n_heads=2, n_layers=1,
+                                      qkv_bias=True, tie_word_embeddings=True))
+    source.save_pretrained_gpt2(tmp_path / "gpt2-tiny")
+    assert "--pad_vocab_to_multiple_of must be a positive" in _error(capsys, main(
+        ["--init_from", str(tmp_path / "gpt2-tiny"), "--pad_vocab_to_multiple_of", "0"]))
+    seen = {}
+
+    class FirstLogits(TrainerCallback):
+        def on_train_begin(self, args, state, control, model=None, **kwargs):
+            seen["logits"] = model.eval()(torch.tensor([[6109, 3626, 6100, 345]])).logits.detach()
+            seen["suppress"] = model.generation_config.suppress_tokens
+            model.train()
+
+    out = tmp_path / "out"
+    argv = tiny_argv(book_reference, out, "--init_from", str(tmp_path / "gpt2-tiny"), "--max_steps", "1",
+                     "--eval_steps", "1", "--save_steps", "1", "--pad_vocab_to_multiple_of", "64")
+    argv[argv.index("--config_overrides") + 1] = "drop_rate=0.0"
+    assert main(argv, callbacks=[FirstLogits()]) == 0
+    expected = source.eval()(torch.tensor([[6109, 3626, 6100, 345]])).logits
+    assert seen["logits"].shape[-1] == 50304
+    torch.testing.assert_close(seen["logits"][..., :50257], expected, rtol=0, atol=1e-5)
+    assert seen["suppress"] == list(range(50257, 50304))
+    generated = GPTForCausalLM.from_pretrained(out).generate(
+        torch.tensor([[6109, 3626]]), do_sample=True, top_k=0, top_p=1.0, max_new_tokens=3, output_scores=True,
+        return_dict_in_generate=True)
+    for scores in generated.scores:  # what sampling draws from: the new ids have probability 0, the real ones do not
+        assert torch.isneginf(scores[:, 50257:]).all() and torch.isfinite(scores[:, :50257]).all()
+
+
 def test_streaming_needs_max_steps_then_trains(book_reference, tmp_path, capsys, monkeypatch):
     with monkeypatch.context() as patched:
         patched.setattr(training.run, "build_model", lambda *a, **k: pytest.fail("model built"))

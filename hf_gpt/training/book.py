@@ -135,6 +135,8 @@ def exactness_breakers(model_args, training_args, model=None):
     attention = getattr(getattr(model, "config", None), "_attn_implementation", None) or model_args.attn_implementation
     if attention not in (None, "eager") or (model is not None and attention is None):
         reasons.append(f"{attention or 'default'} attention (the book's is eager)")
+    if (getattr(model_args, "pad_vocab_to_multiple_of", None) or 1) > 1:
+        reasons.append(f"a vocabulary padded to a multiple of {model_args.pad_vocab_to_multiple_of}")
     for name in ("data_order", "rng_order"):
         if getattr(training_args, name) != "book":
             reasons.append(f"{name}={getattr(training_args, name)}")

@@ -32,10 +32,24 @@ def build_model(model_args, plan):
         model = GPTForCausalLM(plan.config)
     if model_args.attn_implementation:
         model.set_attn_implementation(model_args.attn_implementation)
+    if model_args.pad_vocab_to_multiple_of:
+        pad_vocabulary(model, model_args.pad_vocab_to_multiple_of)
     if plan.max_length is not None and plan.max_length > model.config.context_length:
         raise PretrainingError(f"--max_length {plan.max_length} is larger than the model's context_length "
                                f"{model.config.context_length}.")
     return model
+
+
+def pad_vocabulary(model, multiple):
+    """Rows up to a multiple of `multiple` (new ones drawn around the old embeddings' mean, as transformers does);
+    generation never picks the new ids, which no tokenizer produces."""
+    real = model.config.vocab_size
+    if real % multiple:
+        model.resize_token_embeddings(real, pad_to_multiple_of=multiple)
+        padding = range(real, model.config.vocab_size)
+        model.generation_config.suppress_tokens = sorted({*(model.generation_config.suppress_tokens or ()), *padding})
+        logger.info(f"Vocabulary padded from {real:,} to {model.config.vocab_size:,} rows (ids {real:,}+ suppressed "
+                    f"in generation)")
 
 
 def _setup_logging(training_args):
@@ -209,7 +223,9 @@ def _run(plan, model_args, data_args, training_args, callbacks):
         from ..sampling import BOOK_SAMPLING
 
         overrides = BOOK_SAMPLING if training_args.generation_defaults == "book" else {}
-        trainer.model.generation_config = sampling_generation_config(trainer.model.config, **overrides)
+        suppressed = trainer.model.generation_config.suppress_tokens  # a padded vocabulary's ids
+        trainer.model.generation_config = sampling_generation_config(
+            trainer.model.config, **({"suppress_tokens": suppressed} if suppressed else {}), **overrides)
     except ImportError:
         pass
     trainer.model.config.use_cache = use_cache

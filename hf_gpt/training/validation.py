@@ -158,6 +158,13 @@ def _check_numbers(training_args):
                                f"{training_args.max_steps}.")
 
 
+def _padded(config, multiple):
+    """The config as trained: with `--pad_vocab_to_multiple_of`, the vocabulary rounded up."""
+    if config is None or not multiple or config.vocab_size % multiple == 0:
+        return config
+    return GPTConfig(**{**config.to_dict(), "vocab_size": -(-config.vocab_size // multiple) * multiple})
+
+
 def _check_resume_matches(resume, config, training_args):
     """A resume continues the run in `resume`: the same architecture, and a step left to train."""
     path = Path(resume)
@@ -214,6 +221,10 @@ def validate_arguments(model_args, data_args, training_args):
         raise PretrainingError("give --train_files or --dataset_name, not both.")
     if training_args.per_device_train_batch_size < 1:
         raise PretrainingError("--per_device_train_batch_size must be at least 1.")
+    multiple = model_args.pad_vocab_to_multiple_of
+    if multiple is not None and multiple < 1:
+        raise PretrainingError(f"--pad_vocab_to_multiple_of must be a positive number of rows (64 is usual), got "
+                               f"{multiple}.")
     _check_numbers(training_args)
     if training_args.hub_token:
         raise PretrainingError(
@@ -230,7 +241,7 @@ def validate_arguments(model_args, data_args, training_args):
     try:
         resume = resolve_resume(training_args)
         if resume is not None:
-            _check_resume_matches(resume, config, training_args)
+            _check_resume_matches(resume, _padded(config, multiple), training_args)
         previous = _holds_a_run(training_args.output_dir)
         if previous and resume is None:
             if not training_args.overwrite_output_dir:
