@@ -86,7 +86,8 @@ class StreamCursor:
                 self.runs = [r for r in self.runs if r["open"]][-3:] + [run]
         else:
             _check_one_worker()
-            run.update(name=f"{run['t0']:020d}-{os.getpid()}-{next(_ids)}", reads0=self.reads, seg=0, lines=0)
+            run.update(name=f"{run['t0']:020d}-{os.getpid()}-{next(_ids)}", reads0=self.reads, seg=0, lines=0,
+                       forked=os.getppid() == self.owner)
             _write_json(self.folder / f"{run['name']}.start.json",
                         {"t0": run["t0"], "first_window": run["first_window"], "note": run["notes"][0]})
         return point, run
@@ -106,6 +107,8 @@ class StreamCursor:
         if "name" in run:
             _write_json(self.folder / f"{run['name']}.end.json",
                         {"windows": n_windows, "exhausted": exhausted, "reads": self.reads - run["reads0"]})
+            if run["forked"] and os.getppid() != self.owner:  # the owner was killed: no one reads or removes it
+                shutil.rmtree(self.folder, ignore_errors=True)
 
     def _write_note(self, run):
         """Appends the run's last note to its file, a new file every KEEP_NOTES notes; the one before the previous
