@@ -74,6 +74,8 @@ class StreamCursor:
 
     def start_run(self):
         """Called by the generator as a pass starts: returns (resume point or None, the run's record)."""
+        if not self._here():
+            _check_one_worker()
         point = self._take_resume()
         run = {"notes": collections.deque(maxlen=KEEP_NOTES), "open": True, "last_end": None, "first_window": 0,
                "t0": time.time_ns()}
@@ -85,7 +87,6 @@ class StreamCursor:
             with _lock:
                 self.runs = [r for r in self.runs if r["open"]][-3:] + [run]
         else:
-            _check_one_worker()
             run.update(name=f"{run['t0']:020d}-{os.getpid()}-{next(_ids)}", reads0=self.reads, seg=0, lines=0,
                        forked=os.getppid() == self.owner)
             _write_json(self.folder / f"{run['name']}.start.json",
