@@ -10,11 +10,12 @@ last note at or before the first untrained window; on resume, `resume_from(datas
 start there: the source jumps to that document, and only the tokens from it to the window are tokenized again.
 
 Notes live in the process that made the datasets (the main process; with several processes accelerate's default
-`dispatch_batches` has rank 0 read for all). A pass that runs elsewhere, in a DataLoader worker
-(`dataloader_num_workers` > 0; each pass and each evaluation forks fresh ones), cannot reach them: it writes its
-records (its start, each note, its end) to files in the cursor's temporary folder, and the main process reads them
-back when it needs a point, so the saved position is the one a run without workers saves. The pending resume point
-waits in that folder too: the first pass to start, in whichever process, takes it (an atomic rename).
+`dispatch_batches` has rank 0 read for all). A pass in a DataLoader worker (`dataloader_num_workers=1`; each pass
+and each evaluation forks a fresh one) cannot reach them: it writes its records (its start, each note, its end) to
+files in the cursor's temporary folder, and the main process reads them back when it needs a point, so the saved
+position is the one a run without workers saves. The pending resume point waits in that folder too: the first pass
+to start, in whichever process, takes it. A split is one shard, so one worker reads it; with more, datasets would
+also give that worker only its share of the source's files, which `_check_one_worker` refuses.
 """
 
 import atexit
