@@ -443,6 +443,44 @@ def test_streaming_resumes_at_a_window_without_reading_from_the_start(tok, tmp_p
     assert streaming.resume_point(train, len(full) + 3)["window"] == 3  # a later pass: the window within it
 
 
+
+def test_streaming_notes_and_resume_cross_a_dataloader_worker(tok, tmp_path, monkeypatch):
+    """With num_workers=1 the generator runs in a forked worker: its notes come back through the cursor's folder
+    (the same point as without workers), and the pending resume point is taken by the pass in the worker."""
+    from transformers import default_data_collator
+    from hf_gpt import streaming
+
+    monkeypatch.setattr(streaming, "NOTE_EVERY_TOKENS", 64)
+    for i, t in enumerate(docs(40, seed=3)):
+        (tmp_path / f"doc{i:02d}.txt").write_text(t, encoding="utf-8")
+    train = build(tok, tmp_path, text_files=tmp_path, max_length=16, stride=12, validation_fraction=0,
+                  streaming=True)["train"]
+    full = [list(r["input_ids"]) for r in train]
+    k = int(0.7 * len(full)) // 4 * 4
+    it = iter(train)
+    for _ in range(k + 5):
+        next(it)
+    expected = streaming.resume_point(train, k)
+    del it
+
+    def windows(num_workers=1):
+        loader = torch.utils.data.DataLoader(train, batch_size=4, num_workers=num_workers,
+                                             collate_fn=default_data_collator)
+        return (w for batch in loader for w in batch["input_ids"].tolist())
+
+    it = windows()
+    for _ in range(k + 8):
+        next(it)
+    assert streaming.resume_point(train, k) == expected
+    del it
+    reads = streaming.reads_since_start(train)
+    assert streaming.resume_from(train, expected)
+    assert list(windows()) == full[k:]
+    assert streaming.reads_since_start(train) - reads <= 40 - int(0.6 * 40)  # counted in the worker
+    assert list(windows()) == full  # the point was taken: this pass starts from the beginning
+    with pytest.raises(RuntimeError, match="one DataLoader worker"):
+        list(windows(num_workers=2))  # the worker would get every other file of the source only
+
 # --- caching ----------------------------------------------------------------------------------------------------
 
 def test_second_identical_call_tokenizes_nothing(tok, one_doc, tmp_path, monkeypatch):
