@@ -301,7 +301,8 @@ def resume_from_checkpoint(dataset, checkpoint):
 def _stream_windows(source, encoder, text_column, char_cut, max_length, stride, split, validation_fraction,
                     cursor_key=None):
     """Yields window rows; `buf` holds the stream from token `buf_start` on: at most one window's worth. Reads the
-    source a document at a time so that the cursor (hf_gpt.streaming) can note resumable positions."""
+    source a row at a time (a document, or part of a long text file) so that the cursor (hf_gpt.streaming) can note
+    resumable positions."""
     cur = cursor(cursor_key) if cursor_key else None
     try:
         source = copy.deepcopy(source)  # its own iteration state: another pass (an evaluation) may run meanwhile
