@@ -70,7 +70,10 @@ def make_varied_corpus(folder, mb, seed=0, file_mb=8):
         n, m, chars = min(int(file_mb * 1_000_000), target - size), 0, 0
         with open(folder / f"part-{k:05d}.txt", "w", encoding="utf-8") as f:
             while m < n:
-                s = " ".join(rng.choices(words, k=rng.randint(5, 30))) + "." if rng.random() < 0.3 else rng.choice(sentences)
+                if rng.random() < 0.3:
+                    s = " ".join(rng.choices(words, k=rng.randint(5, 30))) + "."
+                else:
+                    s = rng.choice(sentences)
                 s += "\n\n" if rng.random() < 0.05 else ""
                 piece = (" " if m else "") + s
                 piece = piece[:n - chars]
