@@ -41,25 +41,28 @@ def _read_json(path):
 # ---------------------------------------------------------------------------------------------- generation config
 
 
-def sampling_generation_config(model_config, **overrides):
-    """The `generation_config.json` published folders carry: nucleus sampling (top_p 0.9) and the eos/pad ids."""
+def sampling_generation_config(model_config, previous=None, **overrides):
+    """The `generation_config.json` published folders carry: nucleus sampling (top_p 0.9) and the eos/pad ids.
+    `previous` (the model's generation config) passes on its `suppress_tokens`: a padded vocabulary's ids."""
     from transformers import GenerationConfig
 
     eos = getattr(model_config, "eos_token_id", None)
     pad = getattr(model_config, "pad_token_id", None)
+    suppressed = getattr(previous, "suppress_tokens", None)
     values = {
         **SAMPLING_DEFAULTS,
         "bos_token_id": getattr(model_config, "bos_token_id", None),
         "eos_token_id": eos,
         "pad_token_id": pad if pad is not None else eos,
+        **({"suppress_tokens": suppressed} if suppressed else {}),
         **overrides,
     }
     return GenerationConfig(**values)
 
 
-def write_generation_config(save_directory, model_config, **overrides):
+def write_generation_config(save_directory, model_config, previous=None, **overrides):
     """Write `generation_config.json` with the sampling defaults into a saved folder; returns the config."""
-    config = sampling_generation_config(model_config, **overrides)
+    config = sampling_generation_config(model_config, previous, **overrides)
     config.save_pretrained(save_directory)
     return config
 

@@ -65,7 +65,7 @@ def save_for_hub(model, tokenizer, save_directory, *, generation_overrides=None,
     save_directory = Path(save_directory)
     model.save_pretrained(save_directory)
     tokenizer.save_pretrained(save_directory)
-    write_generation_config(save_directory, model.config, **(generation_overrides or {}))
+    write_generation_config(save_directory, model.config, model.generation_config, **(generation_overrides or {}))
     write_model_card(save_directory, model_config=model.config, **card_kwargs)
     check_model_folder(save_directory)
     return save_directory

@@ -227,9 +227,8 @@ def _run(plan, model_args, data_args, training_args, callbacks):
         from ..sampling import BOOK_SAMPLING
 
         overrides = BOOK_SAMPLING if training_args.generation_defaults == "book" else {}
-        suppressed = trainer.model.generation_config.suppress_tokens  # a padded vocabulary's ids
         trainer.model.generation_config = sampling_generation_config(
-            trainer.model.config, **({"suppress_tokens": suppressed} if suppressed else {}), **overrides)
+            trainer.model.config, trainer.model.generation_config, **overrides)
     except ImportError:
         pass
     trainer.model.config.use_cache = use_cache
