@@ -62,7 +62,7 @@ class GPTConfig(PretrainedConfig):
 
     model_type = "hf_gpt"
     _auto_class = "AutoConfig"  # save_pretrained writes `auto_map` and copies this file
-    keys_to_ignore_at_inference = ["past_key_values"]
+    keys_to_ignore_at_inference = ["past_key_values", "cache"]  # the KV cache, named so before / since transformers 5.24
     attribute_map = {
         "hidden_size": "emb_dim",
         "num_attention_heads": "n_heads",

@@ -33,6 +33,19 @@ except ImportError:  # older transformers 5.x (e.g. 5.17) lack the helper; this 
         return hidden_states[:, slice(-logits_to_keep, None) if isinstance(logits_to_keep, int) else logits_to_keep]
 
 
+# transformers 5.24 renamed the KV cache `past_key_values` -> `cache`: in the arguments `generate` passes, the output
+# fields and what gradient checkpointing clears. This file runs on either side, handing the cache on under the
+# installed version's name and taking it under both.
+CACHE = "cache" if "cache" in BaseModelOutputWithPast.__dataclass_fields__ else "past_key_values"
+
+
+def _one_cache(cache, past_key_values):
+    if cache is not None and past_key_values is not None:
+        raise ValueError("Pass the KV cache as `cache` or as `past_key_values` (its name before transformers 5.24), "
+                         "not both.")
+    return cache if cache is not None else past_key_values
+
+
 try:
     from .configuration_gpt import GPTConfig
 except ImportError:  # loaded as a lone file
@@ -130,15 +143,16 @@ class MultiHeadAttention(nn.Module):
         self.out_proj.is_residual_projection = True
         self.dropout = nn.Dropout(config.drop_rate)
 
-    def forward(self, x, attention_mask=None, past_key_values=None, **kwargs):
+    def forward(self, x, attention_mask=None, cache=None, past_key_values=None, **kwargs):
+        cache = _one_cache(cache, past_key_values)
         b, t, _ = x.shape
         heads = (b, t, self.num_heads, self.head_dim)
         query, key, value = self.W_query(x), self.W_key(x), self.W_value(x)
         query = query.view(heads).transpose(1, 2)
         key = key.view(heads).transpose(1, 2)
         value = value.view(heads).transpose(1, 2)
-        if past_key_values is not None:
-            key, value = past_key_values.update(key, value, self.layer_idx)
+        if cache is not None:
+            key, value = cache.update(key, value, self.layer_idx)
 
         attention = ALL_ATTENTION_FUNCTIONS.get_interface(self.config._attn_implementation, eager_attention_forward)
         context, attn_weights = attention(
@@ -163,8 +177,8 @@ class TransformerBlock(GradientCheckpointingLayer):
         self.norm2 = LayerNorm(config.emb_dim, config.layer_norm_eps)
         self.drop_shortcut = nn.Dropout(config.drop_rate)
 
-    def forward(self, x, attention_mask=None, past_key_values=None, **kwargs):
-        attn_output, _ = self.att(self.norm1(x), attention_mask=attention_mask, past_key_values=past_key_values, **kwargs)
+    def forward(self, x, attention_mask=None, **kwargs):
+        attn_output, _ = self.att(self.norm1(x), attention_mask=attention_mask, **kwargs)
         x = x + self.drop_shortcut(attn_output)
         return x + self.drop_shortcut(self.ff(self.norm2(x)))
 
@@ -175,7 +189,7 @@ class GPTPreTrainedModel(PreTrainedModel):
     base_model_prefix = "gpt"
     supports_gradient_checkpointing = True
     _no_split_modules = ["TransformerBlock"]
-    _skip_keys_device_placement = ["past_key_values"]
+    _skip_keys_device_placement = [CACHE]
     _supports_sdpa = True
     _supports_flash_attn = True
     _supports_flex_attn = True
@@ -266,8 +280,10 @@ class GPTModel(GPTPreTrainedModel):
         past_key_values=None,
         inputs_embeds=None,
         use_cache=None,
+        cache=None,
         **kwargs,
     ):
+        cache = _one_cache(cache, past_key_values)
         if (input_ids is None) == (inputs_embeds is None):
             raise ValueError("Pass exactly one of `input_ids` or `inputs_embeds`.")
         if input_ids is not None:
@@ -278,9 +294,9 @@ class GPTModel(GPTPreTrainedModel):
 
         if use_cache is None:
             use_cache = self.config.use_cache and not self.training
-        if use_cache and past_key_values is None:
-            past_key_values = DynamicCache(config=self.config)
-        past_len = past_key_values.get_seq_length() if past_key_values is not None else 0
+        if use_cache and cache is None:
+            cache = DynamicCache(config=self.config)
+        past_len = cache.get_seq_length() if cache is not None else 0
         # A static cache's length is a tensor: compiled, this check would branch on data (a graph break that
         # fullgraph refuses), so there it is left to eager runs; `generate` crops the window before the forward.
         traced_len = isinstance(past_len, torch.Tensor) and torch.compiler.is_compiling()
@@ -294,18 +310,10 @@ class GPTModel(GPTPreTrainedModel):
             position_ids = (torch.arange(seq_len, device=inputs_embeds.device) + past_len).unsqueeze(0)
 
         x = self.drop_emb(inputs_embeds + self.pos_emb(position_ids))
-        mask = create_causal_mask(
-            config=self.config,
-            inputs_embeds=x,
-            attention_mask=attention_mask,
-            past_key_values=past_key_values,
-            position_ids=position_ids,
-        )
+        mask = create_causal_mask(self.config, x, attention_mask, cache, position_ids=position_ids)
         for block in self.trf_blocks:
-            x = block(x, attention_mask=mask, past_key_values=past_key_values, position_ids=position_ids, **kwargs)
-        return BaseModelOutputWithPast(
-            last_hidden_state=self.final_norm(x), past_key_values=past_key_values if use_cache else None
-        )
+            x = block(x, attention_mask=mask, position_ids=position_ids, **{CACHE: cache}, **kwargs)
+        return BaseModelOutputWithPast(last_hidden_state=self.final_norm(x), **{CACHE: cache if use_cache else None})
 
 
 # The book's top-level module names that now live in the backbone: `model.trf_blocks`, `model.final_norm = ...` (the
@@ -383,12 +391,14 @@ class GPTForCausalLM(GPTPreTrainedModel, GenerationMixin):
         shift_labels=None,
         use_cache=None,
         logits_to_keep=0,
+        cache=None,
         **kwargs,
     ):
         r"""
         labels: the `transformers` convention, `labels = input_ids`, shifted inside; -100 is ignored.
         shift_labels: targets already aligned with the inputs, the book's `target_ids` (token i+1 for input i), so a
             window of n tokens trains n predictions as in the book. Give one of `labels` or `shift_labels`.
+        cache: the KV cache (a `transformers` `Cache`); `past_key_values`, its name before transformers 5.24, works too.
         """
         if labels is not None and shift_labels is not None:
             raise ValueError("Pass `labels` (shifted inside) or `shift_labels` (already shifted), not both.")
@@ -396,9 +406,9 @@ class GPTForCausalLM(GPTPreTrainedModel, GenerationMixin):
             input_ids=input_ids,
             attention_mask=attention_mask,
             position_ids=position_ids,
-            past_key_values=past_key_values,
             inputs_embeds=inputs_embeds,
             use_cache=use_cache,
+            cache=_one_cache(cache, past_key_values),
             **kwargs,
         )
         logits = self.out_head(slice_logits_to_keep(outputs.last_hidden_state, logits_to_keep))
@@ -413,21 +423,21 @@ class GPTForCausalLM(GPTPreTrainedModel, GenerationMixin):
         return CausalLMOutputWithPast(
             loss=loss,
             logits=logits,
-            past_key_values=outputs.past_key_values,
             hidden_states=outputs.hidden_states,
             attentions=outputs.attentions,
+            **{CACHE: getattr(outputs, CACHE)},
         )
 
-    def prepare_inputs_for_generation(self, input_ids, past_key_values=None, attention_mask=None, **kwargs):
+    def prepare_inputs_for_generation(self, input_ids, attention_mask=None, inputs_embeds=None, **kwargs):
         """Past `context_length` tokens, crop to the last `context_length` and recompute, like the book's
         `generate_text_simple` (positions restart at 0 for the cropped window, so the cache cannot be reused)."""
         inputs = super().prepare_inputs_for_generation(
-            input_ids, past_key_values=past_key_values, attention_mask=attention_mask, **kwargs
+            input_ids, attention_mask=attention_mask, inputs_embeds=inputs_embeds, **kwargs
         )
         context = self.config.context_length
         if input_ids.shape[1] <= context:  # the whole sequence fits; skip reading a static cache's length (a GPU sync)
             return inputs
-        cache = inputs.get("past_key_values")
+        cache = inputs.get(CACHE)
         past_len = cache.get_seq_length() if isinstance(cache, Cache) else 0
         if inputs.get("input_ids") is None or past_len + inputs["input_ids"].shape[1] <= context:
             return inputs

@@ -12,7 +12,7 @@ from safetensors.torch import load_file
 from transformers import AutoConfig, AutoModelForCausalLM, TextIteratorStreamer, pipeline
 
 from hf_gpt import GPT_CONFIG_124M, PRESETS, GPTConfig, GPTForCausalLM, load_tokenizer
-from hf_gpt.modeling_gpt import Linear, book_key_to_model_key
+from hf_gpt.modeling_gpt import CACHE, Linear, book_key_to_model_key
 
 FIXTURES = ["book_tiny", "book_tiny_qkvbias"]
 
@@ -175,15 +175,22 @@ def test_longer_than_context_forward_raises_before_compute():
         model(torch.zeros(1, 33, dtype=torch.long))
 
 
-def test_kv_cache_step_equals_full_forward():
+@pytest.mark.parametrize("name", ["cache", "past_key_values"])
+def test_kv_cache_step_equals_full_forward(name):
+    """The cache goes in as `cache` (transformers >= 5.24) or `past_key_values` (its older name), and comes out
+    under the installed version's name, which is where `generate` looks for it."""
     model = tiny_model()
     ids = torch.randint(0, 1000, (2, 12))
     with torch.no_grad():
         full = model(ids).logits
         first = model(ids[:, :8], use_cache=True)
-        step = model(ids[:, 8:], past_key_values=first.past_key_values, use_cache=True)
-    assert first.past_key_values.get_seq_length() == 12  # the cache grew by 4: each new token costs one position
+        cache = first[CACHE]
+        step = model(ids[:, 8:], use_cache=True, **{name: cache})
+    assert cache.get_seq_length() == 12  # the cache grew by 4: each new token costs one position
+    assert step[CACHE] is cache
     torch.testing.assert_close(step.logits, full[:, 8:], atol=1e-5, rtol=0)
+    with pytest.raises(ValueError, match="not both"):
+        model(ids[:, 8:], cache=cache, past_key_values=cache)
 
 
 def test_cached_and_uncached_greedy_are_identical():

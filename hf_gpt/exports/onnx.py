@@ -34,7 +34,7 @@ class _WithPast(nn.Module):
             input_ids=input_ids,
             attention_mask=attention_mask,
             position_ids=position_ids,
-            past_key_values=cache,
+            cache=cache,
             use_cache=True,
         )
         presents = [t for layer in cache.layers for t in (layer.keys, layer.values)]
