@@ -306,11 +306,15 @@ class GPTModel(GPTPreTrainedModel):
                 f" ({past_len} cached + {seq_len} new). Crop the input to its last {self.config.context_length} tokens,"
                 " as the book's generate_text_simple does (`generate` crops like that by itself)."
             )
+        # Positions the caller gave may mark packed sequences (a reset restarts the causal mask); the ones made here
+        # never do, so they are not handed to the mask: `transformers` would otherwise scan them for resets, a host
+        # sync in eager and, compiled, a mask tensor that keeps SDPA off its flash kernels.
+        given_positions = position_ids
         if position_ids is None:
             position_ids = (torch.arange(seq_len, device=inputs_embeds.device) + past_len).unsqueeze(0)
 
         x = self.drop_emb(inputs_embeds + self.pos_emb(position_ids))
-        mask = create_causal_mask(self.config, x, attention_mask, cache, position_ids=position_ids)
+        mask = create_causal_mask(self.config, x, attention_mask, cache, position_ids=given_positions)
         for block in self.trf_blocks:
             x = block(x, attention_mask=mask, position_ids=position_ids, **{CACHE: cache}, **kwargs)
         return BaseModelOutputWithPast(last_hidden_state=self.final_norm(x), **{CACHE: cache if use_cache else None})

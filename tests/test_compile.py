@@ -62,3 +62,39 @@ def test_fullgraph_compile_matches_eager_logits_and_trains():
     torch.testing.assert_close(out.loss, ref.loss, rtol=0, atol=1e-5)
     for name, p in model.named_parameters():
         torch.testing.assert_close(grads[name], p.grad, rtol=1e-4, atol=1e-5, msg=name)
+
+
+def sdpa_calls(model, **inputs):
+    """The scaled_dot_product_attention calls Dynamo traces: (has a mask tensor, is_causal) for each."""
+    calls = []
+
+    def backend(gm, example_inputs):
+        calls.extend((node.kwargs.get("attn_mask") is not None, node.kwargs.get("is_causal"))
+                     for node in gm.graph.nodes if node.target is torch.nn.functional.scaled_dot_product_attention)
+        return gm
+
+    torch._dynamo.reset()
+    torch.compile(model, backend=backend)(**inputs)
+    return calls
+
+
+def test_compiled_training_attention_is_causal_without_a_mask_tensor():
+    """A training window (no padding, no cache) reaches SDPA as `is_causal=True` with no mask, also compiled: a
+    mask tensor rules out the flash kernels on CUDA. Before, the positions the model makes for itself went to
+    `transformers`' packed-sequence check, which under tracing always built a mask."""
+    model = tiny_model().train()
+    ids = torch.randint(0, 96, (2, 16))
+    assert sdpa_calls(model, input_ids=ids, labels=ids) == [(False, True)] * 2
+
+
+def test_given_packed_positions_still_restart_attention():
+    """Positions a caller passes (padding-free packing, as TRL does) still mark where a sequence restarts: two
+    sequences packed in one row give each one's logits alone, compiled too."""
+    model = tiny_model().eval()
+    a, b = torch.randint(0, 96, (1, 7)), torch.randint(0, 96, (1, 9))
+    packed, positions = torch.cat([a, b], 1), torch.cat([torch.arange(7), torch.arange(9)])[None]
+    with torch.no_grad():
+        logits = model(packed, position_ids=positions, use_cache=False).logits
+        alone = torch.cat([model(a, use_cache=False).logits, model(b, use_cache=False).logits], 1)
+    torch.testing.assert_close(logits, alone, rtol=0, atol=1e-5)
+    assert sdpa_calls(model, input_ids=packed, position_ids=positions, use_cache=False) == [(True, False)] * 2
