@@ -4,6 +4,7 @@ import json
 import os
 import subprocess
 import sys
+import warnings
 
 import pytest
 import torch
@@ -191,6 +192,21 @@ def test_kv_cache_step_equals_full_forward(name):
     torch.testing.assert_close(step.logits, full[:, 8:], atol=1e-5, rtol=0)
     with pytest.raises(ValueError, match="not both"):
         model(ids[:, 8:], cache=cache, past_key_values=cache)
+
+
+def test_forward_training_and_generate_use_no_deprecated_transformers_api():
+    """transformers announces its renames as FutureWarnings before it removes the old names (5.24's `cache`, for
+    one, drops `past_key_values` in 5.40): the model's own paths raise none, so a rename is seen here, not later as
+    a crash or, as with 5.24's generate, as silently wrong tokens."""
+    model = tiny_model()
+    ids = torch.randint(0, 1000, (2, 9))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", FutureWarning)
+        model.train()
+        model(ids, labels=ids).loss.backward()
+        model.eval()
+        model.generate(ids, max_new_tokens=4, do_sample=False)
+        model.generate(ids, max_new_tokens=4, do_sample=False, cache_implementation="static")
 
 
 def test_cached_and_uncached_greedy_are_identical():
