@@ -53,7 +53,8 @@ def parse_args(argv=None):
     p.add_argument("--contenders", default="ours/compiled,stock/compiled,ours-pad/compiled,ours/eager,stock/eager",
                    help="comma list of MODEL/MODE, MODEL one of ours, stock, ours-pad (vocab padded to a multiple "
                         "of 64: 50304), optionally with @flash, @cudnn or @efficient to pin SDPA's backend (default: "
-                        "PyTorch's pick; compiled, transformers passes a mask tensor, which flash refuses) or @causal (SDPA with is_causal=True, no mask tensor, also when compiled), "
+                        "PyTorch's pick) or @causal (stock's attention with is_causal=True and no mask tensor, also "
+                        "compiled, as hf_gpt's own; compiled, stock passes a mask tensor, which flash refuses), "
                         "MODE one of compiled, eager")
     p.add_argument("--dropout", type=float, default=0.0, help="drop rate of both models (pretraining at scale: 0)")
     p.add_argument("--gen_batches", default=None, help="comma list of generate batch sizes (default 1,8)")
@@ -82,8 +83,9 @@ def model_shapes(args):
 
 def register_causal_sdpa():
     """`sdpa_causal`: transformers' SDPA, but with no mask tensor when there is no padding and no cache (a training
-    window), also while compiled. Compiled, transformers materialises the causal mask (its is_causal skip is off
-    while tracing, for export's sake), and a mask tensor rules out the flash kernels; this measures what that costs."""
+    window), also while compiled. Compiled, stock GPT-2 materialises the causal mask (it hands its own positions to
+    the packed-sequence check, which cannot branch while tracing), and a mask tensor rules out the flash kernels.
+    hf_gpt's model passes only positions a caller gave, so `stock@causal` is stock with hf_gpt's attention path."""
     from transformers import AttentionInterface, AttentionMaskInterface
     from transformers.integrations.sdpa_attention import sdpa_attention_forward
     from transformers.masking_utils import sdpa_mask
