@@ -120,8 +120,9 @@ def test_what_breaks_exactness():
     model = SimpleNamespace(config=SimpleNamespace(_attn_implementation="eager"))
     model_args = SimpleNamespace(attn_implementation="eager")
     assert exactness_breakers(model_args, SimpleNamespace(**book), model) == []
-    changed = SimpleNamespace(**{**book, "torch_compile": True, "world_size": 2, "rng_order": "trainer"})
-    assert exactness_breakers(model_args, changed, model) == ["torch.compile", "2 processes", "rng_order=trainer"]
+    changed = SimpleNamespace(**{**book, "torch_compile": True, "world_size": 2, "rng_order": "trainer", "tf32": True})
+    assert exactness_breakers(model_args, changed, model) == ["TF32 matrix products", "torch.compile", "2 processes",
+                                                              "rng_order=trainer"]
     sdpa = SimpleNamespace(config=SimpleNamespace(_attn_implementation="sdpa"))
     assert exactness_breakers(model_args, SimpleNamespace(**book), sdpa) == ["sdpa attention (the book's is eager)"]
     padded = SimpleNamespace(attn_implementation="eager", pad_vocab_to_multiple_of=64)

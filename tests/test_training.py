@@ -79,6 +79,26 @@ def test_bf16_is_the_default_on_this_cpu():
         assert PretrainingArguments(output_dir="x").use_cpu is True
 
 
+def test_tf32_is_the_default_where_cuda_has_it(monkeypatch, tmp_path):
+    """Where CUDA has TF32 (Ampere or newer) a run defaults to it and --tf32 false keeps full fp32 products. No
+    such GPU here, so its availability is mocked; transformers' own TrainingArguments then sets torch's precision."""
+    import transformers.training_args
+
+    import hf_gpt.training.args
+
+    assert PretrainingArguments(output_dir=str(tmp_path)).tf32 is None  # no CUDA: torch's setting is left alone
+    monkeypatch.setattr(hf_gpt.training.args, "default_tf32", lambda: True)
+    monkeypatch.setattr(transformers.training_args, "is_torch_tf32_available", lambda: True)
+    before = torch.backends.fp32_precision
+    try:
+        assert PretrainingArguments(output_dir=str(tmp_path)).tf32 is True
+        assert torch.backends.fp32_precision == "tf32"
+        assert PretrainingArguments(output_dir=str(tmp_path), tf32=False, torch_compile=True).tf32 is False
+        assert torch.backends.fp32_precision == "ieee"  # also where transformers turns TF32 on for compile
+    finally:
+        torch.backends.fp32_precision = before
+
+
 def test_reuse_freed_memory_stops_page_faults_on_reallocation():
     """A step's large tensors (here 64 MiB, freed then allocated again) fault their pages in once the heap has settled
     (it may map a block or two first), not every step. In a fresh process: the setting is process-wide."""

@@ -26,14 +26,14 @@ from .checkpoints import (
     remove_incomplete_checkpoints,
 )
 from .errors import NonFiniteLossError, PretrainingError
-from .hardware import default_bf16, reuse_freed_memory
+from .hardware import default_bf16, default_tf32, reuse_freed_memory
 from .run import main, run_pretraining
 from .trainer import PretrainingTrainer, decay_parameter_names
 from .validation import validate_arguments
 
 __all__ = [
     "DataArguments", "ModelArguments", "NonFiniteLossError", "PretrainingArguments", "PretrainingError",
-    "PretrainingTrainer", "build_parser", "decay_parameter_names", "default_bf16", "is_complete_checkpoint",
-    "last_complete_checkpoint", "main", "parse_arguments", "plot_losses", "reuse_freed_memory", "run_pretraining",
-    "validate_arguments",
+    "PretrainingTrainer", "build_parser", "decay_parameter_names", "default_bf16", "default_tf32",
+    "is_complete_checkpoint", "last_complete_checkpoint", "main", "parse_arguments", "plot_losses",
+    "reuse_freed_memory", "run_pretraining", "validate_arguments",
 ]

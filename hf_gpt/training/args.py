@@ -11,7 +11,7 @@ from transformers import HfArgumentParser, TrainingArguments
 
 from ..configuration_gpt import PRESETS
 from .errors import PretrainingError
-from .hardware import _has_accelerator, default_bf16
+from .hardware import _has_accelerator, default_bf16, default_tf32
 
 logger = logging.getLogger(__name__)
 
@@ -134,6 +134,11 @@ class PretrainingArguments(TrainingArguments):
         metadata={"help": "bf16 autocast. Default: on where the hardware has it (CUDA with bf16; CPUs with AMX or "
                           "AVX512-BF16), fp32 otherwise."},
     )
+    tf32: bool | None = field(
+        default=None,
+        metadata={"help": "TF32 tensor cores for fp32 matrix products (CUDA, Ampere or newer). Default: on where CUDA "
+                          "has them; --tf32 false keeps full fp32 products."},
+    )
     label_names: list[str] | None = field(
         default_factory=lambda: ["shift_labels"],
         metadata={"help": "Batch keys holding the targets (the data gives the book's shifted targets)."},
@@ -232,6 +237,8 @@ class PretrainingArguments(TrainingArguments):
         if self.bf16 is None:
             self.fp16 = self.fp16 or (launcher == "fp16" and not explicit)
             self.bf16 = not self.fp16 and (launcher == "bf16" or (launcher == "no" and default_bf16()))
+        if self.tf32 is None and default_tf32():
+            self.tf32 = True
         if not _has_accelerator():
             # On a CPU-only machine transformers needs use_cpu both to allow bf16 autocast and to see the processes
             # of `accelerate launch --multi_gpu` as gloo DDP (else each rank would train alone on the same data).

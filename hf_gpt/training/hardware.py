@@ -57,6 +57,14 @@ def default_bf16():
     return cpu_has_fast_bf16()
 
 
+def default_tf32():
+    """TF32 where CUDA has it (Ampere or newer): fp32 matrix products on tensor cores, nanoGPT's default and the
+    first step of the book's GPU speed-ups. bf16 autocast products do not use it; fp32 runs gain the most."""
+    from transformers.utils import is_torch_tf32_available
+
+    return is_torch_tf32_available()
+
+
 def training_flops_per_token(model, seq_len):
     """Forward + backward FLOPs per token: 6 x (weights of every matmul, the output head included even when tied)
     + 12 x layers x seq_len x width for attention scores and values (PaLM's estimate)."""
