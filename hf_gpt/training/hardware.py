@@ -1,4 +1,4 @@
-"""What the hardware offers a run: bf16 speed, glibc's memory reuse, peak FLOP/s for MFU."""
+"""What the hardware offers a run: bf16 speed, TF32, glibc's memory reuse, peak FLOP/s for MFU."""
 
 import ctypes
 import re
