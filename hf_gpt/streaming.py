@@ -233,14 +233,36 @@ def _write_json(path, value):
     return True
 
 
+FOLDER_PREFIX = "hf_gpt-stream-"  # then the owner's pid and a dash
+
+
 def new_cursor(stride):
     """A cursor for one streamed split; its key (the generator's `cursor_key`) is its folder, so that a worker
-    started afresh (spawn) finds it too."""
-    folder = tempfile.mkdtemp(prefix="hf_gpt-stream-")
+    started afresh (spawn) finds it too. The folder's name holds its owner's pid: the first cursor of a process
+    removes the folders of owners that are gone (a killed run never reaches its atexit)."""
     if not _cursors:
+        _remove_orphaned_folders()
         atexit.register(_remove_folders)
+    folder = tempfile.mkdtemp(prefix=f"{FOLDER_PREFIX}{os.getpid()}-")
     _cursors[folder] = StreamCursor(stride, folder, owner=os.getpid())
     return folder
+
+
+def _remove_orphaned_folders():
+    for folder in Path(tempfile.gettempdir()).glob(f"{FOLDER_PREFIX}*-*"):
+        pid = folder.name[len(FOLDER_PREFIX):].split("-", 1)[0]
+        if pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def _alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # another user's process: alive, and not ours to judge
+        return True
+    return True
 
 
 def _remove_folders():

@@ -1,6 +1,8 @@
 import json
+import os
 import random
 import re
+from pathlib import Path
 
 import datasets
 import numpy as np
@@ -392,6 +394,32 @@ def test_streaming_yields_the_same_windows(tok, tmp_path, monkeypatch, source):
         rows = list(streamed[split])
         assert [list(r["input_ids"]) for r in rows] == mapped[split]["input_ids"]
         assert [list(r["shift_labels"]) for r in rows] == mapped[split]["shift_labels"]
+
+
+def test_a_killed_runs_stream_folder_is_removed_by_the_next_run(tmp_path, monkeypatch):
+    """A SIGKILLed streaming run never reaches its atexit, so its cursor folder stays in the temp dir; the next
+    process's first cursor removes the folders whose owner is gone, and leaves live owners' folders alone."""
+    import subprocess
+    import sys
+    import tempfile
+
+    from hf_gpt import streaming
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    monkeypatch.setattr(streaming, "_cursors", {})
+    monkeypatch.setattr(streaming.atexit, "register", lambda f: None)
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead = tmp_path / f"hf_gpt-stream-{int(gone.stdout)}-abc"
+    live = tmp_path / f"hf_gpt-stream-{os.getppid()}-def"
+    other = tmp_path / "hf_gpt-stream-notapid"
+    for folder in (dead, live, other):
+        folder.mkdir()
+    (dead / "resume.json").write_text("{}")
+    mine = Path(streaming.new_cursor(16))
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([live.name, other.name, mine.name])
+    assert mine.name.startswith(f"hf_gpt-stream-{os.getpid()}-")
+    streaming._remove_folders()
+    assert not mine.exists()
 
 
 def test_streaming_feeds_a_dataloader(tok, one_doc, tmp_path):
