@@ -209,6 +209,15 @@ def test_forward_training_and_generate_use_no_deprecated_transformers_api():
         model.generate(ids, max_new_tokens=4, do_sample=False, cache_implementation="static")
 
 
+def test_generate_from_inputs_embeds_continues_like_the_ids():
+    """`generate(inputs_embeds=...)` (soft prompts, prefix tuning) returns the new tokens the same prompt's ids give."""
+    model = tiny_model()
+    ids = torch.randint(0, 1000, (2, 5))
+    from_ids = model.generate(ids, max_new_tokens=6, do_sample=False)
+    from_embeds = model.generate(inputs_embeds=model.get_input_embeddings()(ids), max_new_tokens=6, do_sample=False)
+    assert from_embeds.tolist() == from_ids[:, 5:].tolist()
+
+
 def test_cached_and_uncached_greedy_are_identical():
     model = tiny_model()
     ids = torch.randint(0, 1000, (2, 5))
