@@ -6,15 +6,19 @@ window gets little context. The sliding-window method of Hugging Face's perplexi
 every `stride` tokens and overlap, and only the targets not scored by an earlier window count (the others are
 -100), so every token is scored exactly once with up to `max_length` tokens of context. Windows here are the book's
 (`max_length` inputs, the same inputs shifted by one as targets), so at `stride == max_length` they are exactly the
-windows of the book's `create_dataloader_v1` and the mean loss is the book's `calc_loss_loader`.
+windows of the book's `create_dataloader_v1` and the mean loss is the book's `calc_loss_loader`. A text file is
+read, tokenized and scored in parts (`sources.file_parts`, cut where GPT-2's ids stay the same) with a rolling id
+buffer, so a 1 GB text needs no more memory than a few MB of it.
 
 Model resolution, input checks and the results dict live here too, so `scripts/evaluate_model.py` stays a thin door
 and every bad input is refused before any weights are read.
 """
 
+import itertools
 import json
 import math
 import os
+import stat
 import sys
 import time
 from dataclasses import dataclass
@@ -43,14 +47,23 @@ def strided_windows(n_pairs, max_length, stride):
     only its last `n_targets` pairs, the ones no earlier window scored; the last window may be shorter.
     """
     check_window_args(max_length, stride)
-    windows, prev_end = [], 0
-    for begin in range(0, n_pairs, stride):
-        end = min(begin + max_length, n_pairs)
-        windows.append((begin, end, end - prev_end))
-        prev_end = end
-        if end == n_pairs:
-            break
-    return windows
+    return _WindowPlan(max_length, stride).advance(n_pairs, final=True)
+
+
+class _WindowPlan:
+    """`strided_windows` for a text whose length is known only at its end: each window as soon as it is certain."""
+
+    def __init__(self, max_length, stride):
+        self.max_length, self.stride, self.begin, self.prev_end = max_length, stride, 0, 0
+
+    def advance(self, n_pairs, final):
+        """The next windows once `n_pairs` pairs are known: the full ones (all the rest when `final`)."""
+        windows = []
+        while self.prev_end < n_pairs and (final or self.begin + self.max_length <= n_pairs):
+            end = min(self.begin + self.max_length, n_pairs)
+            windows.append((self.begin, end, end - self.prev_end))
+            self.begin, self.prev_end = self.begin + self.stride, end
+        return windows
 
 
 def check_window_args(max_length, stride, batch_size=1, context_length=None):
@@ -66,13 +79,17 @@ def check_window_args(max_length, stride, batch_size=1, context_length=None):
 
 
 def _batches(windows, batch_size):
-    """Runs of up to `batch_size` consecutive windows of one length (only the last window can be shorter)."""
+    """Runs of up to `batch_size` consecutive windows of one length (only the last window can be shorter); a full
+    run is given at once, so a stream of windows is never read further ahead than needed."""
     run = []
     for w in windows:
-        if run and (len(run) == batch_size or w[1] - w[0] != run[0][1] - run[0][0]):
+        if run and w[1] - w[0] != run[0][1] - run[0][0]:
             yield run
             run = []
         run.append(w)
+        if len(run) == batch_size:
+            yield run
+            run = []
     if run:
         yield run
 
@@ -86,60 +103,114 @@ def strided_nll(model, ids, *, max_length, stride, batch_size=4, bf16=False, pro
     Returns `(nats, n_scored, token_nll)`; `token_nll[j]` is the NLL of `ids[j+1]` when `return_token_nll`.
     """
     import torch
-    import torch.nn.functional as F
 
     ids = torch.as_tensor(ids, dtype=torch.long).flatten()
     n_pairs = ids.numel() - 1
     if n_pairs < 1:
         raise EvaluationError(f"the text is {ids.numel()} token(s) long; scoring needs at least 2 (one token pair)")
-    windows = strided_windows(n_pairs, max_length, stride)
-    batches = list(_batches(windows, batch_size))
-    device = next(model.parameters()).device
     token_nll = torch.full((n_pairs,), float("nan"), dtype=torch.float64) if return_token_nll else None
-    total, scored = 0.0, 0
-    from tqdm.auto import tqdm
 
-    bar = tqdm(total=len(windows), unit="window", desc="scoring", file=sys.stderr, dynamic_ncols=True,
-               disable=(len(batches) < 2) if progress is None else not progress)
-    was_training = model.training
-    model.eval()
-    try:
-        for batch in batches:
-            keep = max(t for _, _, t in batch)
-            length = batch[0][1] - batch[0][0]
-            inputs = torch.stack([ids[b:e] for b, e, _ in batch]).to(device)
-            targets = torch.stack([ids[b + 1:e + 1] for b, e, _ in batch])[:, length - keep:].clone()
-            for row, (_, _, t) in enumerate(batch):
-                targets[row, :keep - t] = -100  # the overlap, already scored by the previous window
-            targets = targets.to(device)
-            with torch.no_grad(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
-                logits = model(input_ids=inputs, use_cache=False, logits_to_keep=0 if keep == length else keep).logits
-            nll = F.cross_entropy(logits[:, -keep:].float().flatten(0, 1), targets.flatten(), ignore_index=-100,
-                                  reduction="none").view(len(batch), keep)
-            total += nll.sum(dtype=torch.float64).item()
-            scored += int((targets != -100).sum())
-            if token_nll is not None:
-                for row, (_, e, t) in enumerate(batch):
-                    token_nll[e - t:e] = nll[row, keep - t:].double().cpu()
-            bar.update(len(batch))
-    finally:
-        bar.close()
-        model.train(was_training)
+    def keep_token_nll(batch, nll):
+        for row, (_, e, t) in enumerate(batch):
+            token_nll[e - t:e] = nll[row, -t:].double().cpu()
+
+    n_windows = len(strided_windows(n_pairs, max_length, stride))
+    total, scored, _ = strided_nll_stream(model, [ids], max_length=max_length, stride=stride, batch_size=batch_size,
+                                          bf16=bf16, progress=progress, n_windows=n_windows,
+                                          on_batch=keep_token_nll if return_token_nll else None)
     return total, scored, token_nll
 
 
-def results(nats, tokens, text=None, **extra):
+def strided_nll_stream(model, chunks, *, max_length, stride, batch_size=4, bf16=False, progress=None, n_windows=None,
+                       on_batch=None):
+    """`strided_nll` over a text's ids given in `chunks` (lists or tensors, in order): the same windows, batches and
+    sums as over their concatenation, holding at most `max_length + (batch_size - 1) * stride + 1` ids plus one
+    chunk. `n_windows` (if known) is the progress bar's total; `on_batch(batch, nll)` sees each batch's NLLs.
+    Returns `(nats, n_scored, n_windows)`.
+    """
+    import torch
+
+    check_window_args(max_length, stride, batch_size)
+    device = next(model.parameters()).device
+    plan = _WindowPlan(max_length, stride)
+    buf, offset, keep_from = torch.empty(0, dtype=torch.long), 0, 0  # buf[j] is id offset + j
+
+    def windows():
+        nonlocal buf, offset, n_windows
+        given = 0
+        for chunk in chunks:
+            chunk = torch.as_tensor(chunk, dtype=torch.long).flatten()
+            buf, offset = (torch.cat([buf[keep_from - offset:], chunk]), keep_from) if buf.numel() else (chunk, 0)
+            ready = plan.advance(offset + buf.numel() - 1, final=False)
+            given += len(ready)
+            yield from ready
+        if offset + buf.numel() < 2:
+            raise EvaluationError(f"the text is {buf.numel()} token(s) long; scoring needs at least 2 (one token pair)")
+        last = plan.advance(offset + buf.numel() - 1, final=True)
+        n_windows = given + len(last)
+        yield from last
+
+    from tqdm.auto import tqdm
+
+    total, scored, done, bar = 0.0, 0, 0, None
+    was_training = model.training
+    model.eval()
+    try:
+        for i, batch in enumerate(_batches(windows(), batch_size)):
+            if bar is None and (progress or (progress is None and i == 1)):
+                bar = tqdm(total=n_windows, initial=done, unit="window", desc="scoring", file=sys.stderr,
+                           dynamic_ncols=True)
+            nll, n = _score_batch(model, buf, offset, batch, device, bf16)
+            total += nll.sum(dtype=torch.float64).item()
+            scored += n
+            if on_batch is not None:
+                on_batch(batch, nll)
+            keep_from, done = batch[-1][0] + stride, done + len(batch)
+            if bar is not None:
+                bar.total = n_windows
+                bar.update(len(batch))
+    finally:
+        if bar is not None:
+            bar.close()
+        model.train(was_training)
+    return total, scored, done
+
+
+def _score_batch(model, buf, offset, batch, device, bf16):
+    """NLLs `(len(batch), keep)` of one batch's scored targets (overlap positions 0) and how many were scored;
+    `buf[j]` is the text's id `offset + j`."""
+    import torch
+    import torch.nn.functional as F
+
+    keep = max(t for _, _, t in batch)
+    length = batch[0][1] - batch[0][0]
+    inputs = torch.stack([buf[b - offset:e - offset] for b, e, _ in batch]).to(device)
+    targets = torch.stack([buf[b + 1 - offset:e + 1 - offset] for b, e, _ in batch])[:, length - keep:].clone()
+    for row, (_, _, t) in enumerate(batch):
+        targets[row, :keep - t] = -100  # the overlap, already scored by the previous window
+    targets = targets.to(device)
+    with torch.no_grad(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+        logits = model(input_ids=inputs, use_cache=False, logits_to_keep=0 if keep == length else keep).logits
+    nll = F.cross_entropy(logits[:, -keep:].float().flatten(0, 1), targets.flatten(), ignore_index=-100,
+                          reduction="none").view(len(batch), keep)
+    return nll, int((targets != -100).sum())
+
+
+def results(nats, tokens, text=None, text_size=None, **extra):
     """The results dict: the five keys of `RESULT_KEYS` (and more from `extra`).
 
     `loss` is mean nats per scored token and `perplexity` its exp, as the book computes them. `bits_per_byte` =
     nats / ln 2 / UTF-8 bytes of the text, and `word_perplexity` = exp(nats / words) with words counted by
     `str.split()`: lm-eval's definitions (lm-eval counts words with `re.split(r"\\s+")`, one more where the text
-    starts or ends with whitespace). Without `text` the last two are None.
+    starts or ends with whitespace). `text_size` is `(bytes, words)` in place of a `text` read in parts. Without
+    either the last two are None.
     """
     loss = nats / tokens
     out = {"tokens": tokens, "loss": loss, "perplexity": _exp(loss), "bits_per_byte": None, "word_perplexity": None}
     if text is not None:
-        n_bytes, n_words = len(text.encode("utf-8")), len(text.split())
+        text_size = len(text.encode("utf-8")), len(text.split())
+    if text_size is not None:
+        n_bytes, n_words = text_size
         out["bits_per_byte"] = nats / math.log(2) / n_bytes
         out["word_perplexity"] = _exp(nats / n_words) if n_words else None
         extra = {"bytes": n_bytes, "words": n_words, **extra}
@@ -292,15 +363,81 @@ def read_text(text_file=None, dataset_name=None, dataset_config_name=None, split
     return text
 
 
+def read_parts(text_file=None, dataset_name=None, **dataset_kwargs):
+    """The text to score as parts whose ids, concatenated, are the whole text's: a --text_file read lazily in parts
+    of about `sources.PART_CHARS` characters (checked first: readable, UTF-8, not empty), a dataset's joined text
+    as one part."""
+    if text_file is None or dataset_name is not None:
+        return [read_text(text_file, dataset_name, **dataset_kwargs)]
+    from .sources import file_parts, first_non_utf8
+
+    def unreadable(err):
+        return EvaluationError(f"cannot read --text_file {text_file}: {err.__class__.__name__}: {err}")
+
+    try:  # a pipe (`<(xzcat big.xz)`) can be read once only: its UTF-8 is checked as its parts are read
+        bad = first_non_utf8(text_file) if stat.S_ISREG(os.stat(text_file).st_mode) else None
+    except OSError as err:
+        raise unreadable(err) from None
+    if bad is not None:
+        offset, err = bad
+        n = err.end - err.start
+        where = f"byte 0x{err.object[err.start]:02x} in position {offset}" if n == 1 else (
+            f"bytes in position {offset}-{offset + n - 1}")
+        raise EvaluationError(f"cannot read --text_file {text_file}: UnicodeDecodeError: 'utf-8' codec can't "
+                              f"decode {where}: {err.reason}")
+
+    def parts():
+        try:
+            for part in file_parts(text_file):
+                if not part:
+                    raise EvaluationError(f"--text_file {text_file} is empty: nothing to score")
+                yield part
+        except (OSError, UnicodeDecodeError) as err:
+            raise unreadable(err) from None
+
+    return parts()
+
+
 def encode(tokenizer, text, vocab_size=None):
     """Token ids of the whole text (no special tokens added); refuses ids the model has no embedding for."""
     ids = tokenizer(text, add_special_tokens=False, verbose=False)["input_ids"]
     if len(ids) < 2:
         raise EvaluationError(f"the text is {len(ids)} token(s) long; scoring needs at least 2 (one token pair)")
-    if vocab_size is not None and max(ids) >= vocab_size:
+    _check_vocab(ids, vocab_size)
+    return ids
+
+
+def _check_vocab(ids, vocab_size):
+    if vocab_size is not None and ids and max(ids) >= vocab_size:
         raise EvaluationError(f"the tokenizer gives id {max(ids)} but the model's vocabulary has {vocab_size} "
                               "tokens: this tokenizer does not belong to this model")
-    return ids
+
+
+def encode_parts(tokenizer, parts, vocab_size=None, text_size=None):
+    """Each part's ids (no special tokens added), checked as `encode` checks them; adds each part's UTF-8 bytes and
+    `str.split()` words to the list `text_size` (a word cut between two parts counts once). The first parts, up to
+    two ids, are tokenized at once, so a one-token text or a foreign tokenizer is refused before any weights load."""
+    text_size = [0, 0] if text_size is None else text_size
+
+    def ids_of_parts():
+        last = ""
+        for part in parts:
+            glued = last and part and not last.isspace() and not part[0].isspace()
+            text_size[0] += len(part.encode("utf-8"))
+            text_size[1] += len(part.split()) - bool(glued)
+            last = part[-1:] or last
+            ids = tokenizer(part, add_special_tokens=False, verbose=False)["input_ids"]
+            _check_vocab(ids, vocab_size)
+            yield ids
+
+    chunks, head, n = ids_of_parts(), [], 0
+    while n < 2:
+        ids = next(chunks, None)
+        if ids is None:
+            raise EvaluationError(f"the text is {n} token(s) long; scoring needs at least 2 (one token pair)")
+        head.append(ids)
+        n += len(ids)
+    return itertools.chain(head, chunks)
 
 
 # ------------------------------------------------------------------------------------------------ all at once
@@ -316,21 +453,24 @@ def evaluate(model, *, text=None, config=None, max_length=None, stride=None, bat
     stride = max_length if stride is None else stride
     check_window_args(max_length, stride, batch_size, spec.context_length)
     if text is None:
-        text = read_text(**text_kwargs)
+        parts = read_parts(**text_kwargs)
     elif not text:
         raise EvaluationError("the text is empty: nothing to score")
-    ids = encode(spec.load_tokenizer(), text, spec.vocab_size)
+    else:
+        parts = [text]
+    text_size = [0, 0]
+    chunks = encode_parts(spec.load_tokenizer(), parts, spec.vocab_size, text_size)
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     if bf16 and torch.device(device).type == "cuda" and not torch.cuda.is_bf16_supported():
         raise EvaluationError("--bf16: this GPU has no bf16; run in fp32")
     loaded = spec.load_model(device)
     start = time.perf_counter()
-    nats, tokens, _ = strided_nll(loaded, ids, max_length=max_length, stride=stride, batch_size=batch_size,
-                                  bf16=bf16, progress=progress)
+    nats, tokens, windows = strided_nll_stream(loaded, chunks, max_length=max_length, stride=stride,
+                                               batch_size=batch_size, bf16=bf16, progress=progress)
     seconds = time.perf_counter() - start
-    return results(nats, tokens, text, model=str(model), kind=spec.kind, max_length=max_length, stride=stride,
-                   windows=len(strided_windows(len(ids) - 1, max_length, stride)), batch_size=batch_size,
-                   precision="bf16" if bf16 else "fp32", seconds=seconds, tokens_per_second=tokens / seconds)
+    return results(nats, tokens, text_size=tuple(text_size), model=str(model), kind=spec.kind, max_length=max_length,
+                   stride=stride, windows=windows, batch_size=batch_size, precision="bf16" if bf16 else "fp32",
+                   seconds=seconds, tokens_per_second=tokens / seconds)
 
 
 def lm_eval_tasks(spec, tasks, *, include_path=None, batch_size=4, bf16=False, device=None, limit=None,
@@ -363,5 +503,6 @@ def lm_eval_tasks(spec, tasks, *, include_path=None, batch_size=4, bf16=False, d
     return out["results"]
 
 
-__all__ = ["EvaluationError", "ModelSpec", "RESULT_KEYS", "check_window_args", "encode", "evaluate", "lm_eval_tasks",
-           "read_text", "resolve_model", "results", "strided_nll", "strided_windows"]
+__all__ = ["EvaluationError", "ModelSpec", "RESULT_KEYS", "check_window_args", "encode", "encode_parts", "evaluate",
+           "lm_eval_tasks", "read_parts", "read_text", "resolve_model", "results", "strided_nll", "strided_nll_stream",
+           "strided_windows"]

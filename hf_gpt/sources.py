@@ -56,21 +56,27 @@ def expand_files(files, role):
 def _find_non_utf8(files):
     """`(file, byte offset)` of the first byte that is not UTF-8, or None (parquet is binary: skipped)."""
     for f in files:
-        if FORMATS[Path(f).suffix.lower()] == "parquet":
-            continue
-        decoder, offset = codecs.getincrementaldecoder("utf-8")(), 0
-        with open(f, "rb") as fh:
-            while chunk := fh.read(1 << 22):
-                pending = len(decoder.getstate()[0])
-                try:
-                    decoder.decode(chunk)
-                except UnicodeDecodeError as e:
-                    return f, offset - pending + e.start
-                offset += len(chunk)
+        if FORMATS[Path(f).suffix.lower()] != "parquet" and (bad := first_non_utf8(f)):
+            return f, bad[0]
+    return None
+
+
+def first_non_utf8(path):
+    """`(byte offset, UnicodeDecodeError)` of the file's first byte that is not UTF-8, or None; reads 4 MB at a time
+    (the error's `start` indexes its own `object`, not the file)."""
+    decoder, offset = codecs.getincrementaldecoder("utf-8")(), 0
+    with open(path, "rb") as fh:
+        while chunk := fh.read(1 << 22):
+            pending = len(decoder.getstate()[0])
             try:
-                decoder.decode(b"", final=True)
+                decoder.decode(chunk)
             except UnicodeDecodeError as e:
-                return f, offset - len(decoder.getstate()[0]) + e.start
+                return offset - pending + e.start, e
+            offset += len(chunk)
+        try:
+            decoder.decode(b"", final=True)
+        except UnicodeDecodeError as e:
+            return offset - len(decoder.getstate()[0]) + e.start, e
     return None
 
 
@@ -190,18 +196,27 @@ def _text_parts(files, part_chars):
     """Each file as one document, as `datasets`' text loader reads it (UTF-8, universal newlines), in rows of about
     `part_chars` characters cut where GPT-2's ids stay the same: a 1 GB file is never one string in memory."""
     for path in files:
-        with open(path, encoding="utf-8") as f:
-            text, continues = f.read(part_chars), False
-            while more := f.read(part_chars):
-                text += more
-                end = cut_after(text, part_chars)
-                if end is None:
-                    if len(text) < 8 * part_chars:
-                        continue  # no cut point past part_chars yet: read on (a cut elsewhere could change ids)
-                    end = cut_after(text, 1) or len(text)  # the first cut point, else (no word gap at all) the end
-                yield {"text": text[:end], PART_COLUMN: continues}
-                text, continues = text[end:], True
-            yield {"text": text, PART_COLUMN: continues}
+        for i, text in enumerate(file_parts(path, part_chars)):
+            yield {"text": text, PART_COLUMN: i > 0}
+
+
+def file_parts(path, part_chars=None):
+    """The text of a UTF-8 file (universal newlines) in parts of about `part_chars` (default `PART_CHARS`)
+    characters, cut only where GPT-2's pre-tokenizer splits anyway (see CUT): the parts' ids, concatenated, are the
+    whole text's. An empty file is one empty part."""
+    part_chars = PART_CHARS if part_chars is None else part_chars
+    with open(path, encoding="utf-8") as f:
+        text = f.read(part_chars)
+        while more := f.read(part_chars):
+            text += more
+            end = cut_after(text, part_chars)
+            if end is None:
+                if len(text) < 8 * part_chars:
+                    continue  # no cut point past part_chars yet: read on (a cut elsewhere could change ids)
+                end = cut_after(text, 1) or len(text)  # the first cut point, else (no word gap at all) the end
+            yield text[:end]
+            text = text[end:]
+        yield text
 
 
 def _load_files(files, kind, streaming, cache_dir):

@@ -151,6 +151,25 @@ def test_every_token_is_scored_once_with_at_most_max_length_context(n_pairs, max
     assert times == [1] * n_pairs
 
 
+@pytest.mark.parametrize("max_length,stride", [(1, 1), (8, 3), (8, 8), (32, 31)])
+def test_windows_planned_as_ids_arrive_are_strided_windows(max_length, stride):
+    """A streamed text's length is known only at its end: the windows given as ids arrive, in steps of any size,
+    are those of `strided_windows` over the whole text, and so are their batches."""
+    import random
+
+    from hf_gpt.evaluation import _batches, _WindowPlan
+
+    rng = random.Random(0)
+    for n_pairs in (1, 7, 8, 9, 33, 100, 257):
+        plan, windows, known = _WindowPlan(max_length, stride), [], 0
+        while known < n_pairs:
+            known = min(n_pairs, known + rng.choice([1, 2, 5, 40]))
+            windows += plan.advance(known, final=False)
+        windows += plan.advance(n_pairs, final=True)
+        assert windows == strided_windows(n_pairs, max_length, stride), n_pairs
+        assert [w for run in _batches(iter(windows), 3) for w in run] == windows
+
+
 def test_token_nll_covers_every_token_of_a_real_text(model, ids):
     nats, scored, token_nll = strided_nll(model, ids, max_length=CONTEXT, stride=12, batch_size=4, progress=False,
                                           return_token_nll=True)
@@ -244,6 +263,142 @@ def test_script_reads_datasets_book_checkpoints_and_gpt2_folders(main, model, to
             assert got[key] == pytest.approx(expected[key], rel=1e-5), (name, key)
 
 
+# ------------------------------------------------------------------------------------------ a long text file
+
+
+PART = 200  # characters per part in these tests (4M by default): a few KB of text is read in dozens of parts
+
+
+@pytest.fixture
+def small_parts(monkeypatch):
+    import hf_gpt.sources as sources
+
+    monkeypatch.setattr(sources, "PART_CHARS", PART)
+    return sources
+
+
+def _long_text(text):
+    """Several KB of the-verdict with tabs, runs of spaces, no-break spaces and multi-byte characters."""
+    odd = " — naïve café\t tab\u00a0nbsp  two  spaces\n\n"
+    return (text[:5000] + odd + text[5000:6500]).replace("Gisburn", "Gisbürn")
+
+
+@pytest.mark.parametrize("crlf", [False, True], ids=["lf", "crlf"])
+@pytest.mark.parametrize("max_length,stride,batch_size", [(32, 32, 4), (32, 12, 3), (16, 5, 7)])
+def test_a_text_file_read_in_parts_scores_as_the_whole_text(model, tokenizer, folder, text, small_parts, tmp_path,
+                                                            max_length, stride, batch_size, crlf):
+    """The streamed --text_file path: dozens of parts, windows and batches across their borders, a last short window
+    and a last short batch give the results of the whole text's ids scored at once (CRLF read as Python reads it)."""
+    from hf_gpt.evaluation import evaluate
+
+    whole = _long_text(text)
+    path = tmp_path / "long.txt"
+    path.write_bytes((whole.replace("\n", "\r\n") if crlf else whole).encode("utf-8"))
+    assert Path(path).read_text(encoding="utf-8") == whole
+    assert len(list(small_parts.file_parts(path))) > 25
+    ids = tokenizer(whole, verbose=False)["input_ids"]
+    windows = strided_windows(len(ids) - 1, max_length, stride)
+    assert windows[-1][1] - windows[-1][0] < max_length and (len(windows) - 1) % batch_size  # short last ones
+    settings = dict(max_length=max_length, stride=stride, batch_size=batch_size)
+    nats, n, _ = strided_nll(model, ids, progress=False, **settings)
+    got = evaluate(folder, text_file=path, device="cpu", progress=False, **settings)
+    assert (got["tokens"], got["windows"], got["bytes"], got["words"]) == (
+        n, len(windows), len(whole.encode("utf-8")), len(whole.split()))
+    expected = {"loss": nats / n, "perplexity": math.exp(nats / n), "nats": nats,
+                "bits_per_byte": nats / math.log(2) / len(whole.encode("utf-8")),
+                "word_perplexity": math.exp(nats / len(whole.split()))}
+    for key, value in expected.items():
+        assert got[key] == pytest.approx(value, rel=1e-9, abs=0), key
+    assert got == {**evaluate(folder, text=whole, device="cpu", progress=False, **settings),
+                   "seconds": got["seconds"], "tokens_per_second": got["tokens_per_second"]}
+
+
+def test_a_text_file_is_scored_holding_about_one_part_of_ids(model, tokenizer, folder, text, small_parts, tmp_path,
+                                                            monkeypatch):
+    """Bounded memory, measured: the tokenizer never sees more than about one part of text, and the scorer's id
+    buffer never holds more than `max_length + (batch_size - 1) * stride + 1` ids plus one part's. The same probe
+    on the whole-list path sees every id at once, so it does measure the buffer."""
+    import hf_gpt.evaluation as evaluation
+
+    whole = _long_text(text)
+    (tmp_path / "long.txt").write_text(whole, encoding="utf-8")
+    held = []
+    score_batch = evaluation._score_batch
+    monkeypatch.setattr(evaluation, "_score_batch", lambda model, buf, *a: held.append(buf.numel()) or score_batch(
+        model, buf, *a))
+    seen = []
+
+    def counting(text, **kwargs):
+        out = tokenizer(text, **kwargs)
+        seen.append((len(text), len(out["input_ids"])))
+        return out
+
+    spec = evaluation.resolve_model(folder)
+    spec.load_tokenizer = lambda: counting
+    max_length, stride, batch_size = 32, 12, 3
+    got = evaluation.evaluate(folder, spec=spec, text_file=tmp_path / "long.txt", max_length=max_length,
+                              stride=stride, batch_size=batch_size, device="cpu", progress=False)
+    longest_part = max(chars for chars, _ in seen)
+    bound = max_length + (batch_size - 1) * stride + 1 + max(n for _, n in seen)
+    assert len(seen) > 25 and longest_part < 2 * PART
+    assert max(held) <= bound and got["tokens"] > 10 * bound
+    held.clear()
+    strided_nll(model, tokenizer(whole)["input_ids"], max_length=max_length, stride=stride, batch_size=batch_size,
+                progress=False)
+    assert set(held) == {got["tokens"] + 1}
+
+
+def test_parts_give_the_ids_bytes_and_words_of_the_whole_text(tokenizer, small_parts, tmp_path):
+    """Parts are cut only at a space or newline between two non-space characters, so their ids concatenate to the
+    whole text's and their words add up; where no such gap comes for 8 parts (one huge word), the cut splits the
+    word and it still counts once."""
+    from hf_gpt.evaluation import encode_parts
+
+    texts = {"prose": "\t Lead  spaces\u00a0and\u2003odd\x0cwhite\n\n\nspace, then words.\nA line " * 40 + "end\n \n",
+             "one huge word": "a b " + "x" * (20 * PART) + " c\td\n"}
+    for name, whole in texts.items():
+        (tmp_path / "t.txt").write_text(whole, encoding="utf-8")
+        parts = list(small_parts.file_parts(tmp_path / "t.txt"))
+        assert len(parts) > 5 and "".join(parts) == whole, name
+        size = [0, 0]
+        ids = [i for chunk in encode_parts(tokenizer, parts, 50257, size) for i in chunk]
+        assert size == [len(whole.encode("utf-8")), len(whole.split())], name
+        if name == "prose":
+            assert ids == tokenizer(whole)["input_ids"]
+
+
+def test_a_foreign_tokenizer_found_in_a_later_part_is_the_same_one_line_error(tokenizer):
+    """The first parts (two ids at least) are tokenized before the weights load; an id past the vocabulary that
+    first shows up in a later part stops scoring there with the same error."""
+    from hf_gpt.evaluation import EvaluationError, encode_parts
+
+    chunks = encode_parts(tokenizer, [" the, the", " and the", " Gisburn"], vocab_size=1000)
+    assert next(chunks) == tokenizer(" the, the")["input_ids"]
+    next(chunks)
+    with pytest.raises(EvaluationError, match="gives id .* but the model's vocabulary has 1000 tokens"):
+        next(chunks)
+    with pytest.raises(EvaluationError, match="gives id"):
+        encode_parts(tokenizer, [" Gisburn", " the"], vocab_size=1000)
+
+
+def test_a_pipe_is_read_once_in_parts(model, tokenizer, folder, text, small_parts, tmp_path):
+    """`--text_file <(xzcat big.txt.xz)`: a pipe is not scanned ahead (it can be read once only)."""
+    import threading
+
+    from hf_gpt.evaluation import evaluate
+
+    whole = _long_text(text)[:3000]
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    writer = threading.Thread(target=lambda: fifo.write_text(whole, encoding="utf-8"))
+    writer.start()
+    got = evaluate(folder, text_file=fifo, max_length=32, stride=16, device="cpu", progress=False)
+    writer.join()
+    nats, n, _ = strided_nll(model, tokenizer(whole)["input_ids"], max_length=32, stride=16, progress=False)
+    assert got["tokens"] == n and got["loss"] == pytest.approx(nats / n, rel=1e-9)
+    assert got["words"] == len(whole.split())
+
+
 # ------------------------------------------------------------------------------------------------- bad input
 
 
@@ -269,6 +424,9 @@ BAD_INPUTS = {
     "no data": ([], "give the data to score"),
     "two data": (["--text_file", "{verdict}", "--dataset_name", "x"], "exactly one of --text_file"),
     "missing file": (["--text_file", "{missing}"], "cannot read --text_file"),
+    "a folder": (["--text_file", "{folder}"], "cannot read --text_file"),
+    "not UTF-8": (["--text_file", "{latin1}"], "cannot read --text_file {latin1}: UnicodeDecodeError: 'utf-8' codec "
+                  "can't decode byte 0xe9 in position 11: invalid continuation byte\n"),  # Python's, as read whole
 }
 
 
@@ -276,12 +434,13 @@ BAD_INPUTS = {
 def test_bad_inputs_get_one_line_before_weights_load(main, case, broken_folder, tmp_path, capsys):
     (tmp_path / "empty.txt").write_text("")
     (tmp_path / "one.txt").write_text("Hello")
+    (tmp_path / "latin1.txt").write_bytes("Bonjour café au lait".encode("latin-1"))
     paths = {"empty": tmp_path / "empty.txt", "one_token": tmp_path / "one.txt", "verdict": THE_VERDICT,
-             "missing": tmp_path / "missing.txt"}
+             "missing": tmp_path / "missing.txt", "folder": tmp_path, "latin1": tmp_path / "latin1.txt"}
     argv, message = BAD_INPUTS[case]
     assert main([str(broken_folder), *[a.format(**paths) for a in argv]]) == 2
     out, err = capsys.readouterr()
-    assert out == "" and err.count("\n") == 1 and err.startswith("error: ") and message in err, err
+    assert out == "" and err.count("\n") == 1 and err.startswith("error: ") and message.format(**paths) in err, err
 
 
 def test_bad_models_get_one_line(main, folder, book_reference, tmp_path, capsys):
