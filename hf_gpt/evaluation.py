@@ -30,6 +30,9 @@ from .locations import looks_local
 from .weight_files_gpt import WEIGHT_FILES
 
 BOOK_SUFFIXES = (".pth", ".pt")
+# A --text_file is read and tokenized this many characters at a time. The tokenizer's output for a part (~570 bytes
+# a token, offsets included) is most of the memory scoring takes, so parts are smaller than training's 4M.
+PART_CHARS = 1 << 18
 RESULT_KEYS = ("tokens", "loss", "perplexity", "bits_per_byte", "word_perplexity")
 
 
@@ -365,7 +368,7 @@ def read_text(text_file=None, dataset_name=None, dataset_config_name=None, split
 
 def read_parts(text_file=None, dataset_name=None, **dataset_kwargs):
     """The text to score as parts whose ids, concatenated, are the whole text's: a --text_file read lazily in parts
-    of about `sources.PART_CHARS` characters (checked first: readable, UTF-8, not empty), a dataset's joined text
+    of about `PART_CHARS` characters (checked first: readable, UTF-8, not empty), a dataset's joined text
     as one part."""
     if text_file is None or dataset_name is not None:
         return [read_text(text_file, dataset_name, **dataset_kwargs)]
@@ -388,7 +391,7 @@ def read_parts(text_file=None, dataset_name=None, **dataset_kwargs):
 
     def parts():
         try:
-            for part in file_parts(text_file):
+            for part in file_parts(text_file, PART_CHARS):
                 if not part:
                     raise EvaluationError(f"--text_file {text_file} is empty: nothing to score")
                 yield part

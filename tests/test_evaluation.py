@@ -266,14 +266,16 @@ def test_script_reads_datasets_book_checkpoints_and_gpt2_folders(main, model, to
 # ------------------------------------------------------------------------------------------ a long text file
 
 
-PART = 200  # characters per part in these tests (4M by default): a few KB of text is read in dozens of parts
+PART = 200  # characters per part in these tests (256K when scoring by default): a few KB is read in dozens of parts
 
 
 @pytest.fixture
 def small_parts(monkeypatch):
+    import hf_gpt.evaluation as evaluation
     import hf_gpt.sources as sources
 
     monkeypatch.setattr(sources, "PART_CHARS", PART)
+    monkeypatch.setattr(evaluation, "PART_CHARS", PART)
     return sources
 
 
