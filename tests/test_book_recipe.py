@@ -115,7 +115,7 @@ def test_a_change_that_breaks_exactness_runs_and_says_so_once(one_thread, tmp_pa
 
 
 def test_what_breaks_exactness():
-    book = dict(bf16=False, fp16=False, torch_compile=False, world_size=1, gradient_accumulation_steps=1,
+    book = dict(bf16=False, fp16=False, tf32=None, torch_compile=False, world_size=1, gradient_accumulation_steps=1,
                 data_order="book", rng_order="book")
     model = SimpleNamespace(config=SimpleNamespace(_attn_implementation="eager"))
     model_args = SimpleNamespace(attn_implementation="eager")

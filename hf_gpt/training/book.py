@@ -126,7 +126,7 @@ def exactness_breakers(model_args, training_args, model=None):
         reasons.append("bf16 autocast")
     if training_args.fp16:
         reasons.append("fp16 autocast")
-    if getattr(training_args, "tf32", None):
+    if training_args.tf32:
         reasons.append("TF32 matrix products")
     if training_args.torch_compile:
         reasons.append("torch.compile")
