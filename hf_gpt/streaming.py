@@ -261,7 +261,7 @@ def _alive(pid):
     except ProcessLookupError:
         return False
     except OSError:  # another user's process: alive, and not ours to judge
-        return True
+        pass
     return True
 
 
