@@ -6,9 +6,9 @@ window gets little context. The sliding-window method of Hugging Face's perplexi
 every `stride` tokens and overlap, and only the targets not scored by an earlier window count (the others are
 -100), so every token is scored exactly once with up to `max_length` tokens of context. Windows here are the book's
 (`max_length` inputs, the same inputs shifted by one as targets), so at `stride == max_length` they are exactly the
-windows of the book's `create_dataloader_v1` and the mean loss is the book's `calc_loss_loader`. A text file is
-read, tokenized and scored in parts (`sources.file_parts`, cut where GPT-2's ids stay the same) with a rolling id
-buffer, so a 1 GB text needs no more memory than a few MB of it.
+windows of the book's `create_dataloader_v1` and the mean loss is the book's `calc_loss_loader`. A text file or a
+dataset's text column is read, tokenized and scored in parts (`sources.text_parts`, cut where GPT-2's ids stay the
+same) with a rolling id buffer, so a 1 GB text needs no more memory than a few MB of it.
 
 Model resolution, input checks and the results dict live here too, so `scripts/evaluate_model.py` stays a thin door
 and every bad input is refused before any weights are read.
@@ -30,8 +30,9 @@ from .locations import looks_local
 from .weight_files_gpt import WEIGHT_FILES
 
 BOOK_SUFFIXES = (".pth", ".pt")
-# A --text_file is read and tokenized this many characters at a time. The tokenizer's output for a part (~570 bytes
-# a token, offsets included) is most of the memory scoring takes, so parts are smaller than training's 4M.
+# A --text_file or a dataset's text is read and tokenized this many characters at a time. The tokenizer's output
+# for a part (~570 bytes a token, offsets included) is most of the memory scoring takes, so parts are smaller than
+# training's 4M.
 PART_CHARS = 1 << 18
 RESULT_KEYS = ("tokens", "loss", "perplexity", "bits_per_byte", "word_perplexity")
 
@@ -338,14 +339,21 @@ def read_text(text_file=None, dataset_name=None, dataset_config_name=None, split
     """The text to score: a UTF-8 file, or a dataset split's text column joined with blank lines (as the guide)."""
     if (text_file is None) == (dataset_name is None):
         raise EvaluationError("give exactly one of --text_file FILE or --dataset_name NAME")
-    if text_file is not None:
-        try:
-            text = Path(text_file).read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as err:
-            raise EvaluationError(f"cannot read --text_file {text_file}: {err.__class__.__name__}: {err}") from None
-        if not text:
-            raise EvaluationError(f"--text_file {text_file} is empty: nothing to score")
-        return text
+    if text_file is None:
+        return "".join(read_parts(dataset_name=dataset_name, dataset_config_name=dataset_config_name, split=split,
+                                  text_column=text_column))
+    try:
+        text = Path(text_file).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as err:
+        raise EvaluationError(f"cannot read --text_file {text_file}: {err.__class__.__name__}: {err}") from None
+    if not text:
+        raise EvaluationError(f"--text_file {text_file} is empty: nothing to score")
+    return text
+
+
+def _dataset_column(dataset_name, dataset_config_name=None, split="test", text_column=None):
+    """The split (an Arrow file, memory-mapped, not read into memory) with only its text column, and the column's
+    name: the one given, else `text`, else the only string column."""
     import datasets
 
     try:
@@ -360,19 +368,30 @@ def read_text(text_file=None, dataset_name=None, dataset_config_name=None, split
             raise EvaluationError(f"dataset {dataset_name} has text columns {columns}; pick one with --text_column")
     elif text_column not in columns:
         raise EvaluationError(f"dataset {dataset_name} has no text column {text_column!r}; its text columns: {columns}")
-    text = "\n\n".join(t for t in ds[text_column] if t is not None)
-    if not text:
-        raise EvaluationError(f"column {text_column!r} of split {split!r} of {dataset_name} is empty: nothing to score")
-    return text
+    return ds.select_columns([text_column]), text_column
 
 
-def read_parts(text_file=None, dataset_name=None, **dataset_kwargs):
-    """The text to score as parts whose ids, concatenated, are the whole text's: a --text_file read lazily in parts
-    of about `PART_CHARS` characters (checked first: readable, UTF-8, not empty), a dataset's joined text
-    as one part."""
-    if text_file is None or dataset_name is not None:
-        return [read_text(text_file, dataset_name, **dataset_kwargs)]
-    from .sources import file_parts, first_non_utf8
+def read_parts(text_file=None, dataset_name=None, dataset_config_name=None, split="test", text_column=None):
+    """The text to score as parts whose ids, concatenated, are the whole text's, read lazily in parts of about
+    `PART_CHARS` characters (`sources.text_parts`): a --text_file, or a dataset split's text column joined with
+    blank lines. Everything that can be checked before scoring is: readable, UTF-8, the column, not empty."""
+    if (text_file is None) == (dataset_name is None):
+        raise EvaluationError("give exactly one of --text_file FILE or --dataset_name NAME")
+    from .sources import file_parts, first_non_utf8, text_parts
+
+    if dataset_name is not None:
+        ds, column = _dataset_column(dataset_name, dataset_config_name, split, text_column)
+
+        def joined():  # the rows (but missing ones) with a blank line between
+            sep = ""
+            for batch in ds.iter(batch_size=1024):
+                for row in batch[column]:
+                    if row is not None:
+                        yield sep + row
+                        sep = "\n\n"
+
+        empty = f"column {column!r} of split {split!r} of {dataset_name} is empty: nothing to score"
+        return _checked(text_parts(joined(), PART_CHARS), empty)
 
     def unreadable(err):
         return EvaluationError(f"cannot read --text_file {text_file}: {err.__class__.__name__}: {err}")
@@ -388,17 +407,21 @@ def read_parts(text_file=None, dataset_name=None, **dataset_kwargs):
             f"bytes in position {offset}-{offset + n - 1}")
         raise EvaluationError(f"cannot read --text_file {text_file}: UnicodeDecodeError: 'utf-8' codec can't "
                               f"decode {where}: {err.reason}")
+    return _checked(file_parts(text_file, PART_CHARS), f"--text_file {text_file} is empty: nothing to score",
+                    unreadable)
 
-    def parts():
-        try:
-            for part in file_parts(text_file, PART_CHARS):
-                if not part:
-                    raise EvaluationError(f"--text_file {text_file} is empty: nothing to score")
-                yield part
-        except (OSError, UnicodeDecodeError) as err:
-            raise unreadable(err) from None
 
-    return parts()
+def _checked(parts, empty, unreadable=None):
+    """`parts`, refusing an empty text (its only empty part) and naming the file a read fails on."""
+    try:
+        for part in parts:
+            if not part:
+                raise EvaluationError(empty)
+            yield part
+    except (OSError, UnicodeDecodeError) as err:
+        if unreadable is None:
+            raise
+        raise unreadable(err) from None
 
 
 def encode(tokenizer, text, vocab_size=None):

@@ -201,21 +201,37 @@ def _text_parts(files, part_chars):
 
 
 def file_parts(path, part_chars=None):
-    """The text of a UTF-8 file (universal newlines) in parts of about `part_chars` (default `PART_CHARS`)
-    characters, cut only where GPT-2's pre-tokenizer splits anyway (see CUT): the parts' ids, concatenated, are the
-    whole text's. An empty file is one empty part."""
+    """The text of a UTF-8 file (universal newlines) in parts, as `text_parts` cuts them."""
     part_chars = PART_CHARS if part_chars is None else part_chars
     with open(path, encoding="utf-8") as f:
-        text = f.read(part_chars)
-        while more := f.read(part_chars):
-            text += more
-            end = cut_after(text, part_chars)
+        yield from text_parts(iter(lambda: f.read(part_chars), ""), part_chars)
+
+
+def text_parts(pieces, part_chars=None):
+    """The text that `pieces` (strings) make end to end, in parts of about `part_chars` (default `PART_CHARS`)
+    characters, cut only where GPT-2's pre-tokenizer splits anyway (see CUT): the parts' ids, concatenated, are the
+    whole text's. An empty text is one empty part; no other part is empty."""
+    part_chars = PART_CHARS if part_chars is None else part_chars
+    text, held, size, cut = "", [], 0, False
+    for piece in pieces:
+        held.append(piece)
+        size += len(piece)
+        if len(text) + size <= part_chars:
+            continue
+        text += "".join(held)
+        held, size = [], 0
+        start = 0  # parts of one long piece are sliced from it, not cut off one by one (quadratic)
+        while len(text) - start > part_chars:
+            end = cut_after(text, start + part_chars)
             if end is None:
-                if len(text) < 8 * part_chars:
-                    continue  # no cut point past part_chars yet: read on (a cut elsewhere could change ids)
-                end = cut_after(text, 1) or len(text)  # the first cut point, else (no word gap at all) the end
-            yield text[:end]
-            text = text[end:]
+                if len(text) - start < 8 * part_chars:
+                    break  # no cut point past part_chars yet: read on (a cut elsewhere could change ids)
+                end = cut_after(text, start + 1) or len(text)  # the first cut point, else (no word gap) the end
+            yield text[start:end]
+            start, cut = end, True
+        text = text[start:]
+    text += "".join(held)
+    if text or not cut:
         yield text
 
 

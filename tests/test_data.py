@@ -276,7 +276,7 @@ def test_text_parts_cut_only_where_ids_stay_the_same(small_parts, tmp_path):
     text = "x" * 1000 + " " + "y" * 50 + "\n" + "z" * 3000
     (tmp_path / "a.txt").write_text(text, encoding="utf-8")
     parts = [r["text"] for r in small_parts._text_parts([tmp_path / "a.txt"], 300)]
-    assert [len(p) for p in parts] == [1000, 52, 2848, 152]
+    assert [len(p) for p in parts] == [1000, 52, 2548, 452]
     assert "".join(parts) == text and parts[1] == " " + "y" * 50 + "\n"
 
 

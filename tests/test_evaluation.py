@@ -4,6 +4,7 @@ below it, stock GPT-2 through the same loop, every token scored once, and bad in
 import json
 import math
 import os
+import random
 import subprocess
 import sys
 from pathlib import Path
@@ -353,20 +354,22 @@ def test_a_text_file_is_scored_holding_about_one_part_of_ids(model, tokenizer, f
 def test_parts_give_the_ids_bytes_and_words_of_the_whole_text(tokenizer, small_parts, tmp_path):
     """Parts are cut only at a space or newline between two non-space characters, so their ids concatenate to the
     whole text's and their words add up; where no such gap comes for 8 parts (one huge word), the cut splits the
-    word and it still counts once."""
+    word and it still counts once. The same for a file's reads and for pieces of any size (a dataset's rows)."""
     from hf_gpt.evaluation import encode_parts
 
     texts = {"prose": "\t Lead  spaces\u00a0and\u2003odd\x0cwhite\n\n\nspace, then words.\nA line " * 40 + "end\n \n",
              "one huge word": "a b " + "x" * (20 * PART) + " c\td\n"}
     for name, whole in texts.items():
         (tmp_path / "t.txt").write_text(whole, encoding="utf-8")
-        parts = list(small_parts.file_parts(tmp_path / "t.txt"))
-        assert len(parts) > 5 and "".join(parts) == whole, name
-        size = [0, 0]
-        ids = [i for chunk in encode_parts(tokenizer, parts, 50257, size) for i in chunk]
-        assert size == [len(whole.encode("utf-8")), len(whole.split())], name
-        if name == "prose":
-            assert ids == tokenizer(whole)["input_ids"]
+        cuts = sorted(random.Random(0).sample(range(1, len(whole)), len(whole) // 150))  # pieces of 1 to ~1000
+        pieces = [whole[i:j] for i, j in zip([0, *cuts], [*cuts, len(whole)])]
+        for parts in (list(small_parts.file_parts(tmp_path / "t.txt")), list(small_parts.text_parts(pieces))):
+            assert len(parts) > 5 and "".join(parts) == whole and all(parts), name
+            size = [0, 0]
+            ids = [i for chunk in encode_parts(tokenizer, parts, 50257, size) for i in chunk]
+            assert size == [len(whole.encode("utf-8")), len(whole.split())], name
+            if name == "prose":
+                assert ids == tokenizer(whole)["input_ids"]
 
 
 def test_a_foreign_tokenizer_found_in_a_later_part_is_the_same_one_line_error(tokenizer):
@@ -399,6 +402,60 @@ def test_a_pipe_is_read_once_in_parts(model, tokenizer, folder, text, small_part
     nats, n, _ = strided_nll(model, tokenizer(whole)["input_ids"], max_length=32, stride=16, progress=False)
     assert got["tokens"] == n and got["loss"] == pytest.approx(nats / n, rel=1e-9)
     assert got["words"] == len(whole.split())
+
+
+def _write_jsonl(path, rows):
+    path.mkdir(parents=True, exist_ok=True)
+    (path / "test.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+
+
+def test_a_dataset_is_read_in_parts_and_scores_as_its_joined_text(model, tokenizer, folder, text, small_parts,
+                                                                   tmp_path, monkeypatch):
+    """A dataset split is streamed off its Arrow file like a text file: its rows (empty ones kept, missing ones
+    left out) joined with blank lines, tokenized about one part at a time, give the joined text's results."""
+    import hf_gpt.evaluation as evaluation
+
+    paragraphs = _long_text(text).split("\n\n")
+    bodies = [*paragraphs[:20], "", None, " ".join(paragraphs), "", "  lead spaces", *paragraphs[-3:]]
+    assert max(len(b or "") for b in bodies) > 5 * PART
+    _write_jsonl(tmp_path / "data", [{"id": i, "body": b} for i, b in enumerate(bodies)])
+    joined = "\n\n".join(b for b in bodies if b is not None)
+    seen = []
+
+    def counting(text, **kwargs):
+        seen.append(len(text))
+        return tokenizer(text, **kwargs)
+
+    spec = evaluation.resolve_model(folder)
+    spec.load_tokenizer = lambda: counting
+    settings = dict(max_length=32, stride=12, batch_size=3, device="cpu", progress=False)
+    got = evaluation.evaluate(folder, spec=spec, dataset_name=str(tmp_path / "data"), text_column="body", **settings)
+    assert len(seen) > 25 and max(seen) < 2 * PART
+    whole = evaluation.evaluate(folder, text=joined, **settings)
+    assert got == {**whole, "seconds": got["seconds"], "tokens_per_second": got["tokens_per_second"]}
+    nats, n, _ = strided_nll(model, tokenizer(joined)["input_ids"], max_length=32, stride=12, progress=False)
+    assert (got["tokens"], got["words"]) == (n, len(joined.split()))
+    assert got["loss"] == pytest.approx(nats / n, rel=1e-9)
+    assert evaluation.read_text(dataset_name=str(tmp_path / "data"), text_column="body") == joined
+
+
+DATASET_ERRORS = {
+    "empty column": ([{"body": ""}], ["--text_column", "body"], "column 'body' of split 'test' of {data} is empty"),
+    "two text columns": ([{"a": "x y", "b": "z"}], [], "has text columns ['a', 'b']; pick one with --text_column"),
+    "no such column": ([{"a": "x y"}], ["--text_column", "body"], "has no text column 'body'; its text columns: ['a']"),
+    "no such split": ([{"text": "x y"}], ["--split", "validation"], "cannot load split 'validation' of dataset {data}"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(DATASET_ERRORS))
+def test_bad_datasets_get_one_line_before_weights_load(main, case, broken_folder, tmp_path, capsys):
+    rows, argv, message = DATASET_ERRORS[case]
+    data = tmp_path / "data"
+    _write_jsonl(data, rows)
+    assert main([str(broken_folder), "--dataset_name", str(data), *argv]) == 2
+    out, err = capsys.readouterr()
+    last = err.splitlines()[-1]  # after datasets' own progress bar, which ends with a carriage return
+    assert out == "" and err.count("error") == 1 and last.startswith("error: ") and message.format(data=data) in last
 
 
 # ------------------------------------------------------------------------------------------------- bad input
