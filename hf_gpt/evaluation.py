@@ -24,6 +24,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from ._pages import reuse_freed_memory
 from .configuration_gpt import GPT2_ALIASES, GPT2_CHECKPOINTS
 from .hub import TOKENIZER_FILES
 from .locations import looks_local
@@ -470,8 +471,11 @@ def encode_parts(tokenizer, parts, vocab_size=None, text_size=None):
 
 
 def evaluate(model, *, text=None, config=None, max_length=None, stride=None, batch_size=4, bf16=False,
-             device=None, progress=None, spec=None, **text_kwargs):
-    """Resolve, check, then load and score: the results dict. Every check runs before any weights are read."""
+             device=None, progress=None, spec=None, cpu_reuse_freed_memory=True, **text_kwargs):
+    """Resolve, check, then load and score: the results dict. Every check runs before any weights are read.
+
+    On CPU, glibc's malloc is set (process-wide) to keep freed memory for reuse, as a training run does: each batch's
+    logits are otherwise faulted in afresh, page by page (`_pages.reuse_freed_memory`)."""
     import torch
 
     spec = spec or resolve_model(model, config)
@@ -489,6 +493,8 @@ def evaluate(model, *, text=None, config=None, max_length=None, stride=None, bat
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     if bf16 and torch.device(device).type == "cuda" and not torch.cuda.is_bf16_supported():
         raise EvaluationError("--bf16: this GPU has no bf16; run in fp32")
+    if cpu_reuse_freed_memory and torch.device(device).type == "cpu":
+        reuse_freed_memory()
     loaded = spec.load_model(device)
     start = time.perf_counter()
     nats, tokens, windows = strided_nll_stream(loaded, chunks, max_length=max_length, stride=stride,

@@ -40,6 +40,9 @@ def build_parser():
     run.add_argument("--bf16", action="store_true", help="bf16 autocast (default: fp32)")
     run.add_argument("--device", help="default: cuda if available, else cpu")
     run.add_argument("--no_progress", action="store_true", help="no progress bar")
+    run.add_argument("--cpu_reuse_freed_memory", choices=["true", "false"], default="true",
+                     help="on CPU with glibc, keep freed memory for reuse: each batch's logits are not faulted in "
+                          "afresh (default: true)")
     run.add_argument("--output_json", type=Path, help="write the results here as JSON")
     harness = parser.add_argument_group("lm-eval harness (pip install 'hf_gpt[eval]')")
     harness.add_argument("--tasks", help="comma-separated lm-eval task names; data options become optional")
@@ -75,7 +78,8 @@ def main(argv=None):
                            batch_size=args.batch_size, bf16=args.bf16, device=args.device,
                            progress=False if args.no_progress else None, text_file=args.text_file,
                            dataset_name=args.dataset_name, dataset_config_name=args.dataset_config_name,
-                           split=args.split, text_column=args.text_column)
+                           split=args.split, text_column=args.text_column,
+                           cpu_reuse_freed_memory=args.cpu_reuse_freed_memory == "true")
             print(_format(out))
         if args.tasks:
             tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]

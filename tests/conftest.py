@@ -1,4 +1,6 @@
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -43,3 +45,29 @@ def nothing_heavy(monkeypatch):
     monkeypatch.setattr(hf_gpt.training.run, "build_model", refuse)
     monkeypatch.setattr(hf_gpt.data, "build_lm_datasets", refuse)
     return refuse
+
+
+_FAULTS = """
+import resource, torch
+
+def faults_of_a_fresh_64mib_tensor():
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    torch.ones(16 << 20)
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
+"""
+
+
+@pytest.fixture
+def fresh_tensor_faults():
+    """Runs code in a fresh Python process (malloc settings are process-wide) that has
+    `faults_of_a_fresh_64mib_tensor()`: the 4 KiB page faults a new 64 MiB tensor takes. Returns stdout's words."""
+    thp = Path("/sys/kernel/mm/transparent_hugepage/enabled")
+    if thp.exists() and "[always]" in thp.read_text():
+        pytest.skip("transparent huge pages are always on: a fresh tensor faults in 2 MiB pages, not 4 KiB ones")
+
+    def run(code):
+        proc = subprocess.run([sys.executable, "-c", _FAULTS + code], capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 0, proc.stderr
+        return proc.stdout.split()
+
+    return run

@@ -99,29 +99,17 @@ def test_tf32_is_the_default_where_cuda_has_it(monkeypatch, tmp_path):
         torch.backends.fp32_precision = before
 
 
-def test_reuse_freed_memory_stops_page_faults_on_reallocation():
+def test_reuse_freed_memory_stops_page_faults_on_reallocation(fresh_tensor_faults):
     """A step's large tensors (here 64 MiB, freed then allocated again) fault their pages in once the heap has settled
-    (it may map a block or two first), not every step. In a fresh process: the setting is process-wide."""
-    thp = Path("/sys/kernel/mm/transparent_hugepage/enabled")
-    if thp.exists() and "[always]" in thp.read_text():
-        pytest.skip("transparent huge pages are always on: a fresh tensor faults in 2 MiB pages, not 4 KiB ones")
-    code = """
-import resource, torch
+    (it may map a block or two first), not every step."""
+    took, default, settling, settled = fresh_tensor_faults("""
 from hf_gpt.training import reuse_freed_memory
-
-def faults_of_a_fresh_64mib_tensor():
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-    torch.ones(16 << 20)
-    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
 
 default = [faults_of_a_fresh_64mib_tensor() for _ in range(4)]
 took = reuse_freed_memory()
 settling = [faults_of_a_fresh_64mib_tensor() for _ in range(4)]
 print(took, min(default[1:]), sum(settling), sum(faults_of_a_fresh_64mib_tensor() for _ in range(6)))
-"""
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 0, proc.stderr
-    took, default, settling, settled = proc.stdout.split()
+""")
     assert took == "True"
     assert int(default) >= 16_000  # every 64 MiB tensor: 16384 pages of 4 KiB
     assert int(settling) <= 3 * 16_500  # at most a few blocks mapped while the heap settles
