@@ -82,8 +82,9 @@ def reuse_freed_memory():
 
     A training step or a scoring batch allocates the same large tensors every time (logits, their gradients, the
     parameters' gradients). Above 32 MiB glibc maps each one fresh from the OS and unmaps it when freed, so every
-    step pays a page fault per 4 KiB it writes: ~0.3 ms per MB, half the default run's training time. With mmap and trimming off, freed blocks
-    are reused as by a caching allocator (the process holds on to its peak memory, as CUDA's allocator does)."""
+    step pays a page fault per 4 KiB it writes: ~0.3 ms per MB, half the default run's training time. With mmap and
+    trimming off, freed blocks are reused as by a caching allocator (the process holds on to its peak memory, as
+    CUDA's allocator does)."""
     if not sys.platform.startswith("linux"):
         return False
     try:
