@@ -493,8 +493,7 @@ def evaluate(model, *, text=None, config=None, max_length=None, stride=None, bat
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     if bf16 and torch.device(device).type == "cuda" and not torch.cuda.is_bf16_supported():
         raise EvaluationError("--bf16: this GPU has no bf16; run in fp32")
-    if cpu_reuse_freed_memory and torch.device(device).type == "cpu":
-        reuse_freed_memory()
+    _reuse_freed_memory_on_cpu(device, cpu_reuse_freed_memory)
     loaded = spec.load_model(device)
     start = time.perf_counter()
     nats, tokens, windows = strided_nll_stream(loaded, chunks, max_length=max_length, stride=stride,
@@ -505,11 +504,19 @@ def evaluate(model, *, text=None, config=None, max_length=None, stride=None, bat
                    seconds=seconds, tokens_per_second=tokens / seconds)
 
 
+def _reuse_freed_memory_on_cpu(device, enabled):
+    import torch
+
+    if enabled and torch.device(device).type == "cpu":
+        reuse_freed_memory()
+
+
 def lm_eval_tasks(spec, tasks, *, include_path=None, batch_size=4, bf16=False, device=None, limit=None,
-                  num_fewshot=None):
+                  num_fewshot=None, cpu_reuse_freed_memory=True):
     """Run lm-eval harness tasks on the model `spec` names (any kind, a book .pth included), via its Python API.
 
     Task names are matched before the weights load, so a typo fails fast. Returns lm-eval's `results` per task.
+    On CPU, freed memory is kept for reuse, as in `evaluate`.
     """
     try:
         import lm_eval
@@ -528,6 +535,7 @@ def lm_eval_tasks(spec, tasks, *, include_path=None, batch_size=4, bf16=False, d
         where = f" (built-in or in --include_path {include_path})" if include_path else " (add --include_path DIR for your own)"
         raise EvaluationError(f"lm-eval knows no task {', '.join(unknown)}{where}")
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    _reuse_freed_memory_on_cpu(device, cpu_reuse_freed_memory)
     lm = HFLM(pretrained=spec.load_model(device), tokenizer=spec.load_tokenizer(), batch_size=batch_size,
               max_length=spec.context_length, mixed_precision_dtype=torch.bfloat16 if bf16 else None)
     out = lm_eval.simple_evaluate(model=lm, tasks=list(tasks), task_manager=manager, limit=limit,
