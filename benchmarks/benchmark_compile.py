@@ -22,8 +22,8 @@ import torch
 from transformers import GPT2Config, GPT2LMHeadModel
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from hf_gpt.configuration_gpt import GPTConfig  # noqa: E402
-from hf_gpt.modeling_gpt import GPTForCausalLM  # noqa: E402
+from hf_gpt.model.configuration_gpt import GPTConfig  # noqa: E402
+from hf_gpt.model.modeling_gpt import GPTForCausalLM  # noqa: E402
 
 
 def build(kind, preset):

@@ -35,8 +35,8 @@ from transformers import GPT2Config, GPT2LMHeadModel
 from transformers.generation.configuration_utils import CompileConfig
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from hf_gpt.configuration_gpt import GPTConfig  # noqa: E402
-from hf_gpt.modeling_gpt import GPTForCausalLM  # noqa: E402
+from hf_gpt.model.configuration_gpt import GPTConfig  # noqa: E402
+from hf_gpt.model.modeling_gpt import GPTForCausalLM  # noqa: E402
 
 H100_BF16_DENSE = 989e12
 TINY = {"vocab_size": 512, "context_length": 64, "emb_dim": 64, "n_heads": 4, "n_layers": 2}

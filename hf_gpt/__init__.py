@@ -7,11 +7,11 @@ torch and the model code. Importing the model or config registers them with the 
 import importlib
 
 _LAZY = {
-    "GPTConfig": "configuration_gpt",
-    "GPT_CONFIG_124M": "configuration_gpt",
-    "PRESETS": "configuration_gpt",
-    "GPTForCausalLM": "modeling_gpt",
-    "GPTModel": "modeling_gpt",
+    "GPTConfig": "model.configuration_gpt",
+    "GPT_CONFIG_124M": "model.configuration_gpt",
+    "PRESETS": "model.configuration_gpt",
+    "GPTForCausalLM": "model.modeling_gpt",
+    "GPTModel": "model.modeling_gpt",
     "load_tokenizer": "tokenization",
     "build_lm_datasets": "data",
     "create_dataloader": "data",

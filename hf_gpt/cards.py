@@ -81,7 +81,7 @@ def _template_dir():
 def _arch(model_config):
     """Architecture facts under transformers' standard names, which both GPTConfig and GPT2Config answer to."""
     if isinstance(model_config, dict):
-        from .configuration_gpt import GPTConfig
+        from .model.configuration_gpt import GPTConfig
 
         model_config = GPTConfig(**{k: v for k, v in model_config.items() if k not in ("model_type", "auto_map")})
     d = model_config.hidden_size
@@ -111,7 +111,7 @@ def _num_parameters(model_config):
     import torch
     from transformers import AutoModelForCausalLM
 
-    from . import modeling_gpt  # noqa: F401  (registers hf_gpt with AutoModelForCausalLM)
+    from .model import modeling_gpt  # noqa: F401  (registers hf_gpt with AutoModelForCausalLM)
 
     with torch.device("meta"):
         return AutoModelForCausalLM.from_config(model_config).num_parameters()

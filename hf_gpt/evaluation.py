@@ -25,10 +25,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ._pages import reuse_freed_memory
-from .configuration_gpt import GPT2_ALIASES, GPT2_CHECKPOINTS
+from .model.configuration_gpt import GPT2_ALIASES, GPT2_CHECKPOINTS
 from .hub import TOKENIZER_FILES
 from .locations import looks_local
-from .weight_files_gpt import WEIGHT_FILES
+from .model.weight_files_gpt import WEIGHT_FILES
 
 BOOK_SUFFIXES = (".pth", ".pt")
 # A --text_file or a dataset's text is read and tokenized this many characters at a time. The tokenizer's output

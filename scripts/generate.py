@@ -62,7 +62,7 @@ def load(source, *, trust_remote_code=False):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     try:
-        import hf_gpt.modeling_gpt  # noqa: F401  (registers hf_gpt with the Auto classes, so its Hub repos need no remote code)
+        import hf_gpt.model.modeling_gpt  # noqa: F401  (registers hf_gpt with the Auto classes, so its Hub repos need no remote code)
         from hf_gpt.hub import HubError, check_model_folder, check_repo_id
     except ImportError as err:
         raise GenerateError(f"hf_gpt is not importable ({err}); install it with `pip install -e .`") from None

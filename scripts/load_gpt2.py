@@ -43,7 +43,7 @@ def parse_args(argv=None):
 def check_inputs(args):
     """Everything that can be told before loading anything: where --save goes, and whether the model and tokenizer
     can be had (a local-looking path that does not exist fails at once; a Hub id is probed once, briefly)."""
-    from hf_gpt.configuration_gpt import GPT2_ALIASES, GPT2_CHECKPOINTS
+    from hf_gpt.model.configuration_gpt import GPT2_ALIASES, GPT2_CHECKPOINTS
     from hf_gpt.locations import check_source
 
     if args.save:

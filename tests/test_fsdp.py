@@ -100,7 +100,7 @@ def test_fsdp_on_cpu_shards_matches_one_process_and_resumes(book_reference, tmp_
     for name in wa:
         assert wb[name].shape == wa[name].shape, name
         torch.testing.assert_close(wb[name], wa[name], rtol=1e-4, atol=1e-4, msg=name)
-    from hf_gpt.modeling_gpt import GPTForCausalLM
+    from hf_gpt.model.modeling_gpt import GPTForCausalLM
 
     model = GPTForCausalLM.from_pretrained(two)
     for name, tensor in model.state_dict().items():

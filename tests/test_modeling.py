@@ -13,7 +13,7 @@ from safetensors.torch import load_file
 from transformers import AutoConfig, AutoModelForCausalLM, TextIteratorStreamer, pipeline
 
 from hf_gpt import GPT_CONFIG_124M, PRESETS, GPTConfig, GPTForCausalLM, load_tokenizer
-from hf_gpt.modeling_gpt import CACHE, Linear, book_key_to_model_key
+from hf_gpt.model.modeling_gpt import CACHE, Linear, book_key_to_model_key
 
 FIXTURES = ["book_tiny", "book_tiny_qkvbias"]
 

@@ -513,7 +513,7 @@ def test_10_truncated_safetensors_in_a_model_folder(model_folder, tmp_path):
 
 
 def test_10_gpt2_config_without_its_sizes_is_refused():
-    from hf_gpt.conversion_gpt import gpt2_config_to_gpt_config
+    from hf_gpt.model.conversion_gpt import gpt2_config_to_gpt_config
 
     with pytest.raises(ValueError, match=r"GPT-2 config lacks n_embd, n_layer"):
         gpt2_config_to_gpt_config({"model_type": "gpt2", "n_head": 12, "n_positions": 1024, "vocab_size": 50257})

@@ -29,7 +29,7 @@ def export(model, output, format, *, tokenizer=None, **options):
     if isinstance(model, (str, Path)):
         from transformers import AutoTokenizer
 
-        from ..modeling_gpt import GPTForCausalLM
+        from ..model.modeling_gpt import GPTForCausalLM
 
         folder = Path(model)
         model = GPTForCausalLM.from_pretrained(folder)

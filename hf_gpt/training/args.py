@@ -9,7 +9,7 @@ from pathlib import Path
 
 from transformers import HfArgumentParser, TrainingArguments
 
-from ..configuration_gpt import PRESETS
+from ..model.configuration_gpt import PRESETS
 from .errors import PretrainingError
 from .hardware import _has_accelerator, default_bf16, default_tf32
 

@@ -22,7 +22,7 @@ from .validation import _parse_overrides, check_dataset_sizes, validate_argument
 logger = logging.getLogger("hf_gpt.training")
 
 def build_model(model_args, plan):
-    from ..modeling_gpt import GPTForCausalLM
+    from ..model.modeling_gpt import GPTForCausalLM
 
     overrides = _parse_overrides(model_args.config_overrides)
     if model_args.init_from:

@@ -6,7 +6,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..configuration_gpt import GPT2_ALIASES, GPT2_CHECKPOINTS, PRESETS, GPTConfig, check_config_fields
+from ..model.configuration_gpt import GPT2_ALIASES, GPT2_CHECKPOINTS, PRESETS, GPTConfig, check_config_fields
 from .checkpoints import _holds_a_run, resolve_resume
 from .errors import PretrainingError, RunFinished
 from .lock import OutputDirLock
@@ -52,7 +52,7 @@ def _gpt2_config(init_from, overrides):
         return GPTConfig.from_preset(GPT2_ALIASES[init_from], **overrides)
     path = Path(init_from)
     if path.is_dir() and (path / "config.json").is_file():
-        from ..conversion_gpt import gpt2_config_to_gpt_config
+        from ..model.conversion_gpt import gpt2_config_to_gpt_config
 
         return gpt2_config_to_gpt_config(json.loads((path / "config.json").read_text()), **overrides)
     return None

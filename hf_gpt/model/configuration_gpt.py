@@ -195,7 +195,7 @@ class ConfigFieldError(TypeError, ValueError):
     validates user input."""
 
 
-if __name__ == "hf_gpt.configuration_gpt":  # the installed package, not a copy loaded as remote code
+if __name__ == "hf_gpt.model.configuration_gpt":  # the installed package, not a copy loaded as remote code
     AutoConfig.register(GPTConfig.model_type, GPTConfig, exist_ok=True)
 
 __all__ = ["GPT2_ALIASES", "GPT2_CHECKPOINTS", "GPTConfig", "GPT_CONFIG_124M", "PRESETS", "check_config_fields"]

@@ -486,7 +486,7 @@ class GPTForCausalLM(GPTPreTrainedModel, GenerationMixin):
         return save_pretrained_gpt2(self, save_directory, **kwargs)
 
 
-if __name__ == "hf_gpt.modeling_gpt":  # the installed package, not a copy loaded as remote code
+if __name__ == "hf_gpt.model.modeling_gpt":  # the installed package, not a copy loaded as remote code
     AutoModel.register(GPTConfig, GPTModel, exist_ok=True)
     AutoModelForCausalLM.register(GPTConfig, GPTForCausalLM, exist_ok=True)
 
