@@ -37,6 +37,7 @@ from transformers.generation.configuration_utils import CompileConfig
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from hf_gpt.model.configuration_gpt import GPTConfig  # noqa: E402
 from hf_gpt.model.modeling_gpt import GPTForCausalLM  # noqa: E402
+from hf_gpt.training.hardware import flops_per_token  # noqa: E402
 
 H100_BF16_DENSE = 989e12
 TINY = {"vocab_size": 512, "context_length": 64, "emb_dim": 64, "n_heads": 4, "n_layers": 2}
@@ -120,19 +121,6 @@ def build(kind, args, dtype=torch.float32, attn="sdpa"):
         # call: 2 graph breaks under compile). Naming the loss it falls back to anyway gives stock its best.
         model.loss_type = "ForCausalLM"
     return model.to(device=args.device, dtype=dtype)
-
-
-def non_embedding_params(model):
-    """nanoGPT's N: every parameter once (the tied head shares the token embedding) minus the position embedding."""
-    pos = model.pos_emb if isinstance(model, GPTForCausalLM) else model.transformer.wpe
-    return sum(p.numel() for p in model.parameters()) - pos.weight.numel()
-
-
-def flops_per_token(model, args):
-    """Useful work only: a padded vocabulary's extra rows are counted out (N of the 50257-row model)."""
-    s = model_shapes(args)
-    n = non_embedding_params(model) - (model.config.vocab_size - s["vocab_size"]) * s["emb_dim"]
-    return 6 * n + 12 * s["n_layers"] * s["emb_dim"] * s["context_length"]
 
 
 def graph_breaks():
@@ -232,8 +220,8 @@ def bench_train(args):
         backend = None if backend == "causal" else backend
         model.optimizer = torch.optim.AdamW(model.parameters(), lr=6e-4, betas=(0.9, 0.95), weight_decay=0.1,
                                             **({"fused": True} if cuda else {}))
-        info[kind] = {"params": sum(p.numel() for p in model.parameters()), "N": non_embedding_params(model),
-                      "flops_per_token": flops_per_token(model, args)}
+        info[kind] = {"params": sum(p.numel() for p in model.parameters()),
+                      "flops_per_token": flops_per_token(model, model_shapes(args)["context_length"], model_shapes(args)["vocab_size"])}
         for k, mode in contenders:
             if k == kind:
                 forward = torch.compile(model) if mode == "compiled" else model

@@ -46,12 +46,18 @@ def default_tf32():
     return is_torch_tf32_available()
 
 
-def training_flops_per_token(model, seq_len):
-    """Forward + backward FLOPs per token: 6 x (weights of every matmul, the output head included even when tied)
-    + 12 x layers x seq_len x width for attention scores and values (PaLM's estimate)."""
-    matmul_params = sum(m.weight.numel() for m in model.modules() if isinstance(m, torch.nn.Linear))
+def flops_per_token(model, seq_len, vocab_size=None):
+    """Training FLOPs per token, nanoGPT's estimate: 6N + 12 x layers x width x seq_len (attention), where N is every
+    parameter once (a tied head shares the embedding) but the position embedding. `vocab_size` is the vocabulary a
+    tokenizer uses: rows padded past it are counted out, as they do no useful work. The one MFU formula: training's
+    log and the benchmarks both use it, for hf_gpt and for stock GPT-2 alike."""
     config = model.config
-    return 6 * matmul_params + 12 * config.n_layers * seq_len * config.emb_dim
+    width, layers = config.hidden_size, config.num_hidden_layers
+    n = sum(p.numel() for p in model.parameters()) - config.max_position_embeddings * width
+    if vocab_size is not None:
+        tied = model.get_output_embeddings().weight is model.get_input_embeddings().weight
+        n -= (config.vocab_size - vocab_size) * width * (1 if tied else 2)
+    return 6 * n + 12 * layers * width * seq_len
 
 
 def peak_tflops(training_args):

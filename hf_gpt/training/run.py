@@ -15,7 +15,7 @@ from .book import BookStepsCallback, RandomState, print_only_book_lines, warn_if
 from .callbacks import LossPlotCallback, SampleCallback, ThroughputCallback, plot_losses
 from .checkpoints import _clear_previous_run, last_complete_checkpoint, remove_incomplete_checkpoints
 from .errors import NonFiniteLossError, PretrainingError, RunFinished
-from .hardware import peak_tflops, training_flops_per_token
+from .hardware import flops_per_token, peak_tflops
 from .trainer import PerplexityMetric, PretrainingTrainer, write_card
 from .validation import _parse_overrides, check_dataset_sizes, validate_arguments
 
@@ -180,7 +180,7 @@ def _run(plan, model_args, data_args, training_args, callbacks):
                                               else "pydoc_data.topics (Python's help texts, the default corpus)")
     card_info = {"dataset_name": dataset_name, "base_model": model_args.init_from or model_args.model_name_or_path}
     peak = peak_tflops(training_args)
-    throughput = ThroughputCallback(training_flops_per_token(model, plan.max_length), peak * 1e12 if peak else None)
+    throughput = ThroughputCallback(flops_per_token(model, plan.max_length, len(tokenizer)), peak * 1e12 if peak else None)
     trainer = PretrainingTrainer(
         model=model,
         args=training_args,
