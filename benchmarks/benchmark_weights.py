@@ -35,9 +35,10 @@ def gpt2_shapes(n_embd, n_layer, n_head):
     """The GPT-2 tensors of a size, from hf_gpt's one GPT-2 <-> book table."""
     from hf_gpt import GPTConfig
     from hf_gpt.model.conversion_gpt import gpt2_tensor_shapes
+    from hf_gpt.model.modeling_gpt import GPTForCausalLM
 
     config = GPTConfig.from_preset("gpt2-small", emb_dim=n_embd, n_layers=n_layer, n_heads=n_head)
-    return [("transformer." + name, shape) for name, shape in gpt2_tensor_shapes(config).items()]
+    return [("transformer." + name, shape) for name, shape in gpt2_tensor_shapes(config, GPTForCausalLM).items()]
 
 
 def write_checkpoint(folder, size):

@@ -31,7 +31,7 @@ from .cards import (  # noqa: F401  (the card API is also hub's: hub.write_model
     write_generation_config,
     write_model_card,
 )
-from .model.weight_files_gpt import WEIGHT_FILES
+from .model.weight_files_gpt import WEIGHT_FILES, check_safetensors
 
 # Sampling, not greedy, for the folders we publish: a small model's greedy text loops quickly. The model class keeps
 # transformers' greedy default so `model.generate()` in code stays deterministic.
@@ -92,10 +92,8 @@ def check_model_folder(folder, *, need_tokenizer=True, need_card=False):
     if not any((folder / name).is_file() for name in WEIGHT_FILES):
         missing.append("the weights (model.safetensors; write them with `model.save_pretrained(folder)`)")
     elif (folder / "model.safetensors").is_file():
-        from .model.weight_files_gpt import SafetensorsSource
-
-        try:  # a header that parses and a file as long as it says: a truncated copy fails here, not deep in loading
-            SafetensorsSource._read_header(folder / "model.safetensors")
+        try:
+            check_safetensors(folder / "model.safetensors")
         except ValueError as err:
             raise HubError(str(err)) from None
     if need_tokenizer and not any((folder / name).is_file() for name in TOKENIZER_FILES):

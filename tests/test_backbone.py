@@ -8,8 +8,7 @@ from safetensors.torch import load_file
 from transformers import AutoModel, AutoModelForCausalLM
 
 from hf_gpt import GPTConfig, GPTForCausalLM, GPTModel
-from hf_gpt.model.conversion_gpt import load_gpt2_state_dict
-from hf_gpt.model.modeling_gpt import book_key_to_model_key
+from hf_gpt.model.conversion_gpt import book_key_to_model_key, load_gpt2_state_dict
 
 # Folders saved by hf_gpt before the backbone existed: flat book keys in model.safetensors (see fixtures/README.md).
 FLAT_FOLDERS = ["tied", "untied"]

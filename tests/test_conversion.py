@@ -18,8 +18,7 @@ from safetensors.torch import load_file, save_file
 from transformers import GPT2Config, GPT2LMHeadModel
 
 from hf_gpt import GPTConfig, GPTForCausalLM
-from hf_gpt.model.conversion_gpt import gpt2_config_to_gpt_config, load_gpt2_state_dict
-from hf_gpt.model.modeling_gpt import book_key_to_model_key
+from hf_gpt.model.conversion_gpt import book_key_to_model_key, gpt2_config_to_gpt_config, load_gpt2_state_dict
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = dict(vocab_size=96, n_positions=40, n_embd=32, n_layer=2, n_head=4, layer_norm_epsilon=1e-6,

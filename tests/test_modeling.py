@@ -13,7 +13,8 @@ from safetensors.torch import load_file
 from transformers import AutoConfig, AutoModelForCausalLM, TextIteratorStreamer, pipeline
 
 from hf_gpt import GPT_CONFIG_124M, PRESETS, GPTConfig, GPTForCausalLM, load_tokenizer
-from hf_gpt.model.modeling_gpt import CACHE, Linear, book_key_to_model_key
+from hf_gpt.model.conversion_gpt import book_key_to_model_key
+from hf_gpt.model.modeling_gpt import CACHE
 
 FIXTURES = ["book_tiny", "book_tiny_qkvbias"]
 
@@ -326,36 +327,6 @@ def test_dropout_applies_in_training_only():
         model.train()
         c = model(ids).logits
     assert torch.equal(a, b) and not torch.allclose(a, c)
-
-
-@pytest.mark.parametrize("bias", [True, False])
-@pytest.mark.parametrize("out_features", [48, 1001])  # 1001 = 2 x 500 + 1: one row left over after the blocks
-def test_decoding_product_by_weight_blocks_equals_nn_linear(bias, out_features):
-    """In fp32 on CPU without autograd, up to 64 rows go through one batched product over row blocks of the weight
-    (all threads decode); more rows, autograd or bf16 take nn.Linear's path. Both give nn.Linear's numbers."""
-    torch.manual_seed(0)
-    layer = Linear(32, out_features, bias=bias)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(2)
-    try:
-        for shape in [(1, 1, 32), (2, 1, 32), (2, 32, 32), (65, 32)]:
-            x = torch.randn(shape)
-            expected = F.linear(x, layer.weight, layer.bias)
-            with torch.no_grad(), torch.profiler.profile() as prof:
-                got = layer(x)
-            blocked = any(event.name == "aten::bmm" for event in prof.events())
-            assert blocked == (x.numel() // 32 <= 64), shape
-            assert got.shape == expected.shape
-            torch.testing.assert_close(got, expected, atol=1e-6, rtol=1e-5)
-        x = torch.randn(2, 1, 32, requires_grad=True)
-        layer(x).sum().backward()
-        torch.testing.assert_close(x.grad, layer.weight.sum(0).expand(2, 1, 32))
-        layer.to(torch.bfloat16)  # bf16 products have their own fast kernels
-        with torch.no_grad(), torch.profiler.profile() as prof:
-            layer(x.detach().bfloat16())
-        assert not any(event.name == "aten::bmm" for event in prof.events())
-    finally:
-        torch.set_num_threads(threads)
 
 
 # --- saving, loading, Auto classes ---------------------------------------------------------------------------------

@@ -58,16 +58,25 @@ _GPT2_BUFFER = re.compile(r"h\.\d+\.attn\.(bias|masked_bias)")
 _BOOK_BUFFER = re.compile(r"(gpt\.)?trf_blocks\.\d+\.att\.mask")
 _MAX_LISTED = 20
 
+# The book's top-level module names that now live in the backbone: `model.trf_blocks`, `model.final_norm = ...` (the
+# book's chapter 6 code) still reach them on `GPTForCausalLM`, while the state dict names them `gpt.trf_blocks...`.
+BOOK_BACKBONE_MODULES = ("tok_emb", "pos_emb", "drop_emb", "trf_blocks", "final_norm")
+
+
+def book_key_to_model_key(key):
+    """One of the book's state-dict keys as `GPTForCausalLM` names it: `trf_blocks.0.att.W_query.weight` ->
+    `gpt.trf_blocks.0.att.W_query.weight`; `out_head.weight`, keys already under `gpt.` and others are unchanged."""
+    return f"gpt.{key}" if key.split(".", 1)[0] in BOOK_BACKBONE_MODULES else key
+
 
 def weight_map(config):
     """`GPT2_WEIGHT_MAP` spelled out for `config`'s blocks: `[(GPT-2 name, [the model's names], op)]`, the model's
     names being the book's under the backbone's prefix (`gpt.trf_blocks.0.att.W_query.weight`)."""
-    to_model = _model_module().book_key_to_model_key
     rows = []
     for gpt2, book, op in GPT2_WEIGHT_MAP:
         for i in range(config.n_layers) if "{i}" in gpt2 else [None]:
             names = [book.format(i=i, qkv=n) for n in QKV] if op == "qkv" else [book.format(i=i)]
-            targets = [to_model(name) for name in names]
+            targets = [book_key_to_model_key(name) for name in names]
             rows.append((gpt2.format(i=i), targets, op))
     return rows
 
@@ -174,9 +183,8 @@ def _book_config(config, overrides):
 # ------------------------------------------------------------------------------------------- GPT-2 -> book
 
 
-def _gpt2_plan(config):
-    """Each GPT-2 tensor the model needs: `(expected shape, convert, copies)`; `convert` gives the book's tensors,
-    and `copies` says they never share memory with its input (which may then be read into scratch memory)."""
+def _gpt2_plan(config, model_class):
+    """Each GPT-2 tensor the model needs: `(expected shape, convert)`; `convert` gives the book's tensors."""
     d, ctx = config.emb_dim, config.context_length
 
     def owned(t):
@@ -202,20 +210,20 @@ def _gpt2_plan(config):
         return qkv_bias
 
     with torch.device("meta"):
-        book_shapes = _unique_state_keys(_model_class()(config))
+        book_shapes = _unique_state_keys(model_class(config))
     plan = {}
     for gpt2, targets, op in weight_map(config):
         if op == "qkv":
             shape = (d, 3 * d) if targets[0].endswith(".weight") else (3 * d,)
         else:
             shape = book_shapes[targets[0]][::-1] if op == "transpose" else book_shapes[targets[0]]
-        plan[gpt2] = (shape, convert(gpt2, targets, op), op in ("transpose", "qkv"))
+        plan[gpt2] = (shape, convert(gpt2, targets, op))
     return plan
 
 
-def gpt2_tensor_shapes(config):
+def gpt2_tensor_shapes(config, model_class):
     """The GPT-2 checkpoint of `config`'s architecture: `{GPT-2 name: shape}`, read off `GPT2_WEIGHT_MAP`."""
-    return {name: shape for name, (shape, _, _) in _gpt2_plan(config).items()}
+    return {name: shape for name, (shape, _) in _gpt2_plan(config, model_class).items()}
 
 
 def _gpt2_names(keys, where):
@@ -232,7 +240,7 @@ def _gpt2_names(keys, where):
 def _check_gpt2_layout(source, names, config, plan, source_tied, where):
     """Every problem with names and shapes, in one ValueError, before any tensor data is read."""
     problems = []
-    for name, (shape, _, _) in plan.items():
+    for name, (shape, _) in plan.items():
         if name not in names:
             continue
         found = source.shape(names[name])
@@ -284,10 +292,10 @@ def _convert_gpt2(source, names, config, plan, dtype):
     def cast(t):
         return t if dtype is None else t.to(dtype)
 
-    tok_emb = _model_module().book_key_to_model_key("tok_emb.weight")
+    tok_emb = book_key_to_model_key("tok_emb.weight")
     out = {}
-    for name, (_, convert, copies) in plan.items():
-        tensor = source.get(names[name], scratch=copies)
+    for name, (_, convert) in plan.items():
+        tensor = source.get(names[name])
         out.update({k: cast(v) for k, v in convert(tensor).items()})
         del tensor
     if "lm_head.weight" in names:
@@ -305,11 +313,11 @@ def _convert_gpt2(source, names, config, plan, dtype):
     return out
 
 
-def convert_gpt2_state_dict(state_dict, config, *, dtype=None):
+def convert_gpt2_state_dict(state_dict, config, model_class, *, dtype=None):
     """A GPT-2 state dict (either layout) as the book's state dict for `config`, after checking every name and shape."""
     source = DictSource(state_dict)
     names = _gpt2_names(source.keys(), "GPT-2 state dict")
-    plan = _gpt2_plan(config)
+    plan = _gpt2_plan(config, model_class)
     _check_gpt2_layout(source, names, config, plan, source_tied=True, where="GPT-2 state dict")
     return _convert_gpt2(source, names, config, plan, dtype)
 
@@ -342,21 +350,8 @@ def _check_against_model(model, state_dict, where):
     _raise_if(problems, missing, unexpected, where, hint)
 
 
-def _model_module():
-    try:
-        from . import modeling_gpt
-    except ImportError:  # loaded as lone files
-        import modeling_gpt
-    return modeling_gpt
-
-
-def _model_class():
-    return _model_module().GPTForCausalLM
-
-
 def _new_model(model_class, config, state_dict, where):
     """`model_class(config)` built on the meta device, its parameters then taken over from `state_dict`."""
-    model_class = model_class or _model_class()
     with torch.device("meta"):
         model = model_class(config)
     _check_against_model(model, state_dict, where)
@@ -368,7 +363,7 @@ def _new_model(model_class, config, state_dict, where):
     return model.eval()
 
 
-def load_gpt2(name_or_path, *, model_class=None, config=None, dtype=None, **kwargs):
+def load_gpt2(name_or_path, *, model_class, config=None, dtype=None, **kwargs):
     """OpenAI's GPT-2 (a Hub id, a book name such as `gpt2-small (124M)`, a folder or a weights file) as a book GPT.
 
     The config comes from the checkpoint's `config.json` (context_length = n_positions, qkv_bias, tied head) unless
@@ -397,7 +392,7 @@ def load_gpt2(name_or_path, *, model_class=None, config=None, dtype=None, **kwar
     source = open_weights(files)
     try:
         names = _gpt2_names(source.keys(), where)
-        plan = _gpt2_plan(config)
+        plan = _gpt2_plan(config, model_class)
         _check_gpt2_layout(source, names, config, plan, gpt2_config.get("tie_word_embeddings", True), where)
         state_dict = _convert_gpt2(source, names, config, plan, dtype)
     finally:
@@ -411,7 +406,7 @@ def load_gpt2_state_dict(model, state_dict):
     Names, shapes and values are checked and converted first; the model is written only when all of them fit,
     so a bad state dict leaves it exactly as it was.
     """
-    converted = convert_gpt2_state_dict(state_dict, model.config)
+    converted = convert_gpt2_state_dict(state_dict, model.config, type(model))
     _check_against_model(model, converted, "GPT-2 state dict")
     with torch.no_grad():
         model.load_state_dict(converted, strict=False)
@@ -433,11 +428,10 @@ def _book_state_dict(obj, path):
         if all(k.startswith(prefix) for k in obj):
             obj = {k.removeprefix(prefix): v for k, v in obj.items()}
     # The book's flat keys gain the backbone's `gpt.` prefix; an hf_gpt model's own state dict has it already.
-    to_model = _model_module().book_key_to_model_key
-    return {to_model(k): v for k, v in obj.items() if not _BOOK_BUFFER.fullmatch(k)}
+    return {book_key_to_model_key(k): v for k, v in obj.items() if not _BOOK_BUFFER.fullmatch(k)}
 
 
-def load_book_checkpoint(path, config, *, model_class=None, dtype=None, **overrides):
+def load_book_checkpoint(path, config, *, model_class, dtype=None, **overrides):
     """A `model.pth` or `model_and_optimizer.pth` saved by the book's code, in a `GPTForCausalLM`.
 
     `config` is a `GPTConfig`, the book's config dict (e.g. `GPT_CONFIG_124M`) or a path to a JSON file of it.
@@ -446,7 +440,7 @@ def load_book_checkpoint(path, config, *, model_class=None, dtype=None, **overri
     state_dict = _book_state_dict(torch_load(path), path)
     if dtype is not None:
         state_dict = {k: v.to(dtype) for k, v in state_dict.items()}
-    tok_emb = _model_module().book_key_to_model_key("tok_emb.weight")
+    tok_emb = book_key_to_model_key("tok_emb.weight")
     if config.tie_word_embeddings and "out_head.weight" in state_dict:
         head = state_dict.pop("out_head.weight")
         if tok_emb in state_dict and not torch.equal(head, state_dict[tok_emb]):

@@ -48,8 +48,12 @@ def _one_cache(cache, past_key_values):
 
 try:
     from .configuration_gpt import GPTConfig
-except ImportError:  # loaded as a lone file
+    from .conversion_gpt import (BOOK_BACKBONE_MODULES, book_key_to_model_key, load_book_checkpoint, load_gpt2,
+                                 save_pretrained_gpt2, to_gpt2)
+except ImportError:  # loaded as lone files
     from configuration_gpt import GPTConfig
+    from conversion_gpt import (BOOK_BACKBONE_MODULES, book_key_to_model_key, load_book_checkpoint, load_gpt2,
+                                save_pretrained_gpt2, to_gpt2)
 
 
 class LayerNorm(nn.Module):
@@ -65,35 +69,6 @@ class LayerNorm(nn.Module):
         return F.layer_norm(x, self.scale.shape, self.scale, self.shift, self.eps)
 
 
-class Linear(nn.Linear):
-    """`nn.Linear` with a faster path for decoding in fp32 on CPU. There, a product of a few rows by the (out x in)
-    weight runs as one matrix-vector product that PyTorch's CPU BLAS barely spreads over threads; split into row blocks
-    of the weight and run as one batched product, it uses every thread: ~1.6x faster per generated token, with no copy
-    of the weight."""
-
-    max_decode_rows = 64
-
-    def forward(self, x):
-        if torch.is_grad_enabled() or x.device.type != "cpu" or torch.compiler.is_compiling():
-            return super().forward(x)
-        blocks, rows, weight = torch.get_num_threads(), x.numel() // self.in_features, self.weight
-        split = self.out_features // blocks * blocks
-        if (
-            blocks < 2 or not 0 < rows <= self.max_decode_rows or split == 0 or not weight.is_contiguous()
-            or weight.dtype != torch.float32  # bf16/fp16 products have their own fast kernels
-            or torch.is_autocast_enabled("cpu")  # autocast would recast the weight's blocks at every call
-        ):
-            return super().forward(x)
-        shape, x = x.shape[:-1], x.reshape(1, rows, self.in_features)
-        w = weight[:split].view(blocks, split // blocks, self.in_features).transpose(1, 2)
-        y = torch.bmm(x.expand(blocks, -1, -1), w).transpose(0, 1).reshape(rows, split)
-        if split < self.out_features:
-            y = torch.cat([y, F.linear(x[0], weight[split:])], dim=-1)
-        if self.bias is not None:
-            y += self.bias
-        return y.view(*shape, self.out_features)
-
-
 class GELU(nn.Module):
     """The book's GELU is the tanh approximation; torch has it as one kernel."""
 
@@ -105,9 +80,9 @@ class FeedForward(nn.Module):
     def __init__(self, config):
         super().__init__()
         self.layers = nn.Sequential(
-            Linear(config.emb_dim, 4 * config.emb_dim),
+            nn.Linear(config.emb_dim, 4 * config.emb_dim),
             GELU(),
-            Linear(4 * config.emb_dim, config.emb_dim),
+            nn.Linear(4 * config.emb_dim, config.emb_dim),
         )
         self.layers[2].is_residual_projection = True
 
@@ -136,10 +111,10 @@ class MultiHeadAttention(nn.Module):
         self.head_dim = d // config.n_heads
         self.scaling = self.head_dim**-0.5
         self.is_causal = True
-        self.W_query = Linear(d, d, bias=config.qkv_bias)
-        self.W_key = Linear(d, d, bias=config.qkv_bias)
-        self.W_value = Linear(d, d, bias=config.qkv_bias)
-        self.out_proj = Linear(d, d)
+        self.W_query = nn.Linear(d, d, bias=config.qkv_bias)
+        self.W_key = nn.Linear(d, d, bias=config.qkv_bias)
+        self.W_value = nn.Linear(d, d, bias=config.qkv_bias)
+        self.out_proj = nn.Linear(d, d)
         self.out_proj.is_residual_projection = True
         self.dropout = nn.Dropout(config.drop_rate)
 
@@ -320,17 +295,6 @@ class GPTModel(GPTPreTrainedModel):
         return BaseModelOutputWithPast(last_hidden_state=self.final_norm(x), **{CACHE: cache if use_cache else None})
 
 
-# The book's top-level module names that now live in the backbone: `model.trf_blocks`, `model.final_norm = ...` (the
-# book's chapter 6 code) still reach them on `GPTForCausalLM`, while the state dict names them `gpt.trf_blocks...`.
-BOOK_BACKBONE_MODULES = ("tok_emb", "pos_emb", "drop_emb", "trf_blocks", "final_norm")
-
-
-def book_key_to_model_key(key):
-    """One of the book's state-dict keys as `GPTForCausalLM` names it: `trf_blocks.0.att.W_query.weight` ->
-    `gpt.trf_blocks.0.att.W_query.weight`; `out_head.weight`, keys already under `gpt.` and others are unchanged."""
-    return f"gpt.{key}" if key.split(".", 1)[0] in BOOK_BACKBONE_MODULES else key
-
-
 def _book_keys_pre_hook(module, state_dict, prefix, *args):
     """`load_state_dict` of the book's flat keys (`tok_emb.weight`, `trf_blocks.0...`, as the book's `torch.save`
     writes them) into `GPTForCausalLM`: they gain the backbone's `gpt.` prefix; `out_head.weight` stays."""
@@ -350,7 +314,7 @@ class GPTForCausalLM(GPTPreTrainedModel, GenerationMixin):
     def __init__(self, config):
         super().__init__(config)
         self.gpt = GPTModel(config)  # built first, as the book builds its embeddings and blocks before out_head
-        self.out_head = Linear(config.emb_dim, config.vocab_size, bias=False)
+        self.out_head = nn.Linear(config.emb_dim, config.vocab_size, bias=False)
         self.register_load_state_dict_pre_hook(_book_keys_pre_hook)
         self.post_init()
 
@@ -457,32 +421,24 @@ class GPTForCausalLM(GPTPreTrainedModel, GenerationMixin):
             inputs["position_ids"] = torch.arange(context, device=input_ids.device).unsqueeze(0)
         return inputs
 
-    # Conversions live in conversion_gpt.py, which save_pretrained ships beside this file (a relative import), so
-    # the Hub copy of this class has them too.
+    # The conversions live in conversion_gpt.py, which save_pretrained ships beside this file, so the Hub copy of
+    # this class has them too.
     @classmethod
     def from_gpt2(cls, name_or_path, **kwargs):
         """OpenAI's GPT-2 weights (a Hub id such as `gpt2-medium`, a folder or a file) in the book's layout."""
-        from .conversion_gpt import load_gpt2
-
         return load_gpt2(name_or_path, model_class=cls, **kwargs)
 
     @classmethod
     def from_book_checkpoint(cls, path, config, **kwargs):
         """A `model.pth` or `model_and_optimizer.pth` saved by the book's training code."""
-        from .conversion_gpt import load_book_checkpoint
-
         return load_book_checkpoint(path, config, model_class=cls, **kwargs)
 
     def to_gpt2(self):
         """A stock `transformers.GPT2LMHeadModel` with the same weights and logits."""
-        from .conversion_gpt import to_gpt2
-
         return to_gpt2(self)
 
     def save_pretrained_gpt2(self, save_directory, **kwargs):
         """Save as a stock `gpt2` folder that loads with no remote code."""
-        from .conversion_gpt import save_pretrained_gpt2
-
         return save_pretrained_gpt2(self, save_directory, **kwargs)
 
 

@@ -7,11 +7,11 @@ Used by `conversion_gpt` to load OpenAI's GPT-2 and the book's `.pth` files. It 
 import json
 import os
 import pickle
-import struct
 import zipfile
 from pathlib import Path
 
 import torch
+from safetensors import safe_open
 from transformers.utils import SAFE_WEIGHTS_INDEX_NAME, SAFE_WEIGHTS_NAME, WEIGHTS_INDEX_NAME, WEIGHTS_NAME
 
 try:
@@ -31,90 +31,44 @@ def names(keys):
     return ", ".join(keys[:_MAX_LISTED]) + more
 
 
-_SAFETENSORS_DTYPES = {
-    "F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16,
-    "I64": torch.int64, "I32": torch.int32, "I16": torch.int16, "I8": torch.int8, "U8": torch.uint8,
-    "BOOL": torch.bool,
-}
+def check_safetensors(path):
+    """A header that parses and a file as long as it says, or one ValueError naming the file: a truncated copy fails
+    here, before any model is built, not deep in loading."""
+    try:
+        with safe_open(str(path), framework="pt"):
+            pass
+    except FileNotFoundError:
+        raise
+    except Exception as err:
+        raise ValueError(f"{path}: not a readable safetensors file ({err}). It may be truncated or corrupt; delete it "
+                         "and download or save it again.") from err
 
 
 class SafetensorsSource:
-    """Tensors of one or more `.safetensors` files, read one at a time with plain file reads.
-
-    `safetensors.safe_open` validates each file first (header, offsets, size). The data is then read with
-    `readinto` rather than through a memory map, whose touched pages would stay in the process's RSS until the
-    file is closed and double the peak. A tensor that is about to be transposed or split is read into one reusable
-    scratch buffer, so its memory is faulted in once, for the converted copy only.
-    """
+    """Tensors of one or more `.safetensors` files, read one at a time through `safetensors.safe_open`."""
 
     def __init__(self, paths):
-        self._entries, self._files, self._scratch = {}, {}, None
-        try:
-            for path in paths:
-                self._files[path] = open(path, "rb", buffering=0)
-                for key, entry in self._read_header(path).items():
-                    if key in self._entries:
-                        raise ValueError(f"{path}: tensor {key!r} is also in {self._entries[key][0]}")
-                    self._entries[key] = (path, *entry)
-        except BaseException:
-            self.close()
-            raise
-
-    @staticmethod
-    def _read_header(path):
-        from safetensors import safe_open
-
-        try:
-            with safe_open(str(path), framework="pt") as handle:
-                keys = set(handle.keys())
-            with open(path, "rb") as f:
-                (length,) = struct.unpack("<Q", f.read(8))
-                header = json.loads(f.read(length))
-        except FileNotFoundError:
-            raise
-        except Exception as err:
-            raise ValueError(
-                f"{path}: not a readable safetensors file ({err}). It may be truncated or corrupt; "
-                "delete it and download or save it again."
-            ) from err
-        entries = {}
-        for key in keys:
-            info = header[key]
-            if info["dtype"] not in _SAFETENSORS_DTYPES:
-                raise ValueError(f"{path}: tensor {key!r} has dtype {info['dtype']}, not a torch dtype")
-            begin, end = info["data_offsets"]
-            entries[key] = (tuple(info["shape"]), _SAFETENSORS_DTYPES[info["dtype"]], 8 + length + begin, end - begin)
-        return entries
+        self._handles, self._where = [], {}
+        for path in paths:
+            check_safetensors(path)
+            handle = safe_open(str(path), framework="pt")
+            self._handles.append(handle)
+            for key in handle.keys():
+                if key in self._where:
+                    raise ValueError(f"{path}: tensor {key!r} is also in {self._where[key][0]}")
+                self._where[key] = (path, handle)
 
     def keys(self):
-        return list(self._entries)
+        return list(self._where)
 
     def shape(self, key):
-        return self._entries[key][1]
+        return tuple(self._where[key][1].get_slice(key).get_shape())
 
-    def get(self, key, scratch=False):
-        """The tensor, in its own memory, or with `scratch=True` in a buffer the next `get` overwrites."""
-        path, shape, dtype, offset, nbytes = self._entries[key]
-        if scratch:
-            if self._scratch is None or self._scratch.numel() < nbytes:
-                self._scratch = torch.empty(nbytes, dtype=torch.uint8)
-            raw = self._scratch[:nbytes]
-        else:
-            raw = torch.empty(nbytes, dtype=torch.uint8)
-        f = self._files[path]
-        f.seek(offset)
-        view, done = memoryview(raw.numpy()), 0
-        while done < nbytes:
-            n = f.readinto(view[done:])
-            if not n:
-                raise ValueError(f"{path}: tensor {key!r} ends past the end of the file; the file is truncated.")
-            done += n
-        return raw.view(dtype).view(shape)
+    def get(self, key):
+        return self._where[key][1].get_tensor(key)
 
     def close(self):
-        for f in self._files.values():
-            f.close()
-        self._files, self._scratch = {}, None
+        self._handles, self._where = [], {}
 
 
 class DictSource:
@@ -132,7 +86,7 @@ class DictSource:
     def shape(self, key):
         return tuple(self._sd[key].shape)
 
-    def get(self, key, scratch=False):
+    def get(self, key):
         return self._sd.pop(key) if self._consume else self._sd[key]
 
     def close(self):
