@@ -26,7 +26,7 @@ from pathlib import Path
 
 from ._pages import reuse_freed_memory
 from .model.configuration_gpt import GPT2_ALIASES, GPT2_CHECKPOINTS
-from .hub import TOKENIZER_FILES
+from .tokenization import TOKENIZER_FILES
 from .locations import looks_local
 from .model.weight_files_gpt import WEIGHT_FILES
 

@@ -31,7 +31,9 @@ from .cards import (  # noqa: F401  (the card API is also hub's: hub.write_model
     write_generation_config,
     write_model_card,
 )
+from .exports import export
 from .model.weight_files_gpt import WEIGHT_FILES, check_safetensors
+from .tokenization import TOKENIZER_FILES
 
 # Sampling, not greedy, for the folders we publish: a small model's greedy text loops quickly. The model class keeps
 # transformers' greedy default so `model.generate()` in code stays deterministic.
@@ -39,7 +41,6 @@ from .model.weight_files_gpt import WEIGHT_FILES, check_safetensors
 PUSH_IGNORE_PATTERNS = ["_*", "checkpoint-*"]
 # What a Hub model repo can hold as a loadable transformers folder (hf_gpt.exports has the other formats).
 PUSH_FORMATS = ("hf_gpt", "gpt2")
-TOKENIZER_FILES = ("tokenizer.json", "vocab.json")
 HOW_TO_LOG_IN = (
     "Log in once with `hf auth login` (or `huggingface-cli login`), or set the HF_TOKEN environment variable to a "
     "token with write access (create one at https://huggingface.co/settings/tokens)."
@@ -169,6 +170,18 @@ def _refuse_if_token_inside(folder, token, files):
 # ------------------------------------------------------------------------------------------------------ pushing
 
 
+def export_folder(folder, output):
+    """A stock GPT-2 copy of an hf_gpt folder: the weights and tokenizer, plus the run's artifacts (loss plot,
+    results, card) that mean the same for the copy; the card is switched to GPT-2 when pushed."""
+    folder, output = Path(folder), Path(output)
+    export(folder, output, "gpt2")
+    written = {p.name for p in output.iterdir()}
+    for path in folder.iterdir():
+        if path.is_file() and path.name not in written and not is_hf_gpt_model_file(path.name):
+            shutil.copy2(path, output / path.name)
+    return output
+
+
 def is_hf_gpt_model_file(name):
     """Files of the hf_gpt form that the stock export replaces or that mean nothing to it."""
     return (
@@ -231,8 +244,6 @@ def push_folder(folder, repo_id, *, private=None, revision=None, format="hf_gpt"
             log(f"{folder} already holds a stock GPT-2 model; pushing it as is.")
         elif format == "gpt2":
             log("Exporting to stock GPT-2 format (no remote code needed to load it)...")
-            from .exports.gpt2 import export_folder
-
             exported = True
         # The upload is staged apart from the user's folder (links to its files, a card of its own), so the folder
         # is never changed, least of all before an upload that fails.
@@ -281,6 +292,7 @@ __all__ = [
     "card_from_folder",
     "check_model_folder",
     "check_repo_id",
+    "export_folder",
     "push_folder",
     "render_usage",
     "require_token",

@@ -27,7 +27,7 @@ GPT2_BPE_SHA256 = {
 }
 # tiktoken's r50k pattern, equivalent to GPT-2's original regex.
 GPT2_PAT_STR = r"""'(?:[sdmt]|ll|ve|re)| ?\p{L}++| ?\p{N}++| ?[^\s\p{L}\p{N}]++|\s++$|\s+(?!\S)|\s"""
-TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.json")
+TOKENIZER_FILES = ("tokenizer.json", "vocab.json")  # a folder holding one of these holds a tokenizer
 # from_pretrained's loading options: meaningless for the tokenizer built from the bundled files.
 _LOADING_KWARGS = {"cache_dir", "force_download", "local_files_only", "token", "revision", "subfolder",
                    "trust_remote_code", "proxies", "use_fast", "_from_auto"}

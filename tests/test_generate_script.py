@@ -12,7 +12,7 @@ from transformers import AutoModelForCausalLM, set_seed
 
 import hf_gpt
 from hf_gpt import hub
-from hf_gpt.exports.gpt2 import export_folder
+from hf_gpt.hub import export_folder
 
 REPO = Path(__file__).resolve().parents[1]
 PROMPT = "Every effort moves you"

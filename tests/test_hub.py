@@ -18,7 +18,7 @@ from huggingface_hub import ModelCard, constants
 
 import hf_gpt
 from hf_gpt import hub
-from hf_gpt.exports.gpt2 import export_folder
+from hf_gpt.hub import export_folder
 
 REPO = Path(__file__).resolve().parents[1]
 TOKEN = "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0123"

@@ -7,6 +7,8 @@ says what it writes. Adding a format is adding its module here and its name to `
 import importlib
 from pathlib import Path
 
+from ..tokenization import TOKENIZER_FILES
+
 FORMATS = {
     "gpt2": "hf_gpt.exports.gpt2",
     "onnx": "hf_gpt.exports.onnx",
@@ -33,7 +35,7 @@ def export(model, output, format, *, tokenizer=None, **options):
 
         folder = Path(model)
         model = GPTForCausalLM.from_pretrained(folder)
-        if tokenizer is None and any((folder / name).is_file() for name in ("tokenizer.json", "vocab.json")):
+        if tokenizer is None and any((folder / name).is_file() for name in TOKENIZER_FILES):
             tokenizer = AutoTokenizer.from_pretrained(folder)
     return module.export(model, output, tokenizer=tokenizer, **options)
 
