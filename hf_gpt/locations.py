@@ -19,10 +19,6 @@ PROBE_TIMEOUT = 3.0
 _probe_result = {}
 
 
-class SourceError(UsageError):
-    """A name that is neither a local file or folder nor a Hub id we can get now."""
-
-
 def looks_local(name):
     name = os.fspath(name)
     if os.path.isabs(name) or name.startswith((".", "~")) or "\\" in name or name.count("/") > 1:
@@ -98,7 +94,7 @@ def missing_path_message(name, what):
 
 
 def check_source(name, what, *, cached_file="config.json", suggestions=(), repo_id=None):
-    """'local' for an existing path, 'hub' for a Hub id we can get (cached, or the Hub answers); else `SourceError`
+    """'local' for an existing path, 'hub' for a Hub id we can get (cached, or the Hub answers); else `UsageError`
     at once. `what` names the argument in the message; `suggestions` are known names to propose for a typo;
     `repo_id` is the Hub id `name` stands for, when it is an alias such as `gpt2-small`."""
     name = os.fspath(name)
@@ -106,7 +102,7 @@ def check_source(name, what, *, cached_file="config.json", suggestions=(), repo_
     if path.exists():
         return "local"
     if looks_local(name):
-        raise SourceError(missing_path_message(name, what))
+        raise UsageError(missing_path_message(name, what))
     close = [] if name in suggestions else difflib.get_close_matches(name, list(suggestions), n=1)
     hint = f" Did you mean {close[0]!r}?" if close else ""
     from huggingface_hub.utils import HFValidationError, validate_repo_id
@@ -114,8 +110,8 @@ def check_source(name, what, *, cached_file="config.json", suggestions=(), repo_
     try:
         validate_repo_id(repo_id or name)
     except HFValidationError:
-        raise SourceError(f"{what} {name!r} is neither an existing file or folder nor a Hub id.{hint}") from None
+        raise UsageError(f"{what} {name!r} is neither an existing file or folder nor a Hub id.{hint}") from None
     problem = hub_problem(repo_id or name, cached_file)
     if problem:
-        raise SourceError(f"{what} {name!r} is not a local file or folder, and {problem}.{hint}")
+        raise UsageError(f"{what} {name!r} is not a local file or folder, and {problem}.{hint}")
     return "hub"

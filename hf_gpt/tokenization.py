@@ -13,7 +13,7 @@ import os
 from importlib import resources
 from pathlib import Path
 
-from .locations import looks_local
+from .locations import hub_offline, looks_local
 
 logger = logging.getLogger(__name__)
 
@@ -66,17 +66,10 @@ def _from_explicit(name_or_path, kwargs):
         tokenizer = AutoTokenizer.from_pretrained(str(name_or_path), **kwargs)
     except OSError as e:
         raise OSError(f"could not load tokenizer {str(name_or_path)!r}: it is not a local folder, and the Hub "
-                      f"{'is offline (HF_HUB_OFFLINE=1) and it is not cached' if _offline() else 'failed'}. "
+                      f"{'is offline (HF_HUB_OFFLINE=1) and it is not cached' if hub_offline() else 'failed'}. "
                       f"Pass an existing folder, or nothing for the bundled GPT-2 tokenizer.") from e
     logger.info("tokenizer: %s (Hub or HF cache)", name_or_path)
     return tokenizer
-
-
-def _offline():
-    import huggingface_hub
-
-    env = os.environ.get("HF_HUB_OFFLINE") or os.environ.get("TRANSFORMERS_OFFLINE") or ""
-    return huggingface_hub.constants.HF_HUB_OFFLINE or env.upper() in {"1", "ON", "YES", "TRUE"}
 
 
 def _from_hub(kwargs, timeout):
@@ -95,7 +88,7 @@ def _from_hub(kwargs, timeout):
             return tokenizer
         except (OSError, ValueError) as e:
             logger.info("tokenizer: the cached %s is incomplete (%s)", GPT2_HUB_ID, e)
-    if _offline() or kwargs.get("local_files_only"):
+    if hub_offline() or kwargs.get("local_files_only"):
         logger.info("tokenizer: %s is not cached and the Hub is offline", GPT2_HUB_ID)
         return None
     from huggingface_hub import get_hf_file_metadata, hf_hub_url

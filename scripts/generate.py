@@ -53,50 +53,43 @@ def parse_args(argv=None):
     return args
 
 
-class GenerateError(UsageError):
-    """A bad input the user can fix; printed without a traceback."""
-
-
 def load(source, *, trust_remote_code=False):
     """Model and tokenizer from a local folder (checked for completeness first) or a Hub repo id."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     try:
         import hf_gpt.model.modeling_gpt  # noqa: F401  (registers hf_gpt with the Auto classes, so its Hub repos need no remote code)
-        from hf_gpt.hub import HubError, check_model_folder, check_repo_id
+        from hf_gpt.hub import check_model_folder, check_repo_id
     except ImportError as err:
-        raise GenerateError(f"hf_gpt is not importable ({err}); install it with `pip install -e .`") from None
+        raise UsageError(f"hf_gpt is not importable ({err}); install it with `pip install -e .`") from None
 
     from hf_gpt.locations import hub_problem, looks_local
 
     path = Path(os.path.expanduser(source))
     local = path.exists() or looks_local(source)
     if local:  # a path that looks local never waits on the Hub
-        try:
-            check_model_folder(path)
-        except HubError as err:
-            raise GenerateError(str(err)) from None
+        check_model_folder(path)
         source = path
     else:
         try:
             check_repo_id(source)
-        except HubError as err:
-            raise GenerateError(f"{source!r} is neither an existing folder nor a Hub repo id: {err}") from None
+        except UsageError as err:
+            raise UsageError(f"{source!r} is neither an existing folder nor a Hub repo id: {err}") from None
         problem = hub_problem(source)  # one short probe, not the client's retries
         if problem:
-            raise GenerateError(f"could not load {source!r}: it is not a local folder, and {problem}.")
+            raise UsageError(f"could not load {source!r}: it is not a local folder, and {problem}.")
     try:
         model = AutoModelForCausalLM.from_pretrained(source, trust_remote_code=trust_remote_code)
         tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=trust_remote_code)
     except ValueError as err:
         if "trust_remote_code" in str(err):
-            raise GenerateError(f"{source} runs its own model code (its config names .py files to import); read them, "
+            raise UsageError(f"{source} runs its own model code (its config names .py files to import); read them, "
                                 f"and if you trust them add --trust_remote_code.") from None
         raise
     except OSError as err:
         if local:
             raise
-        raise GenerateError(f"could not load {source!r}: it is not a local folder, and the Hub failed: {err}") from None
+        raise UsageError(f"could not load {source!r}: it is not a local folder, and the Hub failed: {err}") from None
     return model, tokenizer
 
 
@@ -131,7 +124,7 @@ def _main(argv=None):
     inputs = tokenizer(args.prompt, return_tensors="pt")
     if inputs["input_ids"].shape[1] == 0:
         if tokenizer.bos_token_id is None:
-            raise GenerateError("the prompt is empty and the tokenizer has no start token; give a prompt")
+            raise UsageError("the prompt is empty and the tokenizer has no start token; give a prompt")
         inputs = {"input_ids": torch.tensor([[tokenizer.bos_token_id]]), "attention_mask": torch.ones(1, 1, dtype=torch.long)}
     inputs = {k: v.to(device) for k, v in inputs.items()}
     if args.seed is not None:

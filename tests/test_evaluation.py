@@ -375,14 +375,15 @@ def test_parts_give_the_ids_bytes_and_words_of_the_whole_text(tokenizer, small_p
 def test_a_foreign_tokenizer_found_in_a_later_part_is_the_same_one_line_error(tokenizer):
     """The first parts (two ids at least) are tokenized before the weights load; an id past the vocabulary that
     first shows up in a later part stops scoring there with the same error."""
-    from hf_gpt.evaluation import EvaluationError, encode_parts
+    from hf_gpt.cli import UsageError
+    from hf_gpt.evaluation import encode_parts
 
     chunks = encode_parts(tokenizer, [" the, the", " and the", " Gisburn"], vocab_size=1000)
     assert next(chunks) == tokenizer(" the, the")["input_ids"]
     next(chunks)
-    with pytest.raises(EvaluationError, match="gives id .* but the model's vocabulary has 1000 tokens"):
+    with pytest.raises(UsageError, match="gives id .* but the model's vocabulary has 1000 tokens"):
         next(chunks)
-    with pytest.raises(EvaluationError, match="gives id"):
+    with pytest.raises(UsageError, match="gives id"):
         encode_parts(tokenizer, [" Gisburn", " the"], vocab_size=1000)
 
 

@@ -3,15 +3,12 @@
 import json
 import math
 import os
-import shutil
-import subprocess
-import sys
 import zipfile
 from pathlib import Path
 
 import pytest
 import torch
-from transformers import Trainer, TrainerCallback, TrainingArguments
+from transformers import Trainer, TrainerCallback
 
 import hf_gpt.data
 import hf_gpt.training as training
@@ -146,7 +143,7 @@ def test_arguments_from_a_file_then_flags(tmp_path, suffix):
 def test_argument_file_with_an_unknown_key(tmp_path):
     path = tmp_path / "args.json"
     path.write_text(json.dumps({"lerning_rate": 1e-3}))
-    with pytest.raises(training.PretrainingError, match="lerning_rate"):
+    with pytest.raises(training.UsageError, match="lerning_rate"):
         parse_arguments([str(path)])
 
 
