@@ -15,7 +15,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from huggingface_hub import HfApi, get_token
+from huggingface_hub import HfApi, get_token, is_offline_mode
 from huggingface_hub.errors import HfHubHTTPError, HFValidationError
 from huggingface_hub.utils import validate_repo_id
 from transformers.dynamic_module_utils import get_relative_imports
@@ -32,7 +32,6 @@ from .cards import (  # noqa: F401  (the card API is also hub's: hub.write_model
 )
 from .cli import UsageError
 from .exports import export
-from .locations import hub_offline
 from .model.weight_files_gpt import WEIGHT_FILES, check_safetensors
 from .tokenization import TOKENIZER_FILES
 
@@ -235,7 +234,7 @@ def push_folder(folder, repo_id, *, private=None, revision=None, format="hf_gpt"
     config = check_model_folder(folder)
     if revision is not None and not str(revision).strip():
         raise UsageError("--revision is empty: give a branch name such as `main` or `experiment-1`.")
-    if hub_offline():
+    if is_offline_mode():
         raise UsageError("HF_HUB_OFFLINE is set, so nothing can reach the Hub: unset HF_HUB_OFFLINE to push.")
     token = require_token()
 

@@ -12,6 +12,8 @@ import socket
 from pathlib import Path
 from urllib.parse import urlparse
 
+from huggingface_hub import is_offline_mode
+
 from .cli import UsageError
 
 FILE_SUFFIXES = (".pth", ".pt", ".bin", ".safetensors", ".json", ".txt", ".yaml", ".yml", ".jsonl", ".csv", ".parquet")
@@ -39,13 +41,6 @@ def _closest(path):
         return ""
     close = difflib.get_close_matches(path.name, names, n=1)
     return f" Did you mean {str(parent / close[0])!r}?" if close else ""
-
-
-def hub_offline():
-    from huggingface_hub import constants
-
-    env = (os.environ.get("HF_HUB_OFFLINE") or os.environ.get("TRANSFORMERS_OFFLINE") or "").upper()
-    return bool(constants.HF_HUB_OFFLINE) or env in {"1", "ON", "YES", "TRUE"}
 
 
 def hub_endpoint():
@@ -81,7 +76,7 @@ def hub_problem(repo_id, cached_file="config.json"):
     """Why `repo_id` cannot be had now (None when it is cached or the Hub answers): checked without retries."""
     if _cached(repo_id, cached_file):
         return None
-    if hub_offline():
+    if is_offline_mode():
         return "the Hub is offline (HF_HUB_OFFLINE is set) and it is not cached"
     if not hub_reachable():
         return (f"the Hub ({hub_endpoint()}) cannot be reached (no connection within {PROBE_TIMEOUT:g} s); check the "

@@ -13,7 +13,9 @@ import os
 from importlib import resources
 from pathlib import Path
 
-from .locations import hub_offline, looks_local
+from huggingface_hub import is_offline_mode
+
+from .locations import looks_local
 
 logger = logging.getLogger(__name__)
 
@@ -66,7 +68,7 @@ def _from_explicit(name_or_path, kwargs):
         tokenizer = AutoTokenizer.from_pretrained(str(name_or_path), **kwargs)
     except OSError as e:
         raise OSError(f"could not load tokenizer {str(name_or_path)!r}: it is not a local folder, and the Hub "
-                      f"{'is offline (HF_HUB_OFFLINE=1) and it is not cached' if hub_offline() else 'failed'}. "
+                      f"{'is offline (HF_HUB_OFFLINE=1) and it is not cached' if is_offline_mode() else 'failed'}. "
                       f"Pass an existing folder, or nothing for the bundled GPT-2 tokenizer.") from e
     logger.info("tokenizer: %s (Hub or HF cache)", name_or_path)
     return tokenizer
@@ -88,7 +90,7 @@ def _from_hub(kwargs, timeout):
             return tokenizer
         except (OSError, ValueError) as e:
             logger.info("tokenizer: the cached %s is incomplete (%s)", GPT2_HUB_ID, e)
-    if hub_offline() or kwargs.get("local_files_only"):
+    if is_offline_mode() or kwargs.get("local_files_only"):
         logger.info("tokenizer: %s is not cached and the Hub is offline", GPT2_HUB_ID)
         return None
     from huggingface_hub import get_hf_file_metadata, hf_hub_url

@@ -169,7 +169,7 @@ def test_2_a_running_run_owns_its_output_dir(tmp_path, nothing_heavy, capsys, ca
     out = tmp_path / "run"
     out.mkdir()
     holder = subprocess.Popen([sys.executable, "-c", "import sys, time\nfrom hf_gpt.training.lock import OutputDirLock\n"
-                               "OutputDirLock(sys.argv[1]).acquire(); print('held', flush=True); time.sleep(60)", out],
+                               "lock = OutputDirLock(sys.argv[1]).acquire(); print('held', flush=True); time.sleep(60)", out],
                               stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline() == "held\n"
@@ -428,7 +428,7 @@ def closed_hub(monkeypatch):
         attempts.append((address, timeout))
         raise ConnectionRefusedError(errno.ECONNREFUSED, "refused")
 
-    monkeypatch.setattr(locations, "hub_offline", lambda: False)
+    monkeypatch.setattr(locations, "is_offline_mode", lambda: False)
     monkeypatch.setattr(locations.socket, "create_connection", refuse)
     monkeypatch.setattr(locations, "_probe_result", {})
     monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")

@@ -65,18 +65,25 @@ def pad_vocabulary(model, multiple):
                     f"in generation)")
 
 
+class _Console(logging.StreamHandler):
+    """hf_gpt's lines on whatever `sys.stdout` is when they are written."""
+
+    def emit(self, record):
+        self.stream = sys.stdout
+        super().emit(record)
+
+
 def _setup_logging(training_args):
     """The console is hf_gpt's lines alone, on the main process: no progress bars (they fill a log with escape
     codes), and transformers and datasets say only warnings."""
     import datasets
     import transformers
 
-    handler = logging.StreamHandler(sys.stdout)
+    handler = _Console()
     handler.setFormatter(logging.Formatter("%(message)s"))
-    root = logging.getLogger("hf_gpt")
-    root.handlers[:] = [handler]
-    root.propagate = False
-    root.setLevel(logging.INFO if training_args.should_log else logging.WARNING)
+    ours = logging.getLogger("hf_gpt")
+    ours.handlers[:] = [handler]
+    ours.setLevel(logging.INFO if training_args.should_log else logging.WARNING)
     datasets.utils.logging.set_verbosity(logging.WARNING)
     datasets.disable_progress_bars()
     transformers.utils.logging.set_verbosity(training_args.get_process_log_level())

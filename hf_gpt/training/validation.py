@@ -138,9 +138,9 @@ def _check_sources(model_args, training_args):
         raise UsageError(str(e)) from None
     if training_args.push_to_hub:
         from ..hub import check_repo_id, require_token
-        from ..locations import hub_offline
+        from huggingface_hub import is_offline_mode
 
-        if hub_offline():
+        if is_offline_mode():
             raise UsageError("--push_to_hub: HF_HUB_OFFLINE is set, so nothing can reach the Hub; unset it, or "
                                    "train without --push_to_hub and push later with scripts/push_to_hub.py.")
         try:
