@@ -20,7 +20,6 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ._pages import drop_read_pages
 from .sources import PART_COLUMN, check_text_column, cut_after, document_starts, load_sources
 
 logger = logging.getLogger(__name__)
@@ -208,7 +207,6 @@ def _tokenize_batch(batch, indices, *, encoder, text_column, first_doc, char_cut
         values.append(ids)
         offsets.append(len(values))
         last = i
-    drop_read_pages(column)
     ids = pa.ListArray.from_arrays(pa.array(np.asarray(offsets, dtype=np.int32)), pa.array(values.array()))
     return pa.table({"ids": ids})
 
@@ -256,7 +254,6 @@ def _window_batch(batch, indices, *, tokens, starts, n_windows, max_length, stri
         rows = batch.column("ids") if j <= i1 else tokens.slice(i0, j - i0).column("ids")
         seg = pc.list_flatten(rows).to_numpy()
         windows = _window_view(seg, k_lo * stride - a, count, max_length, stride).astype(np.int64)
-        drop_read_pages(rows)
     else:
         windows = np.empty((0, max_length + 1), dtype=np.int64)
     return pa.table({"input_ids": _fixed_lists(windows[:, :-1]), "shift_labels": _fixed_lists(windows[:, 1:])})
@@ -333,7 +330,6 @@ def build_lm_datasets(tokenizer=None, *, text_files=None, validation_file=None, 
 
         return build_streaming(splits, encoder, text_column, max_length, stride, validation_fraction, verbose)
 
-    _release_freed_memory()
     # Byte lengths come from the offsets alone; counting characters would read (and map) the whole text.
     sizes = {name: pc.sum(pc.binary_length(ds.data.column(text_column))).as_py() or 0 for name, ds in splits.items()}
     total_bytes = sum(sizes.values())
@@ -358,12 +354,9 @@ def build_lm_datasets(tokenizer=None, *, text_files=None, validation_file=None, 
     for split, tok in tokenized.items():
         lengths = pc.list_value_length(tok.data.column("ids")).to_numpy(zero_copy_only=False)
         starts[split] = np.concatenate([[0], np.cumsum(lengths, dtype=np.int64)])
-        drop_read_pages(tok.data.table)  # the headers of every record batch, read as the cache was opened
         if starts[split][-1] < max_length + 1:
             raise _too_few_tokens(split, int(starts[split][-1]), max_length, validation_fraction)
 
-    # Big batches of windows (~2,000) make few record batches: opening a cache reads every batch's header, and the
-    # pages it maps around them (64 KB each) count in RSS, ~100 MB per GB of text with batches of ~500.
     out = datasets.DatasetDict()
     for split, tok in tokenized.items():
         n_tokens = int(starts[split][-1])
@@ -376,21 +369,8 @@ def build_lm_datasets(tokenizer=None, *, text_files=None, validation_file=None, 
             num_proc=num_proc, new_fingerprint=fp, load_from_cache_file=load_from_cache_file,
             features=_window_features(max_length), desc=f"Windowing {split}").with_format(None)
         assert len(out[split]) == n_windows, (split, len(out[split]), n_windows)
-        drop_read_pages(out[split].data.table)
         _report(split, n_tokens, n_windows, max_length, stride, verbose)
     return out
-
-
-def _release_freed_memory():
-    """Hands memory freed by loading (Arrow's pool, the C heap) back to the OS before tokenizing, so the two
-    passes' peaks do not add up."""
-    pa.default_memory_pool().release_unused()
-    try:
-        import ctypes
-
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):  # not glibc
-        pass
 
 
 def _plan_splits(splits, validation_fraction, text_column):
@@ -403,9 +383,8 @@ def _plan_splits(splits, validation_fraction, text_column):
     starts = document_starts(train)
     n_docs = len(train) if starts is None else len(starts)
     if n_docs == 1:
-        column = train.data.column(text_column)
-        row, offset = book_cut(pc.utf8_length(column).to_numpy(zero_copy_only=False), 1 - validation_fraction)
-        drop_read_pages(column)
+        lengths = pc.utf8_length(train.data.column(text_column)).to_numpy(zero_copy_only=False)
+        row, offset = book_cut(lengths, 1 - validation_fraction)
         return {"train": (train.select(range(row + 1)), ("head", row, offset)),
                 "validation": (train.select(range(row, len(train))), ("tail", 0, offset))}
     n_train = min(max(int((1 - validation_fraction) * n_docs), 1), n_docs - 1)

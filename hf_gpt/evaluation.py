@@ -24,7 +24,6 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from ._pages import reuse_freed_memory
 from .model.configuration_gpt import GPT2_ALIASES, GPT2_CHECKPOINTS
 from .tokenization import TOKENIZER_FILES
 from .locations import looks_local
@@ -471,11 +470,8 @@ def encode_parts(tokenizer, parts, vocab_size=None, text_size=None):
 
 
 def evaluate(model, *, text=None, config=None, max_length=None, stride=None, batch_size=4, bf16=False,
-             device=None, progress=None, spec=None, cpu_reuse_freed_memory=True, **text_kwargs):
-    """Resolve, check, then load and score: the results dict. Every check runs before any weights are read.
-
-    On CPU, glibc's malloc is set (process-wide) to keep freed memory for reuse, as a training run does: each batch's
-    logits are otherwise faulted in afresh, page by page (`_pages.reuse_freed_memory`)."""
+             device=None, progress=None, spec=None, **text_kwargs):
+    """Resolve, check, then load and score: the results dict. Every check runs before any weights are read."""
     import torch
 
     spec = spec or resolve_model(model, config)
@@ -493,7 +489,6 @@ def evaluate(model, *, text=None, config=None, max_length=None, stride=None, bat
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     if bf16 and torch.device(device).type == "cuda" and not torch.cuda.is_bf16_supported():
         raise EvaluationError("--bf16: this GPU has no bf16; run in fp32")
-    _reuse_freed_memory_on_cpu(device, cpu_reuse_freed_memory)
     loaded = spec.load_model(device)
     start = time.perf_counter()
     nats, tokens, windows = strided_nll_stream(loaded, chunks, max_length=max_length, stride=stride,
@@ -504,19 +499,11 @@ def evaluate(model, *, text=None, config=None, max_length=None, stride=None, bat
                    seconds=seconds, tokens_per_second=tokens / seconds)
 
 
-def _reuse_freed_memory_on_cpu(device, enabled):
-    import torch
-
-    if enabled and torch.device(device).type == "cpu":
-        reuse_freed_memory()
-
-
 def lm_eval_tasks(spec, tasks, *, include_path=None, batch_size=4, bf16=False, device=None, limit=None,
-                  num_fewshot=None, cpu_reuse_freed_memory=True):
+                  num_fewshot=None):
     """Run lm-eval harness tasks on the model `spec` names (any kind, a book .pth included), via its Python API.
 
     Task names are matched before the weights load, so a typo fails fast. Returns lm-eval's `results` per task.
-    On CPU, freed memory is kept for reuse, as in `evaluate`.
     """
     try:
         import lm_eval
@@ -535,7 +522,6 @@ def lm_eval_tasks(spec, tasks, *, include_path=None, batch_size=4, bf16=False, d
         where = f" (built-in or in --include_path {include_path})" if include_path else " (add --include_path DIR for your own)"
         raise EvaluationError(f"lm-eval knows no task {', '.join(unknown)}{where}")
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    _reuse_freed_memory_on_cpu(device, cpu_reuse_freed_memory)
     lm = HFLM(pretrained=spec.load_model(device), tokenizer=spec.load_tokenizer(), batch_size=batch_size,
               max_length=spec.context_length, mixed_precision_dtype=torch.bfloat16 if bf16 else None)
     out = lm_eval.simple_evaluate(model=lm, tasks=list(tasks), task_manager=manager, limit=limit,

@@ -40,9 +40,6 @@ def build_parser():
     run.add_argument("--bf16", action="store_true", help="bf16 autocast (default: fp32)")
     run.add_argument("--device", help="default: cuda if available, else cpu")
     run.add_argument("--no_progress", action="store_true", help="no progress bar")
-    run.add_argument("--cpu_reuse_freed_memory", choices=["true", "false"], default="true",
-                     help="on CPU with glibc, keep freed memory for reuse, so each batch's logits are not faulted "
-                          "in afresh; also for --tasks (default: true)")
     run.add_argument("--output_json", type=Path, help="write the results here as JSON")
     harness = parser.add_argument_group("lm-eval harness (pip install 'hf_gpt[eval]')")
     harness.add_argument("--tasks", help="comma-separated lm-eval task names; data options become optional")
@@ -78,16 +75,14 @@ def main(argv=None):
                            batch_size=args.batch_size, bf16=args.bf16, device=args.device,
                            progress=False if args.no_progress else None, text_file=args.text_file,
                            dataset_name=args.dataset_name, dataset_config_name=args.dataset_config_name,
-                           split=args.split, text_column=args.text_column,
-                           cpu_reuse_freed_memory=args.cpu_reuse_freed_memory == "true")
+                           split=args.split, text_column=args.text_column)
             print(_format(out))
         if args.tasks:
             tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]
             limit = int(args.limit) if args.limit is not None and args.limit >= 1 else args.limit
             out["lm_eval"] = lm_eval_tasks(spec, tasks, include_path=args.include_path, batch_size=args.batch_size,
                                            bf16=args.bf16, device=args.device, limit=limit,
-                                           num_fewshot=args.num_fewshot,
-                                           cpu_reuse_freed_memory=args.cpu_reuse_freed_memory == "true")
+                                           num_fewshot=args.num_fewshot)
             for task, metrics in out["lm_eval"].items():
                 shown = ", ".join(f"{k.split(',')[0]} {v:.4f}" for k, v in metrics.items()
                                   if isinstance(v, float) and "_stderr" not in k)

@@ -692,31 +692,12 @@ def test_num_proc_gives_the_same_windows(tok, tmp_path):
 
 
 def test_memory_bounds_keep_the_windows(tok, tik, tmp_path, monkeypatch):
-    """Byte-sized tokenizing batches (here one document each) and released pages give the same windows."""
+    """Byte-sized tokenizing batches (here one document each) give the same windows."""
     texts = docs(12, seed=5)
     for i, t in enumerate(texts):
         (tmp_path / f"doc{i:02d}.txt").write_text(t, encoding="utf-8")
-    calls = []
-    real_drop = data.drop_read_pages
-    monkeypatch.setattr(data, "drop_read_pages", lambda t: (calls.append(1), real_drop(t)))
     monkeypatch.setattr(data, "BATCH_BYTES", 1)
     ds = build(tok, tmp_path, text_files=tmp_path, max_length=16, stride=5)
-    assert calls
     assert_book(ds["train"], joined_ids(tik, texts[:10]), 16, 5)
     assert_book(ds["validation"], joined_ids(tik, texts[10:]), 16, 5)
 
-
-def test_dropping_pages_keeps_mapped_data_and_skips_heap_memory(tmp_path):
-    from hf_gpt._pages import drop_read_pages
-
-    values = np.arange(1 << 20, dtype=np.int32)
-    heap = pa.table({"ids": pa.array(values)})
-    drop_read_pages(heap)  # not a file mapping: must be left alone (DONTNEED would zero it)
-    assert np.array_equal(heap.column("ids").to_numpy(), values)
-    path = tmp_path / "t.arrow"
-    with pa.OSFile(str(path), "wb") as sink, pa.ipc.new_stream(sink, heap.schema) as writer:
-        writer.write_table(heap)
-    mapped = pa.ipc.open_stream(pa.memory_map(str(path))).read_all()
-    assert mapped.column("ids").to_numpy().sum() == values.sum()
-    drop_read_pages(mapped)
-    assert np.array_equal(mapped.column("ids").to_numpy(), values)

@@ -9,13 +9,12 @@ from pathlib import Path
 import torch
 from transformers import default_data_collator
 
-from .._pages import reuse_freed_memory
 from .args import parse_arguments
 from .book import BookStepsCallback, RandomState, print_only_book_lines, warn_if_not_exact
 from .callbacks import LossPlotCallback, SampleCallback, ThroughputCallback, plot_losses
 from .checkpoints import _clear_previous_run, last_complete_checkpoint, remove_incomplete_checkpoints
 from .errors import NonFiniteLossError, PretrainingError, RunFinished
-from .hardware import flops_per_token, peak_tflops
+from .hardware import flops_per_token, peak_tflops, reuse_freed_memory
 from .trainer import PerplexityMetric, PretrainingTrainer, write_card
 from .validation import _parse_overrides, check_dataset_sizes, validate_arguments
 
