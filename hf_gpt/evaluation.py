@@ -24,10 +24,12 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from .model.configuration_gpt import GPT2_ALIASES, GPT2_CHECKPOINTS
-from .tokenization import TOKENIZER_FILES
 from .locations import looks_local
+from .model.configuration_gpt import GPT2_ALIASES, GPT2_CHECKPOINTS
 from .model.weight_files_gpt import WEIGHT_FILES
+from .sources import file_parts, first_non_utf8, text_parts
+from .tokenization import TOKENIZER_FILES
+from .windows import check_window_args as check_positive_window_args
 
 BOOK_SUFFIXES = (".pth", ".pt")
 # A --text_file or a dataset's text is read and tokenized this many characters at a time. The tokenizer's output
@@ -71,9 +73,9 @@ class _WindowPlan:
 
 
 def check_window_args(max_length, stride, batch_size=1, context_length=None):
-    for name, value in (("max_length", max_length), ("stride", stride), ("batch_size", batch_size)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise EvaluationError(f"{name} must be a positive integer, got {value!r}")
+    check_positive_window_args(max_length, stride, EvaluationError)
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise EvaluationError(f"batch_size must be a positive integer, got {batch_size!r}")
     if stride > max_length:
         raise EvaluationError(f"stride {stride} is above max_length {max_length}: tokens between windows would "
                               f"never be scored; use a stride in [1, {max_length}]")
@@ -125,11 +127,11 @@ def strided_nll(model, ids, *, max_length, stride, batch_size=4, bf16=False, pro
     return total, scored, token_nll
 
 
-def strided_nll_stream(model, chunks, *, max_length, stride, batch_size=4, bf16=False, progress=None, n_windows=None,
+def strided_nll_stream(model, parts, *, max_length, stride, batch_size=4, bf16=False, progress=None, n_windows=None,
                        on_batch=None):
-    """`strided_nll` over a text's ids given in `chunks` (lists or tensors, in order): the same windows, batches and
+    """`strided_nll` over a text's ids given in `parts` (lists or tensors, in order): the same windows, batches and
     sums as over their concatenation, holding at most `max_length + (batch_size - 1) * stride + 1` ids plus one
-    chunk. `n_windows` (if known) is the progress bar's total; `on_batch(batch, nll)` sees each batch's NLLs.
+    part. `n_windows` (if known) is the progress bar's total; `on_batch(batch, nll)` sees each batch's NLLs.
     Returns `(nats, n_scored, n_windows)`.
     """
     import torch
@@ -142,9 +144,9 @@ def strided_nll_stream(model, chunks, *, max_length, stride, batch_size=4, bf16=
     def windows():
         nonlocal buf, offset, n_windows
         given = 0
-        for chunk in chunks:
-            chunk = torch.as_tensor(chunk, dtype=torch.long).flatten()
-            buf, offset = (torch.cat([buf[keep_from - offset:], chunk]), keep_from) if buf.numel() else (chunk, 0)
+        for part in parts:
+            part = torch.as_tensor(part, dtype=torch.long).flatten()
+            buf, offset = (torch.cat([buf[keep_from - offset:], part]), keep_from) if buf.numel() else (part, 0)
             ready = plan.advance(offset + buf.numel() - 1, final=False)
             given += len(ready)
             yield from ready
@@ -377,8 +379,6 @@ def read_parts(text_file=None, dataset_name=None, dataset_config_name=None, spli
     blank lines. Everything that can be checked before scoring is: readable, UTF-8, the column, not empty."""
     if (text_file is None) == (dataset_name is None):
         raise EvaluationError("give exactly one of --text_file FILE or --dataset_name NAME")
-    from .sources import file_parts, first_non_utf8, text_parts
-
     if dataset_name is not None:
         ds, column = _dataset_column(dataset_name, dataset_config_name, split, text_column)
 
@@ -456,14 +456,14 @@ def encode_parts(tokenizer, parts, vocab_size=None, text_size=None):
             _check_vocab(ids, vocab_size)
             yield ids
 
-    chunks, head, n = ids_of_parts(), [], 0
+    rest, head, n = ids_of_parts(), [], 0
     while n < 2:
-        ids = next(chunks, None)
+        ids = next(rest, None)
         if ids is None:
             raise EvaluationError(f"the text is {n} token(s) long; scoring needs at least 2 (one token pair)")
         head.append(ids)
         n += len(ids)
-    return itertools.chain(head, chunks)
+    return itertools.chain(head, rest)
 
 
 # ------------------------------------------------------------------------------------------------ all at once
@@ -485,13 +485,13 @@ def evaluate(model, *, text=None, config=None, max_length=None, stride=None, bat
     else:
         parts = [text]
     text_size = [0, 0]
-    chunks = encode_parts(spec.load_tokenizer(), parts, spec.vocab_size, text_size)
+    part_ids = encode_parts(spec.load_tokenizer(), parts, spec.vocab_size, text_size)
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     if bf16 and torch.device(device).type == "cuda" and not torch.cuda.is_bf16_supported():
         raise EvaluationError("--bf16: this GPU has no bf16; run in fp32")
     loaded = spec.load_model(device)
     start = time.perf_counter()
-    nats, tokens, windows = strided_nll_stream(loaded, chunks, max_length=max_length, stride=stride,
+    nats, tokens, windows = strided_nll_stream(loaded, part_ids, max_length=max_length, stride=stride,
                                                batch_size=batch_size, bf16=bf16, progress=progress)
     seconds = time.perf_counter() - start
     return results(nats, tokens, text_size=tuple(text_size), model=str(model), kind=spec.kind, max_length=max_length,

@@ -32,8 +32,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .data import _texts, _too_few_tokens, _window_features, _window_view, book_cut
 from .sources import PART_COLUMN
+from .windows import book_cut, cut_texts, too_few_tokens, window_features, window_view
 
 STATE_FILE = "stream_position.json"  # in a checkpoint folder
 NOTE_EVERY_TOKENS = 8192  # a note at most this often: resuming re-tokenizes at most this plus one document
@@ -347,13 +347,13 @@ def _stream_windows(source, encoder, text_column, char_cut, max_length, stride, 
             if run is not None:
                 cur.reads += 1
             first = True
-            for _, ids in encoder.iter_encoded(_texts([row[text_column]], char_cut, [row_index])):
+            for _, ids in encoder.iter_encoded(cut_texts([row[text_column]], char_cut, [row_index])):
                 if first and started and not row.get(PART_COLUMN):
                     ids = np.concatenate([eos, ids])
                 first, started = False, True
                 buf, end = np.concatenate([buf, ids]), end + len(ids)
                 count = max(0, (end - max_length - 1 - next_start) // stride + 1)
-                for w in _window_view(buf, next_start - buf_start, count, max_length, stride).astype(np.int64):
+                for w in window_view(buf, next_start - buf_start, count, max_length, stride).astype(np.int64):
                     yield {"input_ids": w[:-1], "shift_labels": w[1:]}
                 n_windows += count
                 next_start += count * stride
@@ -367,7 +367,7 @@ def _stream_windows(source, encoder, text_column, char_cut, max_length, stride, 
         if run is not None:
             cur.end_run(run, n_windows, exhausted)
     if end < max_length + 1:
-        raise _too_few_tokens(split, end, max_length, validation_fraction)
+        raise too_few_tokens(split, end, max_length, validation_fraction)
 
 
 def _scan_documents(source, text_column):
@@ -375,10 +375,10 @@ def _scan_documents(source, text_column):
     characters (the book's split needs them)."""
     import array
 
-    parts = PART_COLUMN in (source.column_names or ())
+    continued = PART_COLUMN in (source.column_names or ())
     starts, lengths = array.array("q"), []
-    for i, row in enumerate(source.select_columns([text_column, PART_COLUMN] if parts else [text_column])):
-        if not (parts and row[PART_COLUMN]):
+    for i, row in enumerate(source.select_columns([text_column, PART_COLUMN] if continued else [text_column])):
+        if not (continued and row[PART_COLUMN]):
             starts.append(i)
         if len(starts) == 1:
             lengths.append(len(row[text_column] or ""))
@@ -390,25 +390,25 @@ def build_streaming(splits, encoder, text_column, max_length, stride, validation
 
     train = splits["train"]
     if "validation" in splits:
-        parts = {"train": (train, None), "validation": (splits["validation"], None)}
+        plan = {"train": (train, None), "validation": (splits["validation"], None)}
     elif validation_fraction == 0:
-        parts = {"train": (train, None)}
+        plan = {"train": (train, None)}
     else:
         starts, lengths = _scan_documents(train, text_column)  # one pass, no tokenizing
         if len(starts) == 0:
             raise ValueError("the corpus is empty: it holds no documents")
         if len(starts) == 1:
             row, offset = book_cut(lengths, 1 - validation_fraction)
-            parts = {"train": (train.take(row + 1), ("head", row, offset)),
+            plan = {"train": (train.take(row + 1), ("head", row, offset)),
                      "validation": (train.skip(row), ("tail", 0, offset))}
         else:
             n_train = min(max(int((1 - validation_fraction) * len(starts)), 1), len(starts) - 1)
-            parts = {"train": (train.take(starts[n_train]), None), "validation": (train.skip(starts[n_train]), None)}
+            plan = {"train": (train.take(starts[n_train]), None), "validation": (train.skip(starts[n_train]), None)}
     out = datasets.IterableDatasetDict()
-    for split, (source, char_cut) in parts.items():
+    for split, (source, char_cut) in plan.items():
         key = new_cursor(stride)
         out[split] = datasets.IterableDataset.from_generator(
-            _stream_windows, features=_window_features(max_length),
+            _stream_windows, features=window_features(max_length),
             gen_kwargs={"source": source, "encoder": encoder, "text_column": text_column, "char_cut": char_cut,
                         "max_length": max_length, "stride": stride, "split": split,
                         "validation_fraction": validation_fraction, "cursor_key": key})

@@ -12,6 +12,7 @@ import pytest
 import torch
 
 import hf_gpt.data as data
+import hf_gpt.windows as windows
 from hf_gpt.data import build_lm_datasets, count_windows, create_dataloader
 from hf_gpt.tokenization import load_tokenizer, tiktoken_gpt2
 from hf_gpt.resources import THE_VERDICT
@@ -81,7 +82,7 @@ def test_windows_equal_the_books_loop(tok, one_doc, tmp_path, monkeypatch, case)
     n = len(ids)
     max_length, stride = {"overlap": (64, 24), "no_overlap": (64, 64), "gaps": (40, 97), "exact_fit": (n - 1, 5),
                           "stride_fits_exactly": (n - 1 - 3 * 111, 111), "stride_1": (n - 9, 1)}[case]
-    monkeypatch.setattr(data, "PIECE_CHARS", 97)  # many pieces and map batches: windows cross both
+    monkeypatch.setattr(windows, "ENCODE_PART_CHARS", 97)  # many parts and map batches: windows cross both
     ds = build(tok, tmp_path, text_files=path, max_length=max_length, stride=stride, validation_fraction=0)
     assert list(ds) == ["train"]
     assert_book(ds["train"], ids, max_length, stride)
@@ -111,27 +112,27 @@ def test_book_counts_on_the_verdict(tok, tik, book_reference, tmp_path):
     assert_book(ds["validation"], val_ids, 256, 256)
 
 
-def test_pieces_do_not_change_ids(tok, tik):
+def test_parts_do_not_change_ids(tok, tik):
     """Cutting long texts before tokenizing must give the ids of the whole text, whatever the whitespace."""
     rng = random.Random(1)
     alphabet = ["a", "b", " ", " ", "\n", "\n\n", "'s", "'", "1", "2", ".", "!", "\t", "é", "\u00a0", "\r\n", "  ",
                 EOT, "\x1c", "\x85", "\u2028", "\u3000", "\u180e", "\u200b", "\u0301", "漢", "🙂", "\x0b", "\u2009"]
-    encoder = data._Encoder(tok)
+    encoder = windows.Encoder(tok)
     for size in (1, 3, 8):
         for _ in range(60):
             text = "".join(rng.choice(alphabet) for _ in range(rng.randrange(1, 120)))
-            pieces = list(data._pieces(text, size))
-            assert "".join(pieces) == text
-            got = np.concatenate(encoder.encode(pieces))
+            parts = list(windows._parts(text, size))
+            assert "".join(parts) == text
+            got = np.concatenate(encoder.encode(parts))
             assert got.tolist() == tik.encode(text, allowed_special={EOT}), repr(text)
 
 
 def test_gpt2_twin_is_used_only_for_exact_gpt2(tok):
-    assert data._Encoder(tok).gpt2_twin().name == "gpt2"
+    assert windows.Encoder(tok).gpt2_twin().name == "gpt2"
     extra = load_tokenizer()
     extra.add_tokens(["<|pad|>"])
-    assert data._Encoder(extra).gpt2_twin() is None
-    assert data._Encoder(load_tokenizer(add_prefix_space=True)).gpt2_twin() is None
+    assert windows.Encoder(extra).gpt2_twin() is None
+    assert windows.Encoder(load_tokenizer(add_prefix_space=True)).gpt2_twin() is None
 
 
 def test_gpt2_twin_gives_the_tokenizers_ids_on_any_unicode(tok):
@@ -141,7 +142,7 @@ def test_gpt2_twin_gives_the_tokenizers_ids_on_any_unicode(tok):
               (0xAC00, 0xAC80), (0x1F300, 0x1F64F), (0xFE00, 0xFE0F), (0x1C, 0x1F), (0x85, 0x85)]
     texts = ["".join(chr(rng.randint(*rng.choice(ranges))) for _ in range(rng.randrange(1, 200))) for _ in range(400)]
     texts += [" " * 5 + "x\n\n\n y", "it's 'S 'LL 'll don't", "a" * 3000, EOT + " " + EOT + "\n"]
-    encoder = data._Encoder(tok)
+    encoder = windows.Encoder(tok)
     twin = encoder.gpt2_twin()
     for text, ours, theirs in zip(texts, encoder.encode(texts), encoder.encode(texts, twin)):
         assert ours.tolist() == theirs.tolist(), repr(text)
@@ -150,15 +151,15 @@ def test_gpt2_twin_gives_the_tokenizers_ids_on_any_unicode(tok):
 def test_windows_through_the_twin_equal_the_books_loop(tok, one_doc, tmp_path, monkeypatch):
     path, ids = one_doc
     used = []
-    encode = data._Encoder.encode
+    encode = windows.Encoder.encode
 
     def spy(self, texts, twin=None):
         used.append(twin)
         return encode(self, texts, twin)
 
-    monkeypatch.setattr(data._Encoder, "encode", spy)
+    monkeypatch.setattr(windows.Encoder, "encode", spy)
     monkeypatch.setattr(data, "TWIN_MIN_CHARS", 0)
-    monkeypatch.setattr(data, "PIECE_CHARS", 211)
+    monkeypatch.setattr(windows, "ENCODE_PART_CHARS", 211)
     ds = build(tok, tmp_path, text_files=path, max_length=50, stride=33, validation_fraction=0)
     assert used and all(t is not None and t.name == "gpt2" for t in used)
     assert_book(ds["train"], ids, 50, 33)
@@ -377,7 +378,7 @@ def test_prints_tokens_and_windows_per_split(tok, one_doc, tmp_path, capsys):
 
 @pytest.mark.parametrize("source", ["one_txt", "many_jsonl", "default"])
 def test_streaming_yields_the_same_windows(tok, tmp_path, monkeypatch, source):
-    monkeypatch.setattr(data, "PIECE_CHARS", 101)
+    monkeypatch.setattr(windows, "ENCODE_PART_CHARS", 101)
     if source == "one_txt":
         (tmp_path / "a.txt").write_text(make_text(800, seed=4), encoding="utf-8")
         kwargs = {"text_files": tmp_path / "a.txt"}
@@ -514,13 +515,13 @@ def test_streaming_notes_and_resume_cross_a_dataloader_worker(tok, tmp_path, mon
 def test_second_identical_call_tokenizes_nothing(tok, one_doc, tmp_path, monkeypatch):
     path, _ = one_doc
     calls = []
-    encode = data._Encoder.encode
+    encode = windows.Encoder.encode
 
     def counting(self, texts, twin=None):
         calls.append(len(texts))
         return encode(self, texts, twin)
 
-    monkeypatch.setattr(data._Encoder, "encode", counting)
+    monkeypatch.setattr(windows.Encoder, "encode", counting)
     first = build(tok, tmp_path, text_files=path, max_length=64, stride=32)
     assert calls
     calls.clear()
@@ -541,7 +542,7 @@ def no_tokenizing(monkeypatch):
     def refuse(self, texts, twin=None):
         raise AssertionError("tokenized before rejecting bad input")
 
-    monkeypatch.setattr(data._Encoder, "encode", refuse)
+    monkeypatch.setattr(windows.Encoder, "encode", refuse)
 
 
 def test_missing_file(tok, tmp_path, no_tokenizing):

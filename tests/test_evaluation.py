@@ -354,16 +354,16 @@ def test_a_text_file_is_scored_holding_about_one_part_of_ids(model, tokenizer, f
 def test_parts_give_the_ids_bytes_and_words_of_the_whole_text(tokenizer, small_parts, tmp_path):
     """Parts are cut only at a space or newline between two non-space characters, so their ids concatenate to the
     whole text's and their words add up; where no such gap comes for 8 parts (one huge word), the cut splits the
-    word and it still counts once. The same for a file's reads and for pieces of any size (a dataset's rows)."""
+    word and it still counts once. The same for a file's reads and for strings of any size (a dataset's rows)."""
     from hf_gpt.evaluation import encode_parts
 
     texts = {"prose": "\t Lead  spaces\u00a0and\u2003odd\x0cwhite\n\n\nspace, then words.\nA line " * 40 + "end\n \n",
              "one huge word": "a b " + "x" * (20 * PART) + " c\td\n"}
     for name, whole in texts.items():
         (tmp_path / "t.txt").write_text(whole, encoding="utf-8")
-        cuts = sorted(random.Random(0).sample(range(1, len(whole)), len(whole) // 150))  # pieces of 1 to ~1000
-        pieces = [whole[i:j] for i, j in zip([0, *cuts], [*cuts, len(whole)])]
-        for parts in (list(small_parts.file_parts(tmp_path / "t.txt")), list(small_parts.text_parts(pieces))):
+        cuts = sorted(random.Random(0).sample(range(1, len(whole)), len(whole) // 150))  # strings of 1 to ~1000
+        strings = [whole[i:j] for i, j in zip([0, *cuts], [*cuts, len(whole)])]
+        for parts in (list(small_parts.file_parts(tmp_path / "t.txt")), list(small_parts.text_parts(strings))):
             assert len(parts) > 5 and "".join(parts) == whole and all(parts), name
             size = [0, 0]
             ids = [i for chunk in encode_parts(tokenizer, parts, 50257, size) for i in chunk]
