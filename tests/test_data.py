@@ -1,8 +1,6 @@
 import json
-import os
 import random
 import re
-from pathlib import Path
 
 import datasets
 import numpy as np
@@ -397,32 +395,6 @@ def test_streaming_yields_the_same_windows(tok, tmp_path, monkeypatch, source):
         assert [list(r["shift_labels"]) for r in rows] == mapped[split]["shift_labels"]
 
 
-def test_a_killed_runs_stream_folder_is_removed_by_the_next_run(tmp_path, monkeypatch):
-    """A SIGKILLed streaming run never reaches its atexit, so its cursor folder stays in the temp dir; the next
-    process's first cursor removes the folders whose owner is gone, and leaves live owners' folders alone."""
-    import subprocess
-    import sys
-    import tempfile
-
-    from hf_gpt import streaming
-
-    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
-    monkeypatch.setattr(streaming, "_cursors", {})
-    monkeypatch.setattr(streaming.atexit, "register", lambda f: None)
-    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
-    dead = tmp_path / f"hf_gpt-stream-{int(gone.stdout)}-abc"
-    live = tmp_path / f"hf_gpt-stream-{os.getppid()}-def"
-    other = tmp_path / "hf_gpt-stream-notapid"
-    for folder in (dead, live, other):
-        folder.mkdir()
-    (dead / "resume.json").write_text("{}")
-    mine = Path(streaming.new_cursor(16))
-    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([live.name, other.name, mine.name])
-    assert mine.name.startswith(f"hf_gpt-stream-{os.getpid()}-")
-    streaming._remove_folders()
-    assert not mine.exists()
-
-
 def test_streaming_feeds_a_dataloader(tok, one_doc, tmp_path):
     from transformers import default_data_collator
 
@@ -460,11 +432,11 @@ def test_streaming_resumes_at_a_window_without_reading_from_the_start(tok, tmp_p
     assert point is not None and point["end"] <= k * 12 and point["source_state"] is not None
     json.dumps(point)  # goes into a checkpoint as JSON
     del it
-    reads = streaming.reads_since_start(train)
+    reads = streaming.rows_read(train)
     assert streaming.resume_from(train, point)
     resumed = [list(r["input_ids"]) for r in train]
     assert resumed == full[k:]
-    assert 0 < streaming.reads_since_start(train) - reads <= 40 - int(0.6 * 40)  # not the first 60% again
+    assert 0 < streaming.rows_read(train) - reads <= 40 - int(0.6 * 40)  # not the first 60% again
     assert [list(r["input_ids"]) for r in train] == full  # the pass after starts from the beginning again
     it = iter(train)
     for _ in range(5):
@@ -473,9 +445,9 @@ def test_streaming_resumes_at_a_window_without_reading_from_the_start(tok, tmp_p
 
 
 
-def test_streaming_notes_and_resume_cross_a_dataloader_worker(tok, tmp_path, monkeypatch):
-    """With num_workers=1 the generator runs in a forked worker: its notes come back through the cursor's folder
-    (the same point as without workers), and the pending resume point is taken by the pass in the worker."""
+def test_streaming_resumes_through_a_dataloader_and_refuses_its_workers(tok, tmp_path, monkeypatch):
+    """Read through a DataLoader in the main process (as pretraining reads it), a pass notes the same positions and
+    takes the pending resume point. A worker process is refused: the notes live where the split was built."""
     from transformers import default_data_collator
     from hf_gpt import streaming
 
@@ -492,23 +464,23 @@ def test_streaming_notes_and_resume_cross_a_dataloader_worker(tok, tmp_path, mon
     expected = streaming.resume_point(train, k)
     del it
 
-    def windows(num_workers=1):
+    def loaded(num_workers=0):
         loader = torch.utils.data.DataLoader(train, batch_size=4, num_workers=num_workers,
                                              collate_fn=default_data_collator)
         return (w for batch in loader for w in batch["input_ids"].tolist())
 
-    it = windows()
+    it = loaded()
     for _ in range(k + 8):
         next(it)
     assert streaming.resume_point(train, k) == expected
     del it
-    reads = streaming.reads_since_start(train)
+    reads = streaming.rows_read(train)
     assert streaming.resume_from(train, expected)
-    assert list(windows()) == full[k:]
-    assert streaming.reads_since_start(train) - reads <= 40 - int(0.6 * 40)  # counted in the worker
-    assert list(windows()) == full  # the point was taken: this pass starts from the beginning
-    with pytest.raises(RuntimeError, match="one DataLoader worker"):
-        list(windows(num_workers=2))  # the worker would get every other file of the source only
+    assert list(loaded()) == full[k:]
+    assert streaming.rows_read(train) - reads <= 40 - int(0.6 * 40)
+    assert list(loaded()) == full  # the point was taken: this pass starts from the beginning
+    with pytest.raises(RuntimeError, match="use num_workers=0"):
+        list(loaded(num_workers=1))
 
 # --- caching ----------------------------------------------------------------------------------------------------
 

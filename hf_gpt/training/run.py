@@ -138,10 +138,11 @@ def _run(plan, model_args, data_args, training_args, callbacks):
     tokenizer = load_tokenizer(model_args.tokenizer_name)
     if plan.max_length is None:
         raise PretrainingError("--max_length is needed when the model's context length is only known from its weights.")
-    if data_args.streaming and training_args.dataloader_num_workers > 1:
-        logger.warning(f"--dataloader_num_workers {training_args.dataloader_num_workers} -> 1: a streamed split is one "
-                       f"shard that one worker reads (hf_gpt.streaming)")
-        training_args.dataloader_num_workers = 1
+    if data_args.streaming and training_args.dataloader_num_workers > 0:
+        logger.warning(f"--dataloader_num_workers {training_args.dataloader_num_workers} -> 0: a streamed split is read "
+                       f"in the main process, which notes where to resume it (hf_gpt.streaming)")
+        training_args.dataloader_num_workers = 0
+        training_args.dataloader_prefetch_factor, training_args.dataloader_persistent_workers = None, False
     datasets_ = load_datasets(tokenizer, data_args, training_args, plan)
     train_dataset = datasets_["train"]
     if plan.resume_from_checkpoint is not None and data_args.streaming:
