@@ -24,12 +24,16 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from ._pages import reuse_freed_memory
+from huggingface_hub import is_offline_mode
+
+from . import windows
 from .cli import UsageError
 from .locations import looks_local
+from .metrics import perplexity
 from .model.configuration_gpt import GPT2_ALIASES, GPT2_CHECKPOINTS
 from .model.weight_files_gpt import WEIGHT_FILES
-from .tokenization import TOKENIZER_FILES
+from .sources import file_parts, first_non_utf8, text_parts
+from .tokenization import TOKENIZER_FILES, load_tokenizer
 
 BOOK_SUFFIXES = (".pth", ".pt")
 # A --text_file or a dataset's text is read and tokenized this many characters at a time. The tokenizer's output
@@ -37,6 +41,8 @@ BOOK_SUFFIXES = (".pth", ".pt")
 # training's 4M.
 PART_CHARS = 1 << 18
 RESULT_KEYS = ("tokens", "loss", "perplexity", "bits_per_byte", "word_perplexity")
+
+
 
 
 # ------------------------------------------------------------------------------------------------ the windows
@@ -69,9 +75,9 @@ class _WindowPlan:
 
 
 def check_window_args(max_length, stride, batch_size=1, context_length=None):
-    for name, value in (("max_length", max_length), ("stride", stride), ("batch_size", batch_size)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise UsageError(f"{name} must be a positive integer, got {value!r}")
+    windows.check_window_args(max_length, stride)
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise UsageError(f"batch_size must be a positive integer, got {batch_size!r}")
     if stride > max_length:
         raise UsageError(f"stride {stride} is above max_length {max_length}: tokens between windows would "
                               f"never be scored; use a stride in [1, {max_length}]")
@@ -123,11 +129,11 @@ def strided_nll(model, ids, *, max_length, stride, batch_size=4, bf16=False, pro
     return total, scored, token_nll
 
 
-def strided_nll_stream(model, chunks, *, max_length, stride, batch_size=4, bf16=False, progress=None, n_windows=None,
+def strided_nll_stream(model, parts, *, max_length, stride, batch_size=4, bf16=False, progress=None, n_windows=None,
                        on_batch=None):
-    """`strided_nll` over a text's ids given in `chunks` (lists or tensors, in order): the same windows, batches and
+    """`strided_nll` over a text's ids given in `parts` (lists or tensors, in order): the same windows, batches and
     sums as over their concatenation, holding at most `max_length + (batch_size - 1) * stride + 1` ids plus one
-    chunk. `n_windows` (if known) is the progress bar's total; `on_batch(batch, nll)` sees each batch's NLLs.
+    part. `n_windows` (if known) is the progress bar's total; `on_batch(batch, nll)` sees each batch's NLLs.
     Returns `(nats, n_scored, n_windows)`.
     """
     import torch
@@ -140,9 +146,9 @@ def strided_nll_stream(model, chunks, *, max_length, stride, batch_size=4, bf16=
     def windows():
         nonlocal buf, offset, n_windows
         given = 0
-        for chunk in chunks:
-            chunk = torch.as_tensor(chunk, dtype=torch.long).flatten()
-            buf, offset = (torch.cat([buf[keep_from - offset:], chunk]), keep_from) if buf.numel() else (chunk, 0)
+        for part in parts:
+            part = torch.as_tensor(part, dtype=torch.long).flatten()
+            buf, offset = (torch.cat([buf[keep_from - offset:], part]), keep_from) if buf.numel() else (part, 0)
             ready = plan.advance(offset + buf.numel() - 1, final=False)
             given += len(ready)
             yield from ready
@@ -208,19 +214,15 @@ def results(nats, tokens, text=None, text_size=None, **extra):
     either the last two are None.
     """
     loss = nats / tokens
-    out = {"tokens": tokens, "loss": loss, "perplexity": _exp(loss), "bits_per_byte": None, "word_perplexity": None}
+    out = {"tokens": tokens, "loss": loss, "perplexity": perplexity(loss), "bits_per_byte": None, "word_perplexity": None}
     if text is not None:
         text_size = len(text.encode("utf-8")), len(text.split())
     if text_size is not None:
         n_bytes, n_words = text_size
         out["bits_per_byte"] = nats / math.log(2) / n_bytes
-        out["word_perplexity"] = _exp(nats / n_words) if n_words else None
+        out["word_perplexity"] = perplexity(nats / n_words) if n_words else None
         extra = {"bytes": n_bytes, "words": n_words, **extra}
     return {**out, "nats": nats, **extra}
-
-
-def _exp(x):
-    return math.exp(x) if x < 709.0 else float("inf")
 
 
 # ------------------------------------------------------------------------------------------ model resolution
@@ -240,7 +242,7 @@ class ModelSpec:
     def load_model(self, device="cpu"):
         import torch
 
-        from . import GPTForCausalLM
+        from .model.modeling_gpt import GPTForCausalLM
 
         if self.kind == "book":
             model = GPTForCausalLM.from_book_checkpoint(self.source, self.config, dtype=torch.float32)
@@ -251,8 +253,6 @@ class ModelSpec:
         return model.to(device).eval()
 
     def load_tokenizer(self):
-        from . import GPTForCausalLM, load_tokenizer  # noqa: F401  (registers hf_gpt: no remote-code prompt)
-
         return load_tokenizer(self.tokenizer_folder) if self.tokenizer_folder else load_tokenizer()
 
 
@@ -317,9 +317,7 @@ def _resolve_hub_id(repo_id):
     except HFValidationError:
         raise UsageError(f"{repo_id}: no such model folder or file, and not a Hub model id") from None
     except Exception as err:  # offline, not cached, no such repo, network
-        from huggingface_hub import constants
-
-        why = "the Hub is offline (HF_HUB_OFFLINE) and it is not cached" if constants.HF_HUB_OFFLINE else (
+        why = "the Hub is offline (HF_HUB_OFFLINE) and it is not cached" if is_offline_mode() else (
             f"the Hub has no config.json for it ({err.__class__.__name__})")
         raise UsageError(f"{repo_id}: no such model folder or file, and {why}") from None
     cfg = _read_json(config_path, "model config")
@@ -375,8 +373,6 @@ def read_parts(text_file=None, dataset_name=None, dataset_config_name=None, spli
     blank lines. Everything that can be checked before scoring is: readable, UTF-8, the column, not empty."""
     if (text_file is None) == (dataset_name is None):
         raise UsageError("give exactly one of --text_file FILE or --dataset_name NAME")
-    from .sources import file_parts, first_non_utf8, text_parts
-
     if dataset_name is not None:
         ds, column = _dataset_column(dataset_name, dataset_config_name, split, text_column)
 
@@ -454,25 +450,22 @@ def encode_parts(tokenizer, parts, vocab_size=None, text_size=None):
             _check_vocab(ids, vocab_size)
             yield ids
 
-    chunks, head, n = ids_of_parts(), [], 0
+    rest, head, n = ids_of_parts(), [], 0
     while n < 2:
-        ids = next(chunks, None)
+        ids = next(rest, None)
         if ids is None:
             raise UsageError(f"the text is {n} token(s) long; scoring needs at least 2 (one token pair)")
         head.append(ids)
         n += len(ids)
-    return itertools.chain(head, chunks)
+    return itertools.chain(head, rest)
 
 
 # ------------------------------------------------------------------------------------------------ all at once
 
 
 def evaluate(model, *, text=None, config=None, max_length=None, stride=None, batch_size=4, bf16=False,
-             device=None, progress=None, spec=None, cpu_reuse_freed_memory=True, **text_kwargs):
-    """Resolve, check, then load and score: the results dict. Every check runs before any weights are read.
-
-    On CPU, glibc's malloc is set (process-wide) to keep freed memory for reuse, as a training run does: each batch's
-    logits are otherwise faulted in afresh, page by page (`_pages.reuse_freed_memory`)."""
+             device=None, progress=None, spec=None, **text_kwargs):
+    """Resolve, check, then load and score: the results dict. Every check runs before any weights are read."""
     import torch
 
     spec = spec or resolve_model(model, config)
@@ -486,14 +479,13 @@ def evaluate(model, *, text=None, config=None, max_length=None, stride=None, bat
     else:
         parts = [text]
     text_size = [0, 0]
-    chunks = encode_parts(spec.load_tokenizer(), parts, spec.vocab_size, text_size)
+    part_ids = encode_parts(spec.load_tokenizer(), parts, spec.vocab_size, text_size)
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     if bf16 and torch.device(device).type == "cuda" and not torch.cuda.is_bf16_supported():
         raise UsageError("--bf16: this GPU has no bf16; run in fp32")
-    _reuse_freed_memory_on_cpu(device, cpu_reuse_freed_memory)
     loaded = spec.load_model(device)
     start = time.perf_counter()
-    nats, tokens, windows = strided_nll_stream(loaded, chunks, max_length=max_length, stride=stride,
+    nats, tokens, windows = strided_nll_stream(loaded, part_ids, max_length=max_length, stride=stride,
                                                batch_size=batch_size, bf16=bf16, progress=progress)
     seconds = time.perf_counter() - start
     return results(nats, tokens, text_size=tuple(text_size), model=str(model), kind=spec.kind, max_length=max_length,
@@ -501,19 +493,11 @@ def evaluate(model, *, text=None, config=None, max_length=None, stride=None, bat
                    seconds=seconds, tokens_per_second=tokens / seconds)
 
 
-def _reuse_freed_memory_on_cpu(device, enabled):
-    import torch
-
-    if enabled and torch.device(device).type == "cpu":
-        reuse_freed_memory()
-
-
 def lm_eval_tasks(spec, tasks, *, include_path=None, batch_size=4, bf16=False, device=None, limit=None,
-                  num_fewshot=None, cpu_reuse_freed_memory=True):
+                  num_fewshot=None):
     """Run lm-eval harness tasks on the model `spec` names (any kind, a book .pth included), via its Python API.
 
     Task names are matched before the weights load, so a typo fails fast. Returns lm-eval's `results` per task.
-    On CPU, freed memory is kept for reuse, as in `evaluate`.
     """
     try:
         import lm_eval
@@ -532,7 +516,6 @@ def lm_eval_tasks(spec, tasks, *, include_path=None, batch_size=4, bf16=False, d
         where = f" (built-in or in --include_path {include_path})" if include_path else " (add --include_path DIR for your own)"
         raise UsageError(f"lm-eval knows no task {', '.join(unknown)}{where}")
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    _reuse_freed_memory_on_cpu(device, cpu_reuse_freed_memory)
     lm = HFLM(pretrained=spec.load_model(device), tokenizer=spec.load_tokenizer(), batch_size=batch_size,
               max_length=spec.context_length, mixed_precision_dtype=torch.bfloat16 if bf16 else None)
     out = lm_eval.simple_evaluate(model=lm, tasks=list(tasks), task_manager=manager, limit=limit,

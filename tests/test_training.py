@@ -257,7 +257,7 @@ def test_eval_loss_is_the_models_loss(short_run, book_reference):
     from hf_gpt import load_tokenizer
 
     data = hf_gpt.data.build_lm_datasets(load_tokenizer(), text_files=str(THE_VERDICT),
-                                         max_length=32, stride=32, verbose=False)
+                                         max_length=32, stride=32)
     val = data["validation"].with_format("torch")[:8]
     with torch.no_grad():
         loss = model(input_ids=val["input_ids"], shift_labels=val["shift_labels"]).loss.item()

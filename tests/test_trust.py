@@ -500,10 +500,10 @@ def test_10_random_bytes_pth_is_not_a_checkpoint(tmp_path):
 
 
 def test_10_short_text_advice_is_one_pretrain_accepts():
-    from hf_gpt.data import _too_few_tokens
+    from hf_gpt.windows import too_few_tokens
 
-    assert str(_too_few_tokens("train", 2, 32, 0.1)).endswith("needed for one window: give it more text")
-    assert "at most 4" in str(_too_few_tokens("train", 5, 32, 0.1))
+    assert str(too_few_tokens("train", 2, 32, 0.1)).endswith("needed for one window: give it more text")
+    assert "at most 4" in str(too_few_tokens("train", 5, 32, 0.1))
 
 
 def test_10_truncated_safetensors_in_a_model_folder(model_folder, tmp_path):

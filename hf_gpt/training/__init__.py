@@ -17,7 +17,6 @@ only what is ours:
   `scripts/pretrain.py` calls.
 """
 
-from .._pages import reuse_freed_memory
 from ..cli import UsageError
 from .args import (
     DataArguments,
@@ -34,7 +33,7 @@ from .checkpoints import (
     remove_incomplete_checkpoints,
 )
 from .errors import NonFiniteLossError
-from .hardware import default_bf16, default_tf32
+from .hardware import default_bf16, default_tf32, reuse_freed_memory
 from .run import main, run_pretraining
 from .trainer import PretrainingTrainer, decay_parameter_names
 from .validation import validate_arguments

@@ -9,7 +9,6 @@ from transformers import default_data_collator
 from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
 from .. import cli
-from .._pages import reuse_freed_memory
 from ..cli import UsageError
 from ..metrics import perplexity
 from .args import parse_arguments
@@ -27,7 +26,7 @@ from .checkpoints import (
     remove_incomplete_checkpoints,
 )
 from .errors import NonFiniteLossError, RunFinished
-from .hardware import flops_per_token, peak_tflops
+from .hardware import flops_per_token, peak_tflops, reuse_freed_memory
 from .trainer import PerplexityMetric, PretrainingTrainer, write_card
 from .validation import _parse_overrides, check_dataset_sizes, validate_arguments
 
@@ -163,10 +162,11 @@ def _run(plan, model_args, data_args, training_args, callbacks):
     tokenizer = load_tokenizer(model_args.tokenizer_name)
     if plan.max_length is None:
         raise UsageError("--max_length is needed when the model's context length is only known from its weights.")
-    if data_args.streaming and training_args.dataloader_num_workers > 1:
-        logger.warning(f"--dataloader_num_workers {training_args.dataloader_num_workers} -> 1: a streamed split is one "
-                       f"shard that one worker reads (hf_gpt.streaming)")
-        training_args.dataloader_num_workers = 1
+    if data_args.streaming and training_args.dataloader_num_workers > 0:
+        logger.warning(f"--dataloader_num_workers {training_args.dataloader_num_workers} -> 0: a streamed split is read "
+                       f"in the main process, which notes where to resume it (hf_gpt.streaming)")
+        training_args.dataloader_num_workers = 0
+        training_args.dataloader_prefetch_factor, training_args.dataloader_persistent_workers = None, False
     datasets_ = load_datasets(tokenizer, data_args, training_args, plan)
     train_dataset = datasets_["train"]
     if plan.resume_from_checkpoint is not None and data_args.streaming:
