@@ -9,6 +9,7 @@ The page also shows what the folder knows: size, context length, its card's vali
 """
 
 import argparse
+import os
 import socket
 import sys
 import threading
@@ -156,6 +157,9 @@ def _main(argv=None):
     device = "cuda" if torch.cuda.is_available() else "cpu"
     model, tokenizer = load(folder)
     model.to(device).eval()
+    # gradio checks its own URL with httpx, which goes through http(s)_proxy unless told not to (gradio-app/gradio#4046)
+    bypass = [os.environ.get("no_proxy") or os.environ.get("NO_PROXY"), "localhost", "127.0.0.1", "::1", args.host]
+    os.environ["no_proxy"] = os.environ["NO_PROXY"] = ",".join(dict.fromkeys(h for h in bypass if h))
     build(gr, folder, model, tokenizer, device).queue().launch(server_name=args.host, server_port=args.port)
     return 0
 
