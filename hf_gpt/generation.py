@@ -18,7 +18,7 @@ def load(source, *, trust_remote_code=False):
 
     from .hub import HubError, check_model_folder, check_repo_id
     from .locations import hub_problem, looks_local
-    from .model import modeling_gpt  # noqa: F401  (registers hf_gpt with the Auto classes: its repos need no remote code)
+    from .model import modeling_gpt  # noqa: F401  (registers hf_gpt with the Auto classes: no remote code needed)
 
     path = Path(os.path.expanduser(source))
     local = path.exists() or looks_local(source)

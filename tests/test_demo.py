@@ -70,18 +70,19 @@ def server(trained, tmp_path):
     log = open(tmp_path / "server.log", "w")
     proc = subprocess.Popen([sys.executable, str(DEMO), str(trained), "--port", str(port)], env=env(), cwd=tmp_path,
                             stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}/"
+    url, log_text = f"http://127.0.0.1:{port}/", lambda: (tmp_path / "server.log").read_text()
     try:
+        direct = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # localhost: never through a proxy
         deadline = time.monotonic() + SERVE_TIMEOUT
         while True:
-            assert proc.poll() is None, f"the demo exited with {proc.returncode}:\n{(tmp_path / 'server.log').read_text()}"
+            assert proc.poll() is None, f"the demo exited with {proc.returncode}:\n{log_text()}"
             try:
-                with urllib.request.urlopen(url, timeout=10) as response:
+                with direct.open(url, timeout=10) as response:
                     if response.status == 200:
                         break
             except OSError:
                 pass
-            assert time.monotonic() < deadline, f"not serving after {SERVE_TIMEOUT} s:\n{(tmp_path / 'server.log').read_text()}"
+            assert time.monotonic() < deadline, f"not serving after {SERVE_TIMEOUT} s:\n{log_text()}"
             time.sleep(1)
         yield url
     finally:
@@ -105,8 +106,8 @@ def browser(tmp_path):
 
     options = webdriver.ChromeOptions()
     options.binary_location = chromium
-    for flag in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1400,1000",
-                 f"--user-data-dir={tmp_path / 'chromium-profile'}"):
+    for flag in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--no-proxy-server",
+                 "--window-size=1400,1000", f"--user-data-dir={tmp_path / 'chromium-profile'}"):
         options.add_argument(flag)
     driver = webdriver.Chrome(options=options, service=Service(executable_path=driver_path))
     try:
@@ -131,7 +132,8 @@ def test_the_page_streams_the_greedy_text_generate_prints(trained, server, brows
     tokens = browser.find_element(By.CSS_SELECTOR, "#max_new_tokens input[type='number']")
     tokens.send_keys(Keys.CONTROL, "a")
     tokens.send_keys("12", Keys.TAB)
-    wait.until(lambda d: d.find_element(By.CSS_SELECTOR, "#max_new_tokens input[type='range']").get_attribute("value") == "12")
+    slider = browser.find_element(By.CSS_SELECTOR, "#max_new_tokens input[type='range']")
+    wait.until(lambda d: slider.get_attribute("value") == "12")
     browser.find_element(By.CSS_SELECTOR, "#generate").click()
 
     status = lambda d: d.find_element(By.CSS_SELECTOR, "#status").text  # noqa: E731

@@ -68,7 +68,7 @@ def test_tensorboard_event_files_hold_what_trainer_state_logged(tmp_path):
 
     expected = by_tag(history)
     assert set(written) == set(expected)
-    for name, points in expected.items():  # the same steps in the same order; values as float32, as TensorBoard keeps them
+    for name, points in expected.items():  # the same steps in the same order; values as float32, as TensorBoard keeps
         assert [s for s, _ in written[name]] == [s for s, _ in points], name
         assert [v for _, v in written[name]] == pytest.approx([v for _, v in points], rel=1e-6), name
     for key, name in TRACKED.items():
