@@ -285,6 +285,29 @@ def card_from_folder(folder, **card_kwargs):
     return write_model_card(folder, model_config=model_config, **card_kwargs)
 
 
+def read_eval_results(folder):
+    """The validation numbers a folder reports: `{"eval_loss", "perplexity", "dataset"}` (those it has) from its card's
+    `model-index`, else from the `eval_results.json` pretraining writes; `{}` when it has neither."""
+    folder = Path(folder)
+    results = {}
+    if (folder / "README.md").is_file():
+        try:
+            entries = ModelCard.load(folder / "README.md").data.eval_results or []
+        except Exception:  # a hand-written card whose metadata does not parse: read the JSON instead
+            entries = []
+        names = {"loss": "eval_loss", "perplexity": "perplexity"}
+        for entry in entries:
+            if entry.metric_type in names and isinstance(entry.metric_value, (int, float)):
+                results[names[entry.metric_type]] = float(entry.metric_value)
+                results["dataset"] = entry.dataset_name
+    if "eval_loss" not in results and (folder / "eval_results.json").is_file():
+        numbers = _numbers(_read_json(folder / "eval_results.json"))
+        results.update({k: float(numbers[k]) for k in ("eval_loss", "perplexity") if k in numbers})
+    if "eval_loss" in results and "perplexity" not in results:
+        results["perplexity"] = perplexity(results["eval_loss"])
+    return results
+
+
 def _set_card_repo(folder, repo_id, *, stock_gpt2=None):
     """Point an existing card at `repo_id` (its usage snippets and model-index name); optionally switch its usage
     section and tags to the stock GPT-2 form."""
