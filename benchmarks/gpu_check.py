@@ -103,8 +103,8 @@ def cmd_header(args):
         from importlib.metadata import version
 
         liger = version("liger-kernel")
-    except Exception as e:  # ImportError, or triton missing on a CPU machine
-        liger = f"not importable ({type(e).__name__})"
+    except Exception as e:  # not installed, or installed without Triton (a CPU machine)
+        liger = f"not importable ({e})"
     env = {
         "gpu": torch.cuda.get_device_name() if cuda else None,
         "gpu_count": torch.cuda.device_count() if cuda else 0,
@@ -114,9 +114,9 @@ def cmd_header(args):
         "python": platform.python_version(), "cpu": platform.processor() or platform.machine(),
         "commit": git_commit(), "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "dry_run": args.dry_run,
     }
-    Report(args.out).md.unlink(missing_ok=True)
-    Report(args.out).json.unlink(missing_ok=True)
     r = Report(args.out)
+    r.md.unlink(missing_ok=True)
+    r.json.unlink(missing_ok=True)
     gpu = env["gpu"] or "none (CPU)"
     lines = [f"# GPU check: {gpu}" + (f" (x{env['gpu_count']})" if env["gpu_count"] > 1 else ""), "",
              f"torch {env['torch']}, transformers {env['transformers']}, CUDA {env['cuda'] or 'none'}"
@@ -150,8 +150,8 @@ def cmd_report_train(args):
         rows.append(f"| {name} | skipped: {reason} | | | | | | | |")
     measured = bench.get("matmul_bf16_tflops_measured")
     lines = ["## 1. Training benchmark (model only: benchmarks/benchmark_gpu.py)", "",
-             f"{bench['model']}, batch {train['batch_size']} x context {train['context']}, bf16 autocast, SDPA, fused "
-             f"AdamW (on CUDA), TF32, dropout {train['dropout']}; contenders alternate over rounds; step time = "
+             f"{bench['model']}, batch {train['batch_size']} x context {train['context']}, bf16 autocast, SDPA (fused "
+             f"AdamW and TF32 on CUDA), dropout {train['dropout']}; contenders alternate over rounds; step time = "
              f"median of {next(iter(train['results'].values()), {}).get('timed_steps', '?')} timed steps. MFU = "
              f"tokens/s x hardware.flops_per_token / {fmt(train.get('peak_tflops'), 'g')} TFLOP/s"
              + (f" (an 8192^3 bf16 matmul measures {measured} TFLOP/s here)" if measured else "") + ".", "",
@@ -286,7 +286,8 @@ def cmd_report_pretrain(args):
               "(torch.cuda.max_memory_*)" if probe.get("max_memory_allocated_gib") is not None
               else f"{probe.get('peak_rss_gib', '?')} GiB peak RSS (CPU)")
     lines = ["## 2. The real path: accelerate launch scripts/pretrain.py recipes/gpt2-124m.yaml", "",
-             f"{data['steps']} steps on a synthetic corpus, micro-batch {data['micro_batch']}, gradient accumulation 1, "
+             f"{data['steps']} steps on a synthetic corpus, micro-batch {data['micro_batch']}, gradient accumulation "
+             "1, "
              f"vocabulary {data['vocab_size']:,} rows, drop_rate {data['drop_rate']}; numbers from "
              f"trainer_state.json's log_history, median of the {len(later)} logs after step {args.after} (steps "
              f"{', '.join(str(s) for s in data['logs_used'])}).", "",
@@ -317,8 +318,8 @@ def cmd_report_generate(args):
     bench = json.loads(Path(args.bench).read_text())
     gen = bench["generate"]
     rows = [f"| {name.split('/')[0]} | {name.split('/')[1]} | {r['batch']} | {r['tokens_per_s']:,} | "
-            f"{r['ms_per_step']} | {fmt(r.get('vs_stock'), '.3f')} | {'yes' if r['same_tokens_as_dynamic_eager'] else 'NO'} |"
-            for name, r in gen["results"].items()]
+            f"{r['ms_per_step']} | {fmt(r.get('vs_stock'), '.3f')} "
+            f"| {'yes' if r['same_tokens_as_dynamic_eager'] else 'NO'} |" for name, r in gen["results"].items()]
     lines = ["## 3. Generation (greedy `generate`, benchmarks/benchmark_gpu.py)", "",
              f"{bench['model']}, {gen['new_tokens']} new tokens after a {gen['prompt_len']}-token random prompt, "
              f"{gen['dtype']} weights; tokens/s = batch x new tokens / wall time of the whole call (prefill "
@@ -388,7 +389,7 @@ def cmd_correctness(args):
     ok = "pass" if data["fp32"]["ok"] else "FAIL"
     ok16 = "pass" if data["bf16"]["ok"] else "FAIL"
     lines = [f"## 4. Correctness on {device.upper()}", "",
-             f"### Logits and greedy tokens against stock GPT-2 with the same weights (`model.to_gpt2()`)", "",
+             "### Logits and greedy tokens against stock GPT-2 with the same weights (`model.to_gpt2()`)", "",
              f"{preset} with GPT-2's initialisation, random ids {batch} x {length}; max |logit| {scale:.3f}.", "",
              "| check | measured | tolerance | result |", "|---|---:|---|---|",
              f"| fp32 logits (TF32 off), max abs diff | {fp32_diff:.2e} | 1e-3 absolute | {ok} |",
@@ -424,7 +425,7 @@ def cmd_report_resume(args):
              "| step | straight | resumed | abs diff |", "|---:|---:|---:|---:|", *rows, "",
              f"Max abs diff {fmt(worst, '.1e')}, tolerance {args.tolerance} absolute: "
              f"{'pass' if ok else 'FAIL'}. Why that tolerance: on CPU, where a resume is exact (diff 0), the dry "
-             "run's tiny model trained 40 steps with a checkpoint at 20 is off by up to 0.10 when the resume starts "
+             "run's tiny model at batch 8, trained 40 steps with a checkpoint at 20, is off by up to 0.10 when the resume starts "
              "a fresh optimizer and schedule (--resume_reset_optimizer) and by up to 0.04 when it loses the data "
              "position (--ignore_data_skip). On CUDA a correct resume differs only by the run-to-run noise of bf16 "
              "and non-deterministic kernels (atomic adds in the embedding and attention backward), expected "
