@@ -425,11 +425,11 @@ def cmd_report_resume(args):
              "| step | straight | resumed | abs diff |", "|---:|---:|---:|---:|", *rows, "",
              f"Max abs diff {fmt(worst, '.1e')}, tolerance {args.tolerance} absolute: "
              f"{'pass' if ok else 'FAIL'}. Why that tolerance: on CPU, where a resume is exact (diff 0), the dry "
-             "run's tiny model at batch 8, trained 40 steps with a checkpoint at 20, is off by up to 0.10 when the resume starts "
-             "a fresh optimizer and schedule (--resume_reset_optimizer) and by up to 0.04 when it loses the data "
-             "position (--ignore_data_skip). On CUDA a correct resume differs only by the run-to-run noise of bf16 "
-             "and non-deterministic kernels (atomic adds in the embedding and attention backward), expected "
-             "around 1e-3 over 20 steps; 0.02 sits between the two."]
+             "run's tiny model at batch 8, trained 40 steps with a checkpoint at 20, is off by up to 0.10 when the "
+             "resume starts a fresh optimizer and schedule (--resume_reset_optimizer) and by up to 0.04 when it "
+             "loses the data position (--ignore_data_skip). On CUDA a correct resume differs only by the run-to-run "
+             "noise of bf16 and non-deterministic kernels (atomic adds in the embedding and attention backward), "
+             "expected around 1e-3 over 20 steps; 0.02 sits between the two."]
     report = Report(args.out)
     entry = report.load()["parts"].get("correctness", {})
     entry["resume"] = data
