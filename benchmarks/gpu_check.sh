@@ -7,7 +7,7 @@
 # Writes $GPU_CHECK_OUT/gpu_check.md and gpu_check.json (default bench_results/), part by part: each part appends its
 # section as soon as it is done, so a time limit loses only the parts after it. Each part runs under a time cap
 # within a budget of $GPU_CHECK_BUDGET_S seconds (default 480); a failed or timed-out part is written down with the
-# end of its log (in $OUT/logs/) and the next part runs. The parts (benchmarks/GPU_CHECK.md says more):
+# end of its log (in $OUT/logs/) and the next part runs. The parts (benchmarks/README.md says more):
 #   1. training benchmark, model only (benchmark_gpu.py): ours, ours with the padded vocabulary, stock GPT-2, and
 #      the padded one with Liger's fused linear + cross-entropy (CUDA only), all compiled, alternating rounds
 #   2. the real path: accelerate launch of scripts/pretrain.py recipes/gpt2-124m.yaml, ~40 steps, its own logs
