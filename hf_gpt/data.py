@@ -22,7 +22,7 @@ import pyarrow.compute as pc
 from . import sources, windows
 from .sources import PART_COLUMN, check_text_column, document_starts, load_sources
 from .streaming import build_streaming
-from .tokenization import load_tokenizer
+from .tokenization import tiktoken_gpt2
 from .windows import (
     Encoder,
     book_cut,
@@ -37,7 +37,6 @@ from .windows import (
 logger = logging.getLogger(__name__)
 
 BATCH_BYTES = 16 << 20  # about this much text per tokenizing batch (at most 64 documents): bounds its memory
-TWIN_MIN_CHARS = 2 << 20  # below this, checking for (and building) the tiktoken twin costs more than it saves
 # Any change to the code that writes the caches invalidates them.
 _CODE_DIGEST = hashlib.sha256(b"".join(Path(m.__file__).read_bytes() for m in (sources, windows))
                               + Path(__file__).read_bytes()).hexdigest()[:16]
@@ -156,18 +155,17 @@ def build_lm_datasets(tokenizer=None, *, text_files=None, validation_file=None, 
     `context_length` (an int or a model config) guards `max_length`. Returns a `DatasetDict` whose rows hold
     `input_ids` and `shift_labels` (int64, `max_length` each), cached by fingerprint so an identical second call
     tokenizes nothing; with `streaming=True` an `IterableDatasetDict` yielding the same windows lazily.
-    `tokenizer` may also be the book's tiktoken encoding; a GPT-2 tokenizer tokenizes big corpora through
-    tiktoken when it is installed (verified to be the same BPE, so the same ids, ~4x faster).
+    `tokenizer` may also be the book's tiktoken encoding, which is the default: GPT-2's BPE, the same ids as its
+    `transformers` tokenizer, tokenized several times faster.
     """
     import datasets
 
     _check_args(max_length, stride, validation_fraction, context_length, num_proc)
-    encoder = Encoder(load_tokenizer() if tokenizer is None else tokenizer)
+    encoder = Encoder(tiktoken_gpt2() if tokenizer is None else tokenizer)
     splits = load_sources(text_files, validation_file, dataset_name, dataset_config_name, streaming, cache_dir)
     for name, ds in splits.items():
         check_text_column(ds, text_column, f"the {name} data")
     if streaming:
-        encoder.use_twin = True  # a stream is read once, and is usually big
         return build_streaming(splits, encoder, text_column, max_length, stride, validation_fraction)
 
     # Byte lengths come from the offsets alone; counting characters would read (and map) the whole text.
@@ -175,7 +173,6 @@ def build_lm_datasets(tokenizer=None, *, text_files=None, validation_file=None, 
     total_bytes = sum(sizes.values())
     if total_bytes == 0:
         raise ValueError("the corpus is empty: its documents hold no text; check text_files / text_column")
-    encoder.use_twin = total_bytes >= TWIN_MIN_CHARS
     plan = _plan_splits(splits, validation_fraction, text_column)
     digest = encoder.digest()
     tokenized = {}
@@ -241,15 +238,14 @@ def create_dataloader(text, tokenizer=None, batch_size=4, max_length=256, stride
     """The book's `create_dataloader_v1`: batches of `(input_ids, target_ids)` LongTensors over one text.
 
     Same windows, same order under the same `torch.manual_seed` (both shuffle with a `RandomSampler` over the
-    same number of windows). `tokenizer` may be a `transformers` tokenizer (default: `load_tokenizer()`) or the
-    book's tiktoken encoding. `model(input_ids=x, shift_labels=y).loss` is the book's `calc_loss_batch(x, y, ...)`.
+    same number of windows). `tokenizer` may be a `transformers` tokenizer or the book's tiktoken encoding
+    (the default). `model(input_ids=x, shift_labels=y).loss` is the book's `calc_loss_batch(x, y, ...)`.
     """
     import torch
     from torch.utils.data import DataLoader, TensorDataset
 
     check_window_args(max_length, stride)
-    tokenizer = load_tokenizer() if tokenizer is None else tokenizer
-    ids = Encoder(tokenizer, use_twin=len(text) >= TWIN_MIN_CHARS).encode_stream(text)
+    ids = Encoder(tiktoken_gpt2() if tokenizer is None else tokenizer).encode_stream(text)
     if len(ids) < max_length + 1:
         raise too_few_tokens("text", len(ids), max_length, None)
     spans = window_view(ids, 0, count_windows(len(ids), max_length, stride), max_length, stride)
