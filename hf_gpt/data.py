@@ -1,14 +1,8 @@
-"""Language-modelling data that windows text exactly like the book's `GPTDatasetV1`, built with `datasets`.
+"""Language-modelling data windowed exactly like the book's `GPTDatasetV1`, built with `datasets`.
 
-The book tokenizes one continuous text and slides a window of `max_length` tokens over it with a `stride`;
-window `k` is `ids[k*stride : k*stride + max_length]` and its targets are the same slice shifted by one, so each
-window trains `max_length` next-token predictions. Here a split's documents are joined with `<|endoftext|>` into
-that one stream, tokenized in parts by a cached `.map`, then windowed by a second `.map` that reads ahead across
-batch boundaries, so the windows are exactly the book's while the data stays on disk (memory-mapped Arrow).
-
-Rows hold `input_ids` and `shift_labels` (the book's `target_ids`): `default_data_collator` turns them into
-LongTensors for `GPTForCausalLM(**batch)`. With the `Trainer`, pass `label_names=["shift_labels"]` in
-`TrainingArguments` so evaluation reports a loss.
+A split's documents are joined with `<|endoftext|>` into one token stream, tokenized by a cached `.map`, then cut into
+the book's windows by a second `.map` that reads ahead across batches, so the data stays on disk. Rows hold
+`input_ids` and `shift_labels` (the book's `target_ids`); with the Trainer, pass `label_names=["shift_labels"]`.
 """
 
 import hashlib
@@ -42,10 +36,6 @@ _CODE_DIGEST = hashlib.sha256(b"".join(Path(m.__file__).read_bytes() for m in (s
                               + Path(__file__).read_bytes()).hexdigest()[:16]
 
 
-# ---------------------------------------------------------------------------------------------------------------
-# Input checks: all cheap, all before tokenizing.
-
-
 def _check_args(max_length, stride, validation_fraction, context_length, num_proc):
     check_window_args(max_length, stride)
     if context_length is not None and not isinstance(context_length, (int, np.integer)):
@@ -60,10 +50,6 @@ def _check_args(max_length, stride, validation_fraction, context_length, num_pro
         raise ValueError(f"validation_fraction must be in [0, 1), got {validation_fraction!r}")
     if num_proc is not None and (not isinstance(num_proc, int) or num_proc < 1):
         raise ValueError(f"num_proc must be a positive int or None, got {num_proc!r}")
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# The map path
 
 
 def _tokenize_batch(batch, indices, *, encoder, text_column, first_doc, char_cut):
@@ -144,19 +130,11 @@ def build_lm_datasets(tokenizer=None, *, text_files=None, validation_file=None, 
                       load_from_cache_file=True):
     """Train and validation windows of `max_length` tokens every `stride` tokens, as the book's `GPTDatasetV1`.
 
-    Sources: `text_files` (a path, folder, glob, list, or `{"train": ..., "validation": ...}`; a .txt file is one
-    document; .jsonl/.json/.csv/.parquet take `text_column`), a Hub `dataset_name`/`dataset_config_name`, or by
-    default Python's help topics (present on every install). Splits: an explicit validation file or split wins;
-    else a lone document is cut at character `int((1 - validation_fraction) * len(text))` as in the book, and
-    several documents are split by document, the last `validation_fraction` of them for validation (like
-    `run_clm.py`'s `train[90%:]`). `validation_fraction=0` returns only "train". Each split's documents are joined
-    with `<|endoftext|>` into one token stream, and windows never cross splits.
-
-    `context_length` (an int or a model config) guards `max_length`. Returns a `DatasetDict` whose rows hold
-    `input_ids` and `shift_labels` (int64, `max_length` each), cached by fingerprint so an identical second call
-    tokenizes nothing; with `streaming=True` an `IterableDatasetDict` yielding the same windows lazily.
-    `tokenizer` may also be the book's tiktoken encoding, which is the default: GPT-2's BPE, the same ids as its
-    `transformers` tokenizer, tokenized several times faster.
+    Sources: `text_files` (a path, folder, glob, list, or `{"train": ..., "validation": ...}`), a dataset, or by
+    default Python's help topics. Without a validation split, a lone document is cut at character
+    `int((1 - validation_fraction) * len(text))` as in the book, and several are split by document, like
+    `run_clm.py`. `context_length` (an int or a model config) guards `max_length`. The default `tokenizer` is the
+    book's tiktoken GPT-2 (the same ids as the `transformers` one, several times faster).
     """
     import datasets
 
@@ -229,18 +207,10 @@ def _plan_splits(splits, validation_fraction, text_column):
     return {"train": (train.select(range(row)), None), "validation": (train.select(range(row, len(train))), None)}
 
 
-# ---------------------------------------------------------------------------------------------------------------
-# The book's DataLoader
-
-
 def create_dataloader(text, tokenizer=None, batch_size=4, max_length=256, stride=128, shuffle=True, drop_last=True,
                       num_workers=0):
-    """The book's `create_dataloader_v1`: batches of `(input_ids, target_ids)` LongTensors over one text.
-
-    Same windows, same order under the same `torch.manual_seed` (both shuffle with a `RandomSampler` over the
-    same number of windows). `tokenizer` may be a `transformers` tokenizer or the book's tiktoken encoding
-    (the default). `model(input_ids=x, shift_labels=y).loss` is the book's `calc_loss_batch(x, y, ...)`.
-    """
+    """The book's `create_dataloader_v1`: the same batches of `(input_ids, target_ids)`, in the same order under the
+    same `torch.manual_seed`. `model(input_ids=x, shift_labels=y).loss` is the book's `calc_loss_batch(x, y, ...)`."""
     import torch
     from torch.utils.data import DataLoader, TensorDataset
 

@@ -1,19 +1,15 @@
-"""What the prepared (`hf_gpt.data`) and streamed (`hf_gpt.streaming`) splits share: the book's window arithmetic
-(window `k` is `ids[k*stride : k*stride + max_length]`, its targets the same slice shifted by one), the book's
-character split of a lone document, the checks of the window arguments, and `Encoder`, which tokenizes long texts in
-parts cut where GPT-2's ids stay the same."""
+"""What the prepared (`hf_gpt.data`) and streamed (`hf_gpt.streaming`) splits share: the book's window arithmetic,
+its character split of a lone document, and `Encoder`, which tokenizes long texts in parts cut where GPT-2's ids
+stay the same."""
 
 import hashlib
 import itertools
-import logging
 
 import numpy as np
 
 from .cli import UsageError
 from .sources import cut_after
-from .tokenization import GPT2_PAT_STR, gpt2_bpe_files, tiktoken_gpt2
-
-logger = logging.getLogger(__name__)
+from .tokenization import GPT2_PAT_STR
 
 ENDOFTEXT = "<|endoftext|>"
 ENCODE_PART_CHARS = 1 << 15  # long texts are tokenized in parts of about this many characters
