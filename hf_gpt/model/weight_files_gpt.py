@@ -65,7 +65,8 @@ class SafetensorsSource:
         return tuple(self._where[key][1].get_slice(key).get_shape())
 
     def get(self, key):
-        return self._where[key][1].get_tensor(key)
+        """The tensor in memory of its own: safe_open's maps the file, which saving into the same folder rewrites."""
+        return self._where[key][1].get_tensor(key).clone()
 
     def close(self):
         self._handles, self._where = [], {}
