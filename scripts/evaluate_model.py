@@ -42,6 +42,9 @@ def build_parser():
     run.add_argument("--bf16", action="store_true", help="bf16 autocast (default: fp32)")
     run.add_argument("--device", help="default: cuda if available, else cpu")
     run.add_argument("--no_progress", action="store_true", help="no progress bar")
+    run.add_argument("--cpu_reuse_freed_memory", choices=["true", "false"], default="true",
+                     help="on CPU, have glibc keep freed memory for this run, so each batch's logits are not faulted "
+                          "in afresh (1.5x faster scoring); also for --tasks (default: true)")
     run.add_argument("--output_json", type=Path, help="write the results here as JSON")
     harness = parser.add_argument_group("lm-eval harness (pip install 'hf_gpt[eval]')")
     harness.add_argument("--tasks", help="comma-separated lm-eval task names; data options become optional")
@@ -60,6 +63,12 @@ def _format(res):
     return "\n".join(line for line in lines if line)
 
 
+def _on_cpu(device):
+    import torch
+
+    return (device or ("cuda" if torch.cuda.is_available() else "cpu")) == "cpu"
+
+
 def _main(argv):
     args = build_parser().parse_args(argv)
     from hf_gpt.evaluation import evaluate, lm_eval_tasks, resolve_model
@@ -68,6 +77,10 @@ def _main(argv):
     if not has_data and not args.tasks:
         raise UsageError("give the data to score: --text_file FILE or --dataset_name NAME (or --tasks)")
     spec = resolve_model(args.model, args.config)
+    if args.cpu_reuse_freed_memory == "true" and _on_cpu(args.device):
+        from hf_gpt.training.hardware import reuse_freed_memory
+
+        reuse_freed_memory()
     out = {}
     if has_data:
         out = evaluate(args.model, spec=spec, max_length=args.max_length, stride=args.stride,
