@@ -134,9 +134,11 @@ def _run(plan, model_args, data_args, training_args, callbacks):
         logger.info(f"Resuming from {plan.resume_from_checkpoint}")
         training_args.eval_on_start = False
 
-    from ..tokenization import load_tokenizer
+    from ..tokenization import folder_tokenizer, load_tokenizer
 
-    tokenizer = load_tokenizer(model_args.tokenizer_name)
+    # A GPT-2 folder's own tokenizer goes with its weights (OpenAI's folder has encoder.json + vocab.bpe).
+    own = folder_tokenizer(model_args.init_from) if model_args.init_from else None
+    tokenizer = load_tokenizer(model_args.tokenizer_name or own)
     if plan.max_length is None:
         raise PretrainingError("--max_length is needed when the model's context length is only known from its weights.")
     if data_args.streaming and training_args.dataloader_num_workers > 1:
