@@ -130,9 +130,16 @@ def _block(data, handle, path):
         pos += unshared + length
 
 
+def _entry(value):
+    """A `BundleEntryProto`'s fields, its shape (field 2, a `TensorShapeProto` of `Dim`s) as a list of sizes."""
+    fields = _proto_fields(value)
+    fields[2] = [_proto_fields(dim).get(1, [0])[0] for dim in _proto_fields(fields.get(2, [b""])[0]).get(2, [])]
+    return fields
+
+
 def read_index(path):
     """`{variable name: BundleEntryProto fields}` of a tensor bundle's `.index` file, the empty name holding the
-    `BundleHeaderProto` fields."""
+    `BundleHeaderProto` fields (num_shards 1, endianness 2)."""
     data = memoryview(Path(path).read_bytes())
     if len(data) < 48 or int.from_bytes(data[-8:], "little") != _TABLE_MAGIC:
         raise ValueError(f"{path}: not a TensorFlow checkpoint index (no table footer); it is truncated or another "
@@ -140,8 +147,8 @@ def read_index(path):
     footer = len(data) - 48  # metaindex handle, index handle, padding, magic
     index_handle = _varint(data, _varint(data, footer)[1])[1]  # past the metaindex handle's two varints
     try:
-        return {key.decode(): _proto_fields(value) for _, handle in _block(data, data[index_handle:], path)
-                for key, value in _block(data, handle, path)}
+        return {key.decode(): _entry(value) if key else _proto_fields(value)
+                for _, handle in _block(data, data[index_handle:], path) for key, value in _block(data, handle, path)}
     except (IndexError, UnicodeDecodeError, _Corrupt) as err:  # a varint or message running past its end
         raise ValueError(f"{path}: a corrupt checkpoint index ({err}): {_DOWNLOAD_AGAIN}") from None
 
@@ -183,7 +190,7 @@ class OpenAICheckpoint:
             if 7 in fields:
                 raise ValueError(f"{index}: variable {name!r} is saved in slices (a partitioned variable); "
                                  "OpenAI's checkpoints have none, and this reader does not join them")
-            dims = [_proto_fields(dim).get(1, [0])[0] for dim in _proto_fields(fields.get(2, [b""])[0]).get(2, [])]
+            dims = fields[2]
             shape = tuple(dims[1:] if len(dims) == 3 and dims[0] == 1 else dims)
             shard, offset, nbytes = (fields.get(k, [0])[0] for k in (3, 4, 5))
             path = self._paths[shard] if shard < shards else None

