@@ -49,6 +49,18 @@ def test_every_tensor_is_what_tensorflow_reads(name):
                        "n_head": int(name[-2:]) // 8, "n_layer": 2, "bos_token_id": None, "eos_token_id": None}
 
 
+def test_float16_bfloat16_and_float64_variables_are_what_tensorflow_reads():
+    expected = np.load(FIXTURES / "float_dtypes.npz")
+    source = OpenAICheckpoint(FIXTURES / "float_dtypes")
+    got = {name: source.get(hf_name(name)) for name in ("model/wte", "model/wpe", "model/ln_f/g", "model/ln_f/b")}
+    source.close()
+    assert [t.dtype for t in got.values()] == [torch.float16, torch.bfloat16, torch.float64, torch.float32]
+    assert np.array_equal(got["model/wte"].numpy(), expected["model/wte"])
+    assert np.array_equal(got["model/wpe"].view(torch.int16).numpy().view(np.uint16), expected["model/wpe"])
+    assert np.array_equal(got["model/ln_f/g"].numpy(), expected["model/ln_f/g"])
+    assert expected["model/wte"].dtype == np.float16 and expected["model/ln_f/g"].dtype == np.float64
+
+
 def test_openai_names_map_to_hugging_face_gpt2_names():
     assert hf_name("model/wte") == "wte.weight"
     assert hf_name("model/ln_f/g") == "ln_f.weight"
