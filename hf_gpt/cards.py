@@ -3,7 +3,6 @@
 and usage snippets for the repo id it is pushed to."""
 
 import json
-import math
 import os
 import re
 import sys
@@ -12,6 +11,9 @@ from pathlib import Path
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 from huggingface_hub.errors import HFValidationError
 from huggingface_hub.utils import validate_repo_id
+
+from .cli import UsageError
+from .metrics import perplexity
 
 SAMPLING_DEFAULTS = {"do_sample": True, "top_p": 0.9, "top_k": 0, "temperature": 1.0, "max_new_tokens": 100}
 CARD_TEMPLATE = "hf_gpt_model_card.md"
@@ -27,15 +29,11 @@ _USAGE_BLOCK = re.compile(r"(<!-- hf_gpt:usage -->\n)(.*?)(\n<!-- /hf_gpt:usage 
 _DATA_FILE_SUFFIXES = (".txt", ".json", ".jsonl", ".csv", ".tsv", ".parquet", ".arrow", ".md")
 
 
-class HubError(Exception):
-    """A problem the user can fix (bad repo id, missing login, incomplete folder); the message says how."""
-
-
 def _read_json(path):
     try:
         return json.loads(Path(path).read_text(encoding="utf-8"))
     except (OSError, ValueError) as err:
-        raise HubError(f"{path} is not readable JSON ({err.__class__.__name__}: {err}).") from None
+        raise UsageError(f"{path} is not readable JSON ({err.__class__.__name__}: {err}).") from None
 
 
 # ---------------------------------------------------------------------------------------------- generation config
@@ -217,7 +215,7 @@ def write_model_card(
     if "perplexity" not in eval_metrics and "eval_perplexity" in eval_metrics:
         eval_metrics["perplexity"] = eval_metrics.pop("eval_perplexity")
     if "perplexity" not in eval_metrics and "eval_loss" in eval_metrics:
-        eval_metrics["perplexity"] = math.exp(min(eval_metrics["eval_loss"], 700.0))
+        eval_metrics["perplexity"] = perplexity(eval_metrics["eval_loss"])
 
     dataset_label = (dataset_name if _is_hub_dataset(dataset_name) else Path(dataset_name).name) if dataset_name else "unrecorded text"
     index = [
@@ -285,6 +283,29 @@ def card_from_folder(folder, **card_kwargs):
         if key not in card_kwargs and (folder / name).is_file():
             card_kwargs[key] = _read_json(folder / name)
     return write_model_card(folder, model_config=model_config, **card_kwargs)
+
+
+def read_eval_results(folder):
+    """The validation numbers a folder reports: `{"eval_loss", "perplexity", "dataset"}` (those it has) from its card's
+    `model-index`, else from the `eval_results.json` pretraining writes; `{}` when it has neither."""
+    folder = Path(folder)
+    results = {}
+    if (folder / "README.md").is_file():
+        try:
+            entries = ModelCard.load(folder / "README.md").data.eval_results or []
+        except Exception:  # a hand-written card whose metadata does not parse: read the JSON instead
+            entries = []
+        names = {"loss": "eval_loss", "perplexity": "perplexity"}
+        for entry in entries:
+            if entry.metric_type in names and isinstance(entry.metric_value, (int, float)):
+                results[names[entry.metric_type]] = float(entry.metric_value)
+                results["dataset"] = entry.dataset_name
+    if "eval_loss" not in results and (folder / "eval_results.json").is_file():
+        numbers = _numbers(_read_json(folder / "eval_results.json"))
+        results.update({k: float(numbers[k]) for k in ("eval_loss", "perplexity") if k in numbers})
+    if "eval_loss" in results and "perplexity" not in results:
+        results["perplexity"] = perplexity(results["eval_loss"])
+    return results
 
 
 def _set_card_repo(folder, repo_id, *, stock_gpt2=None):

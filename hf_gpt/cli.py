@@ -15,7 +15,13 @@ EXIT_INTERRUPTED = 130  # 128 + SIGINT, what shells report for Ctrl-C
 
 
 class UsageError(ValueError):
-    """A bad input, said in one line; scripts print it as `error: ...` and exit 2."""
+    """The one class of user error: a bad input or a fault the user can fix, said in one line that names the flag,
+    field or file and the fix; scripts print it as `error: ...` and exit 2."""
+
+
+def is_main_process():
+    """Rank 0 of a distributed run (torchrun's RANK, else LOCAL_RANK), or a lone process: the one that speaks."""
+    return int(os.environ.get("RANK", os.environ.get("LOCAL_RANK", "0")) or 0) == 0
 
 
 def debug_requested(argv=()):
@@ -59,41 +65,47 @@ def disk_full_folder(exc, folder=None):
 
 def describe(exc, folder=None):
     """`exc` as one line that says what went wrong."""
+    notes = "".join(f" {note}" for note in getattr(exc, "__notes__", ()))
     full = disk_full_folder(exc, folder)
     if full is not None:
-        return f"no space left on device in {full}: free some space (or pick a folder on another disk) and run again."
-    text = str(exc).strip() or type(exc).__name__
+        return f"no space left on device in {full}: free some space (or pick a folder on another disk) and run again.{notes}"
+    text = (str(exc).strip() or type(exc).__name__) + notes
     if isinstance(exc, (KeyError,)) and text.startswith("'"):
         text = f"missing {text}"
     lines = [line.strip() for line in text.splitlines() if line.strip()]
     return " ".join(lines)
 
 
-def exit_code(exc):
-    return EXIT_ERROR
+def say(prog, message):
+    """One line on stderr, from the main process only (every rank of a distributed run meets the same error)."""
+    if is_main_process():
+        print(f"{prog + ': ' if prog else ''}{message}", file=sys.stderr, flush=True)
 
 
 def report(prog, exc, folder=None, expected=(ValueError, OSError, LookupError, ImportError)):
-    """Print `exc` as one `prog: error: ...` line; unexpected kinds get a pointer to the traceback switch."""
+    """Say `exc` as one `prog: error: ...` line; unexpected kinds get a pointer to the traceback switch. Returns the
+    exit code: the exception's own `exit_code`, else 2."""
     hint = "" if isinstance(exc, expected) or disk_full_folder(exc, folder) else (
         f" ({type(exc).__name__}; set {DEBUG_ENV}=1 for the traceback)")
-    print(f"{prog + ': ' if prog else ''}error: {describe(exc, folder)}{hint}", file=sys.stderr, flush=True)
-    return exit_code(exc)
+    say(prog, f"error: {describe(exc, folder)}{hint}")
+    return getattr(exc, "exit_code", EXIT_ERROR)
 
 
-def run(main, argv=None, *, prog=None, folder=None):
-    """Call `main(argv)` and turn whatever it raises into one line and an exit code (0 when it returns normally)."""
+def run(main, argv=None, *, prog=None, folder=None, interrupted="nothing more was done."):
+    """The error shell of every script: call `main(argv)` and turn whatever it raises into one line and an exit code
+    (0 when it returns normally). `folder` (or a function of the run's state giving it) names where a full disk
+    was met; `interrupted` (or a function giving it) says what Ctrl-C left."""
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
         code = main(argv)
     except KeyboardInterrupt:
-        print(f"{prog + ': ' if prog else ''}interrupted (Ctrl-C); nothing more was done.", file=sys.stderr, flush=True)
+        say(prog, f"interrupted (Ctrl-C); {interrupted() if callable(interrupted) else interrupted}")
         return EXIT_INTERRUPTED
     except Exception as exc:
         if debug_requested(argv):
             raise
-        return report(prog, exc, folder(argv) if callable(folder) else folder)
-    return 0 if code is None else code
+        return report(prog, exc, folder() if callable(folder) else folder)
+    return code if isinstance(code, int) else 0
 
 
 def add_debug_flag(parser):

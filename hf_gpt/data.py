@@ -1,9 +1,9 @@
-"""Language-modelling data that chunks text exactly like the book's `GPTDatasetV1`, built with `datasets`.
+"""Language-modelling data that windows text exactly like the book's `GPTDatasetV1`, built with `datasets`.
 
 The book tokenizes one continuous text and slides a window of `max_length` tokens over it with a `stride`;
 window `k` is `ids[k*stride : k*stride + max_length]` and its targets are the same slice shifted by one, so each
 window trains `max_length` next-token predictions. Here a split's documents are joined with `<|endoftext|>` into
-that one stream, tokenized in pieces by a cached `.map`, then windowed by a second `.map` that reads ahead across
+that one stream, tokenized in parts by a cached `.map`, then windowed by a second `.map` that reads ahead across
 batch boundaries, so the windows are exactly the book's while the data stays on disk (memory-mapped Arrow).
 
 Rows hold `input_ids` and `shift_labels` (the book's `target_ids`): `default_data_collator` turns them into
@@ -12,7 +12,6 @@ LongTensors for `GPTForCausalLM(**batch)`. With the `Trainer`, pass `label_names
 """
 
 import hashlib
-import itertools
 import logging
 from pathlib import Path
 
@@ -20,160 +19,36 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ._pages import drop_read_pages
-from .sources import PART_COLUMN, check_text_column, cut_after, document_starts, load_sources
+from . import sources, windows
+from .sources import PART_COLUMN, check_text_column, document_starts, load_sources
+from .streaming import build_streaming
+from .tokenization import load_tokenizer
+from .windows import (
+    Encoder,
+    book_cut,
+    check_window_args,
+    count_windows,
+    cut_texts,
+    too_few_tokens,
+    window_features,
+    window_view,
+)
 
 logger = logging.getLogger(__name__)
 
-PIECE_CHARS = 1 << 15  # tokenize long documents in pieces of about this many characters
-ENCODE_GROUP = 32  # pieces per tokenizer call: bounds the tokenizer's per-token bookkeeping
 BATCH_BYTES = 16 << 20  # about this much text per tokenizing batch (at most 64 documents): bounds its memory
 TWIN_MIN_CHARS = 2 << 20  # below this, checking for (and building) the tiktoken twin costs more than it saves
-ENDOFTEXT = "<|endoftext|>"
-# Any change to this file invalidates the caches it wrote.
-_CODE_DIGEST = hashlib.sha256(Path(__file__).read_bytes()).hexdigest()[:16]
-
-
-def count_windows(n_tokens, max_length, stride):
-    """How many windows the book's loop `range(0, n_tokens - max_length, stride)` makes."""
-    return len(range(0, n_tokens - max_length, stride))
-
-
-def _window_view(tokens, first, count, max_length, stride):
-    """`count` windows of `max_length + 1` tokens starting at `tokens[first]`, every `stride` (a view, no copy)."""
-    if count == 0:
-        return np.empty((0, max_length + 1), dtype=tokens.dtype)
-    return np.lib.stride_tricks.sliding_window_view(tokens, max_length + 1)[first::stride][:count]
-
-
-def _pieces(text, size=None):
-    size = size or PIECE_CHARS
-    start, n = 0, len(text)
-    while n - start > size:
-        end = cut_after(text, start + size)
-        if end is None:
-            break
-        yield text[start:end]
-        start = end
-    if start < n:
-        yield text[start:]
-
-
-class _Encoder:
-    """One interface over a fast or slow `transformers` tokenizer or a tiktoken `Encoding` (the book's)."""
-
-    def __init__(self, tokenizer, use_twin=False):
-        # Only what encoding needs is kept (a fast tokenizer's Rust backend pickles as one JSON string), so that
-        # `datasets` hashes and ships this object to workers quickly.
-        self.tokenizer, self._twin, self.use_twin = None, None, use_twin
-        if hasattr(tokenizer, "encode_ordinary_batch"):  # tiktoken
-            from .tokenization import GPT2_PAT_STR
-
-            self.kind, self.eos_id, self.tokenizer = "tiktoken", tokenizer.eot_token, tokenizer
-            self.exact_cuts = tokenizer._pat_str == GPT2_PAT_STR
-        elif getattr(tokenizer, "is_fast", False):
-            from tokenizers import Tokenizer
-            from tokenizers.pre_tokenizers import ByteLevel
-
-            self.kind, self.eos_id = "fast", tokenizer.eos_token_id
-            backend = tokenizer.backend_tokenizer
-            if backend.truncation is not None or backend.padding is not None:
-                backend = Tokenizer.from_str(backend.to_str())
-                backend.no_truncation()
-                backend.no_padding()
-            self.backend = backend
-            pre = backend.pre_tokenizer
-            self.exact_cuts = (isinstance(pre, ByteLevel) and pre.use_regex and not pre.add_prefix_space
-                               and backend.normalizer is None)
-        elif callable(tokenizer):
-            self.kind, self.eos_id, self.exact_cuts, self.tokenizer = "slow", tokenizer.eos_token_id, False, tokenizer
-        else:
-            raise TypeError(f"expected a transformers tokenizer or a tiktoken Encoding, got {type(tokenizer).__name__}")
-        if self.eos_id is None:
-            raise ValueError("the tokenizer has no eos token to join documents with; set tokenizer.eos_token")
-
-    def digest(self):
-        if self.kind == "tiktoken":
-            t = self.tokenizer
-            ranks = b"".join(k + b"\0" + str(v).encode() + b"\0" for k, v in sorted(t._mergeable_ranks.items()))
-            return hashlib.sha256(repr((t._pat_str, sorted(t._special_tokens.items()))).encode() + ranks).hexdigest()
-        if self.kind == "fast":
-            return hashlib.sha256(self.backend.to_str().encode()).hexdigest()
-        from datasets.fingerprint import Hasher
-
-        return Hasher.hash(self.tokenizer)
-
-    def encode(self, texts, twin=None):
-        """Token ids of each text, as int32 arrays, without added special tokens (the book adds none)."""
-        if twin is not None or self.kind == "tiktoken":
-            enc = twin or self.tokenizer
-            if hasattr(enc, "encode_to_numpy"):  # tiktoken >= 0.8: no list of Python ints
-                return [enc.encode_to_numpy(t, allowed_special={ENDOFTEXT}).view(np.int32) for t in texts]
-            ids = enc.encode_batch(texts, allowed_special={ENDOFTEXT})
-        elif self.kind == "fast":
-            encode_batch = getattr(self.backend, "encode_batch_fast", self.backend.encode_batch)  # skips offsets
-            ids = [e.ids for e in encode_batch(texts, add_special_tokens=False)]
-        else:
-            ids = self.tokenizer(texts, add_special_tokens=False, verbose=False)["input_ids"]
-        return [np.asarray(x, dtype=np.int32) for x in ids]
-
-    def gpt2_twin(self):
-        """tiktoken's "gpt2" when this fast tokenizer is exactly GPT-2's BPE (same vocab, merges, pre-tokenizer and
-        special token): the same ids ~4x faster, so big corpora tokenize faster than with the book's own code."""
-        if self._twin is None:
-            self._twin = False
-            try:
-                import tiktoken  # noqa: F401
-            except ImportError:
-                return None
-            if self.kind == "fast" and self.exact_cuts and not self.backend.encode_special_tokens:
-                from tokenizers.models import BPE
-
-                from .tokenization import gpt2_bpe_files, tiktoken_gpt2
-
-                encoder, merges = map(str, gpt2_bpe_files())
-                gpt2 = BPE.from_file(encoder, merges, dropout=None, continuing_subword_prefix="",
-                                     end_of_word_suffix="", fuse_unk=False)  # as GPT2Tokenizer builds it
-                added = {i: t.content for i, t in self.backend.get_added_tokens_decoder().items()}
-                if (added == {50256: ENDOFTEXT} and self.eos_id == 50256
-                        and self.backend.model.__getstate__() == gpt2.__getstate__()):
-                    self._twin = tiktoken_gpt2()
-                    logger.info("tokenizing with tiktoken: the tokenizer is GPT-2's BPE, same ids, faster")
-        return self._twin or None
-
-    def __getstate__(self):
-        return {**self.__dict__, "_twin": None}
-
-    def iter_encoded(self, texts):
-        """`(text index, int32 ids)` for each piece of each text, in order. Long texts are cut where the ids stay
-        the same, and pieces are cut and encoded a group at a time, so a huge text never has them all alive."""
-        twin = self.gpt2_twin() if self.use_twin else None
-        pieces = ((i, p) for i, t in enumerate(texts) for p in (_pieces(t) if self.exact_cuts else [t] if t else []))
-        while group := list(itertools.islice(pieces, ENCODE_GROUP)):
-            yield from zip((i for i, _ in group), self.encode([p for _, p in group], twin))
-
-    def encode_documents(self, texts):
-        """Per text, the int32 arrays of its pieces."""
-        out = [[] for _ in texts]
-        for i, ids in self.iter_encoded(texts):
-            out[i].append(ids)
-        return out
-
-    def encode_stream(self, text):
-        """The whole text as one int64 array, like the book's `tokenizer.encode(txt)`."""
-        arrays = self.encode_documents([text])[0]
-        return np.concatenate(arrays).astype(np.int64) if arrays else np.empty(0, dtype=np.int64)
+# Any change to the code that writes the caches invalidates them.
+_CODE_DIGEST = hashlib.sha256(b"".join(Path(m.__file__).read_bytes() for m in (sources, windows))
+                              + Path(__file__).read_bytes()).hexdigest()[:16]
 
 
 # ---------------------------------------------------------------------------------------------------------------
 # Input checks: all cheap, all before tokenizing.
 
 
-def _check_window_args(max_length, stride, validation_fraction, context_length, num_proc):
-    for name, value in (("max_length", max_length), ("stride", stride)):
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value <= 0:
-            raise ValueError(f"{name} must be a positive int (the book uses max_length=256, stride=256 for "
-                             f"pretraining), got {value!r}")
+def _check_args(max_length, stride, validation_fraction, context_length, num_proc):
+    check_window_args(max_length, stride)
     if context_length is not None and not isinstance(context_length, (int, np.integer)):
         config = context_length
         context_length = getattr(config, "context_length", None) or getattr(config, "max_position_embeddings", None)
@@ -193,10 +68,10 @@ def _check_window_args(max_length, stride, validation_fraction, context_length, 
 
 
 def _tokenize_batch(batch, indices, *, encoder, text_column, first_doc, char_cut):
-    """Documents -> rows of token ids (pieces of the split's stream); `<|endoftext|>` before every document
-    but the split's first non-empty one. `char_cut` (see `_texts`) keeps the head or tail of a lone document."""
+    """Documents -> rows of token ids (parts of the split's stream); `<|endoftext|>` before every document
+    but the split's first non-empty one. `char_cut` (see `cut_texts`) keeps the head or tail of a lone document."""
     column = batch.column(text_column)
-    texts = _texts(column.to_pylist(), char_cut, indices)
+    texts = cut_texts(column.to_pylist(), char_cut, indices)
     continues = batch.column(PART_COLUMN).to_pylist() if PART_COLUMN in batch.column_names else None
     # Ids land in one buffer sized for the worst case (a token holds at least one UTF-8 byte): pages never written
     # cost no memory, and the table needs no concatenating copy.
@@ -208,7 +83,6 @@ def _tokenize_batch(batch, indices, *, encoder, text_column, first_doc, char_cut
         values.append(ids)
         offsets.append(len(values))
         last = i
-    drop_read_pages(column)
     ids = pa.ListArray.from_arrays(pa.array(np.asarray(offsets, dtype=np.int32)), pa.array(values.array()))
     return pa.table({"ids": ids})
 
@@ -232,18 +106,6 @@ class _Buffer:
         return self.data[:self.n]
 
 
-def _texts(texts, char_cut, indices):
-    """The texts of rows `indices`; `char_cut=(part, row, offset)` keeps row `row`'s text before ("head") or from
-    ("tail") character `offset`."""
-    texts = [t or "" for t in texts]
-    if char_cut is not None:
-        part, row, offset = char_cut
-        for i, index in enumerate(indices):
-            if index == row:
-                texts[i] = texts[i][:offset] if part == "head" else texts[i][offset:]
-    return texts
-
-
 def _window_batch(batch, indices, *, tokens, starts, n_windows, max_length, stride):
     """The windows whose first token lies in this batch of rows, reading later rows when a window runs past it."""
     i0, i1 = indices[0], indices[-1] + 1
@@ -254,29 +116,21 @@ def _window_batch(batch, indices, *, tokens, starts, n_windows, max_length, stri
         end = (k_hi - 1) * stride + max_length + 1
         j = int(np.searchsorted(starts, end, side="left"))
         rows = batch.column("ids") if j <= i1 else tokens.slice(i0, j - i0).column("ids")
-        seg = pc.list_flatten(rows).to_numpy()
-        windows = _window_view(seg, k_lo * stride - a, count, max_length, stride).astype(np.int64)
-        drop_read_pages(rows)
+        ids = pc.list_flatten(rows).to_numpy()
+        spans = window_view(ids, k_lo * stride - a, count, max_length, stride).astype(np.int64)
     else:
-        windows = np.empty((0, max_length + 1), dtype=np.int64)
-    return pa.table({"input_ids": _fixed_lists(windows[:, :-1]), "shift_labels": _fixed_lists(windows[:, 1:])})
+        spans = np.empty((0, max_length + 1), dtype=np.int64)
+    return pa.table({"input_ids": _fixed_lists(spans[:, :-1]), "shift_labels": _fixed_lists(spans[:, 1:])})
 
 
 def _fixed_lists(matrix):
     return pa.FixedSizeListArray.from_arrays(pa.array(np.ascontiguousarray(matrix).ravel()), matrix.shape[1])
 
 
-def _window_features(max_length):
-    import datasets
-
-    column = datasets.List(datasets.Value("int64"), length=max_length)
-    return datasets.Features({"input_ids": column, "shift_labels": column})
-
-
-def _fingerprint(*parts):
+def _fingerprint(*args):
     from datasets.fingerprint import Hasher
 
-    return Hasher.hash([_CODE_DIGEST, *parts])
+    return Hasher.hash([_CODE_DIGEST, *args])
 
 
 def _first_nonempty(ds, text_column):
@@ -285,21 +139,10 @@ def _first_nonempty(ds, text_column):
     return int(nonzero[0]) if len(nonzero) else len(ds)
 
 
-def _too_few_tokens(split, n_tokens, max_length, validation_fraction):
-    # A window needs max_length >= 2 (pretraining refuses less), so below 3 tokens the only fix is more text.
-    fix = f"lower max_length to at most {n_tokens - 1}" if n_tokens > 2 else "give it more text"
-    if split == "validation":
-        fix += f", or raise validation_fraction (now {validation_fraction})"
-    elif n_tokens > 2:
-        fix += ", or give more text"
-    return ValueError(f"the {split} split holds {n_tokens} tokens, fewer than max_length + 1 = {max_length + 1} "
-                      f"needed for one window: {fix}")
-
-
 def build_lm_datasets(tokenizer=None, *, text_files=None, validation_file=None, dataset_name=None,
                       dataset_config_name=None, text_column="text", max_length, stride, validation_fraction=0.1,
                       streaming=False, num_proc=None, context_length=None, cache_dir=None,
-                      load_from_cache_file=True, verbose=True):
+                      load_from_cache_file=True):
     """Train and validation windows of `max_length` tokens every `stride` tokens, as the book's `GPTDatasetV1`.
 
     Sources: `text_files` (a path, folder, glob, list, or `{"train": ..., "validation": ...}`; a .txt file is one
@@ -318,34 +161,27 @@ def build_lm_datasets(tokenizer=None, *, text_files=None, validation_file=None, 
     """
     import datasets
 
-    _check_window_args(max_length, stride, validation_fraction, context_length, num_proc)
-    if tokenizer is None:
-        from .tokenization import load_tokenizer
-
-        tokenizer = load_tokenizer()
-    encoder = _Encoder(tokenizer)
+    _check_args(max_length, stride, validation_fraction, context_length, num_proc)
+    encoder = Encoder(load_tokenizer() if tokenizer is None else tokenizer)
     splits = load_sources(text_files, validation_file, dataset_name, dataset_config_name, streaming, cache_dir)
     for name, ds in splits.items():
         check_text_column(ds, text_column, f"the {name} data")
     if streaming:
         encoder.use_twin = True  # a stream is read once, and is usually big
-        from .streaming import build_streaming
+        return build_streaming(splits, encoder, text_column, max_length, stride, validation_fraction)
 
-        return build_streaming(splits, encoder, text_column, max_length, stride, validation_fraction, verbose)
-
-    _release_freed_memory()
     # Byte lengths come from the offsets alone; counting characters would read (and map) the whole text.
     sizes = {name: pc.sum(pc.binary_length(ds.data.column(text_column))).as_py() or 0 for name, ds in splits.items()}
     total_bytes = sum(sizes.values())
     if total_bytes == 0:
         raise ValueError("the corpus is empty: its documents hold no text; check text_files / text_column")
     encoder.use_twin = total_bytes >= TWIN_MIN_CHARS
-    parts = _plan_splits(splits, validation_fraction, text_column)
+    plan = _plan_splits(splits, validation_fraction, text_column)
     digest = encoder.digest()
     tokenized = {}
-    for split, (ds, char_cut) in parts.items():
+    for split, (ds, char_cut) in plan.items():
         fp = _fingerprint(ds._fingerprint, "tokenize", text_column, char_cut, digest)
-        source = split if split in splits else "train"  # a validation part cut from train has train's documents
+        source = split if split in splits else "train"  # a validation split cut from train has its documents
         batch_size = int(min(64, max(1, BATCH_BYTES * len(splits[source]) // max(1, sizes[source]))))
         tokenized[split] = ds.with_format("arrow").map(
             _tokenize_batch, batched=True, batch_size=batch_size, with_indices=True, remove_columns=ds.column_names,
@@ -358,12 +194,9 @@ def build_lm_datasets(tokenizer=None, *, text_files=None, validation_file=None, 
     for split, tok in tokenized.items():
         lengths = pc.list_value_length(tok.data.column("ids")).to_numpy(zero_copy_only=False)
         starts[split] = np.concatenate([[0], np.cumsum(lengths, dtype=np.int64)])
-        drop_read_pages(tok.data.table)  # the headers of every record batch, read as the cache was opened
         if starts[split][-1] < max_length + 1:
-            raise _too_few_tokens(split, int(starts[split][-1]), max_length, validation_fraction)
+            raise too_few_tokens(split, int(starts[split][-1]), max_length, validation_fraction)
 
-    # Big batches of windows (~2,000) make few record batches: opening a cache reads every batch's header, and the
-    # pages it maps around them (64 KB each) count in RSS, ~100 MB per GB of text with batches of ~500.
     out = datasets.DatasetDict()
     for split, tok in tokenized.items():
         n_tokens = int(starts[split][-1])
@@ -374,23 +207,10 @@ def build_lm_datasets(tokenizer=None, *, text_files=None, validation_file=None, 
             fn_kwargs={"tokens": tok.data, "starts": starts[split], "n_windows": n_windows,
                        "max_length": max_length, "stride": stride},
             num_proc=num_proc, new_fingerprint=fp, load_from_cache_file=load_from_cache_file,
-            features=_window_features(max_length), desc=f"Windowing {split}").with_format(None)
+            features=window_features(max_length), desc=f"Windowing {split}").with_format(None)
         assert len(out[split]) == n_windows, (split, len(out[split]), n_windows)
-        drop_read_pages(out[split].data.table)
-        _report(split, n_tokens, n_windows, max_length, stride, verbose)
+        logger.info(f"{split}: {n_tokens:,} tokens -> {n_windows:,} windows of {max_length} (stride {stride})")
     return out
-
-
-def _release_freed_memory():
-    """Hands memory freed by loading (Arrow's pool, the C heap) back to the OS before tokenizing, so the two
-    passes' peaks do not add up."""
-    pa.default_memory_pool().release_unused()
-    try:
-        import ctypes
-
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):  # not glibc
-        pass
 
 
 def _plan_splits(splits, validation_fraction, text_column):
@@ -403,31 +223,13 @@ def _plan_splits(splits, validation_fraction, text_column):
     starts = document_starts(train)
     n_docs = len(train) if starts is None else len(starts)
     if n_docs == 1:
-        column = train.data.column(text_column)
-        row, offset = book_cut(pc.utf8_length(column).to_numpy(zero_copy_only=False), 1 - validation_fraction)
-        drop_read_pages(column)
+        lengths = pc.utf8_length(train.data.column(text_column)).to_numpy(zero_copy_only=False)
+        row, offset = book_cut(lengths, 1 - validation_fraction)
         return {"train": (train.select(range(row + 1)), ("head", row, offset)),
                 "validation": (train.select(range(row, len(train))), ("tail", 0, offset))}
     n_train = min(max(int((1 - validation_fraction) * n_docs), 1), n_docs - 1)
     row = n_train if starts is None else int(starts[n_train])
     return {"train": (train.select(range(row)), None), "validation": (train.select(range(row, len(train))), None)}
-
-
-def book_cut(lengths, keep):
-    """`(row, offset)` of the book's split of one document, `text[:int(keep * len(text))]` for training, when its
-    text is stored in rows of `lengths` characters."""
-    lengths = np.asarray(lengths, dtype=np.int64)
-    ends = np.cumsum(lengths)
-    cut = int(keep * int(ends[-1]))
-    row = min(int(np.searchsorted(ends, cut, side="right")), len(lengths) - 1)
-    return row, cut - int(ends[row] - lengths[row])
-
-
-def _report(split, n_tokens, n_windows, max_length, stride, verbose):
-    message = f"{split}: {n_tokens:,} tokens -> {n_windows:,} windows of {max_length} (stride {stride})"
-    logger.info(message)
-    if verbose:
-        print(message)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -445,16 +247,13 @@ def create_dataloader(text, tokenizer=None, batch_size=4, max_length=256, stride
     import torch
     from torch.utils.data import DataLoader, TensorDataset
 
-    _check_window_args(max_length, stride, 0.0, None, None)
-    if tokenizer is None:
-        from .tokenization import load_tokenizer
-
-        tokenizer = load_tokenizer()
-    ids = _Encoder(tokenizer, use_twin=len(text) >= TWIN_MIN_CHARS).encode_stream(text)
+    check_window_args(max_length, stride)
+    tokenizer = load_tokenizer() if tokenizer is None else tokenizer
+    ids = Encoder(tokenizer, use_twin=len(text) >= TWIN_MIN_CHARS).encode_stream(text)
     if len(ids) < max_length + 1:
-        raise _too_few_tokens("text", len(ids), max_length, None)
-    windows = _window_view(ids, 0, count_windows(len(ids), max_length, stride), max_length, stride)
-    dataset = TensorDataset(torch.from_numpy(windows[:, :-1].copy()), torch.from_numpy(windows[:, 1:].copy()))
+        raise too_few_tokens("text", len(ids), max_length, None)
+    spans = window_view(ids, 0, count_windows(len(ids), max_length, stride), max_length, stride)
+    dataset = TensorDataset(torch.from_numpy(spans[:, :-1].copy()), torch.from_numpy(spans[:, 1:].copy()))
     return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, drop_last=drop_last, num_workers=num_workers)
 
 

@@ -24,11 +24,16 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from ._pages import reuse_freed_memory
-from .model.configuration_gpt import GPT2_ALIASES, GPT2_CHECKPOINTS
-from .tokenization import TOKENIZER_FILES
+from huggingface_hub import is_offline_mode
+
+from . import windows
+from .cli import UsageError
 from .locations import looks_local
+from .metrics import perplexity
+from .model.configuration_gpt import GPT2_ALIASES, GPT2_CHECKPOINTS
 from .model.weight_files_gpt import OPENAI_HPARAMS, OPENAI_INDEX, WEIGHT_FILES
+from .sources import file_parts, first_non_utf8, text_parts
+from .tokenization import TOKENIZER_FILES, load_tokenizer
 
 BOOK_SUFFIXES = (".pth", ".pt")
 # A --text_file or a dataset's text is read and tokenized this many characters at a time. The tokenizer's output
@@ -38,8 +43,6 @@ PART_CHARS = 1 << 18
 RESULT_KEYS = ("tokens", "loss", "perplexity", "bits_per_byte", "word_perplexity")
 
 
-class EvaluationError(ValueError):
-    """A bad input the user can fix; the message is one line saying what and how."""
 
 
 # ------------------------------------------------------------------------------------------------ the windows
@@ -72,14 +75,14 @@ class _WindowPlan:
 
 
 def check_window_args(max_length, stride, batch_size=1, context_length=None):
-    for name, value in (("max_length", max_length), ("stride", stride), ("batch_size", batch_size)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise EvaluationError(f"{name} must be a positive integer, got {value!r}")
+    windows.check_window_args(max_length, stride)
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise UsageError(f"batch_size must be a positive integer, got {batch_size!r}")
     if stride > max_length:
-        raise EvaluationError(f"stride {stride} is above max_length {max_length}: tokens between windows would "
+        raise UsageError(f"stride {stride} is above max_length {max_length}: tokens between windows would "
                               f"never be scored; use a stride in [1, {max_length}]")
     if context_length is not None and max_length > context_length:
-        raise EvaluationError(f"max_length {max_length} is above the model's context of {context_length} tokens; "
+        raise UsageError(f"max_length {max_length} is above the model's context of {context_length} tokens; "
                               f"use --max_length {context_length} or less")
 
 
@@ -112,7 +115,7 @@ def strided_nll(model, ids, *, max_length, stride, batch_size=4, bf16=False, pro
     ids = torch.as_tensor(ids, dtype=torch.long).flatten()
     n_pairs = ids.numel() - 1
     if n_pairs < 1:
-        raise EvaluationError(f"the text is {ids.numel()} token(s) long; scoring needs at least 2 (one token pair)")
+        raise UsageError(f"the text is {ids.numel()} token(s) long; scoring needs at least 2 (one token pair)")
     token_nll = torch.full((n_pairs,), float("nan"), dtype=torch.float64) if return_token_nll else None
 
     def keep_token_nll(batch, nll):
@@ -126,11 +129,11 @@ def strided_nll(model, ids, *, max_length, stride, batch_size=4, bf16=False, pro
     return total, scored, token_nll
 
 
-def strided_nll_stream(model, chunks, *, max_length, stride, batch_size=4, bf16=False, progress=None, n_windows=None,
+def strided_nll_stream(model, parts, *, max_length, stride, batch_size=4, bf16=False, progress=None, n_windows=None,
                        on_batch=None):
-    """`strided_nll` over a text's ids given in `chunks` (lists or tensors, in order): the same windows, batches and
+    """`strided_nll` over a text's ids given in `parts` (lists or tensors, in order): the same windows, batches and
     sums as over their concatenation, holding at most `max_length + (batch_size - 1) * stride + 1` ids plus one
-    chunk. `n_windows` (if known) is the progress bar's total; `on_batch(batch, nll)` sees each batch's NLLs.
+    part. `n_windows` (if known) is the progress bar's total; `on_batch(batch, nll)` sees each batch's NLLs.
     Returns `(nats, n_scored, n_windows)`.
     """
     import torch
@@ -143,14 +146,14 @@ def strided_nll_stream(model, chunks, *, max_length, stride, batch_size=4, bf16=
     def windows():
         nonlocal buf, offset, n_windows
         given = 0
-        for chunk in chunks:
-            chunk = torch.as_tensor(chunk, dtype=torch.long).flatten()
-            buf, offset = (torch.cat([buf[keep_from - offset:], chunk]), keep_from) if buf.numel() else (chunk, 0)
+        for part in parts:
+            part = torch.as_tensor(part, dtype=torch.long).flatten()
+            buf, offset = (torch.cat([buf[keep_from - offset:], part]), keep_from) if buf.numel() else (part, 0)
             ready = plan.advance(offset + buf.numel() - 1, final=False)
             given += len(ready)
             yield from ready
         if offset + buf.numel() < 2:
-            raise EvaluationError(f"the text is {buf.numel()} token(s) long; scoring needs at least 2 (one token pair)")
+            raise UsageError(f"the text is {buf.numel()} token(s) long; scoring needs at least 2 (one token pair)")
         last = plan.advance(offset + buf.numel() - 1, final=True)
         n_windows = given + len(last)
         yield from last
@@ -211,19 +214,15 @@ def results(nats, tokens, text=None, text_size=None, **extra):
     either the last two are None.
     """
     loss = nats / tokens
-    out = {"tokens": tokens, "loss": loss, "perplexity": _exp(loss), "bits_per_byte": None, "word_perplexity": None}
+    out = {"tokens": tokens, "loss": loss, "perplexity": perplexity(loss), "bits_per_byte": None, "word_perplexity": None}
     if text is not None:
         text_size = len(text.encode("utf-8")), len(text.split())
     if text_size is not None:
         n_bytes, n_words = text_size
         out["bits_per_byte"] = nats / math.log(2) / n_bytes
-        out["word_perplexity"] = _exp(nats / n_words) if n_words else None
+        out["word_perplexity"] = perplexity(nats / n_words) if n_words else None
         extra = {"bytes": n_bytes, "words": n_words, **extra}
     return {**out, "nats": nats, **extra}
-
-
-def _exp(x):
-    return math.exp(x) if x < 709.0 else float("inf")
 
 
 # ------------------------------------------------------------------------------------------ model resolution
@@ -243,7 +242,7 @@ class ModelSpec:
     def load_model(self, device="cpu"):
         import torch
 
-        from . import GPTForCausalLM
+        from .model.modeling_gpt import GPTForCausalLM
 
         if self.kind == "book":
             model = GPTForCausalLM.from_book_checkpoint(self.source, self.config, dtype=torch.float32)
@@ -254,8 +253,6 @@ class ModelSpec:
         return model.to(device).eval()
 
     def load_tokenizer(self):
-        from . import GPTForCausalLM, load_tokenizer  # noqa: F401  (registers hf_gpt: no remote-code prompt)
-
         return load_tokenizer(self.tokenizer_folder) if self.tokenizer_folder else load_tokenizer()
 
 
@@ -263,9 +260,9 @@ def _read_json(path, what):
     try:
         value = json.loads(Path(path).read_text(encoding="utf-8"))
     except (OSError, ValueError) as err:
-        raise EvaluationError(f"{what} {path} is not readable JSON ({err.__class__.__name__}: {err})") from None
+        raise UsageError(f"{what} {path} is not readable JSON ({err.__class__.__name__}: {err})") from None
     if not isinstance(value, dict):
-        raise EvaluationError(f"{what} {path} holds a JSON {type(value).__name__}, not an object")
+        raise UsageError(f"{what} {path} holds a JSON {type(value).__name__}, not an object")
     return value
 
 
@@ -274,7 +271,7 @@ def _sizes(config, where):
     context = next((config[k] for k in ("context_length", "n_positions", "max_position_embeddings") if k in config), None)
     vocab = config.get("vocab_size")
     if not isinstance(context, int) or not isinstance(vocab, int):
-        raise EvaluationError(f"{where}: no context_length / n_positions and vocab_size in the config")
+        raise UsageError(f"{where}: no context_length / n_positions and vocab_size in the config")
     return context, vocab
 
 
@@ -283,31 +280,31 @@ def resolve_model(model, config=None):
     path = Path(os.path.expanduser(os.fspath(model)))
     if path.is_file():
         if path.suffix not in BOOK_SUFFIXES:
-            raise EvaluationError(f"{model}: a model file must be the book's .pth (with --config); for other "
+            raise UsageError(f"{model}: a model file must be the book's .pth (with --config); for other "
                                   "weights give the folder that holds them and their config.json")
         if config is None:
-            raise EvaluationError(f"{model}: a book checkpoint needs its config: --config CONFIG.json (the book's "
+            raise UsageError(f"{model}: a book checkpoint needs its config: --config CONFIG.json (the book's "
                                   "GPT_CONFIG dict as JSON)")
         book = config if isinstance(config, dict) else _read_json(config, "--config")
         return ModelSpec(str(path), "book", *_sizes(book, f"--config {config}"), config=book)
     if config is not None:
-        raise EvaluationError("--config is only for a book .pth checkpoint; folders carry their own config.json")
+        raise UsageError("--config is only for a book .pth checkpoint; folders carry their own config.json")
     if path.is_dir():
         if not (path / "config.json").is_file() and any((path / f).is_file() for f in OPENAI_FILES):
             return _resolve_openai_folder(path)
         if not (path / "config.json").is_file():
-            raise EvaluationError(f"{model} is not a model folder: it has no config.json")
+            raise UsageError(f"{model} is not a model folder: it has no config.json")
         cfg = _read_json(path / "config.json", "model config")
         kind = cfg.get("model_type")
         if kind not in ("hf_gpt", "gpt2"):
-            raise EvaluationError(f"{model}: model_type {kind!r} is not supported; give an hf_gpt or gpt2 folder, "
+            raise UsageError(f"{model}: model_type {kind!r} is not supported; give an hf_gpt or gpt2 folder, "
                                   "or use lm-eval (--tasks) for other models")
         if not any((path / f).is_file() for f in WEIGHT_FILES):
-            raise EvaluationError(f"{model}: no weights in the folder (looked for {', '.join(WEIGHT_FILES)})")
+            raise UsageError(f"{model}: no weights in the folder (looked for {', '.join(WEIGHT_FILES)})")
         tokenizer = str(path) if any((path / f).is_file() for f in TOKENIZER_FILES) else None
         return ModelSpec(str(path), kind, *_sizes(cfg, str(path / "config.json")), tokenizer_folder=tokenizer)
     if looks_local(str(model)):
-        raise EvaluationError(f"{model}: no such model folder or file")
+        raise UsageError(f"{model}: no such model folder or file")
     return _resolve_hub_id(str(model))
 
 
@@ -324,7 +321,7 @@ def _resolve_openai_folder(path):
         cfg = gpt2_config(path / "hparams.json")
         OpenAICheckpoint(path).close()
     except (ValueError, FileNotFoundError) as err:
-        raise EvaluationError(str(err)) from None
+        raise UsageError(str(err)) from None
     return ModelSpec(str(path), "gpt2", *_sizes(cfg, str(path / "hparams.json")),
                      tokenizer_folder=folder_tokenizer(path))
 
@@ -338,17 +335,15 @@ def _resolve_hub_id(repo_id):
     try:
         config_path = hf_hub_download(hub_id, "config.json")
     except HFValidationError:
-        raise EvaluationError(f"{repo_id}: no such model folder or file, and not a Hub model id") from None
+        raise UsageError(f"{repo_id}: no such model folder or file, and not a Hub model id") from None
     except Exception as err:  # offline, not cached, no such repo, network
-        from huggingface_hub import constants
-
-        why = "the Hub is offline (HF_HUB_OFFLINE) and it is not cached" if constants.HF_HUB_OFFLINE else (
+        why = "the Hub is offline (HF_HUB_OFFLINE) and it is not cached" if is_offline_mode() else (
             f"the Hub has no config.json for it ({err.__class__.__name__})")
-        raise EvaluationError(f"{repo_id}: no such model folder or file, and {why}") from None
+        raise UsageError(f"{repo_id}: no such model folder or file, and {why}") from None
     cfg = _read_json(config_path, "model config")
     kind = cfg.get("model_type")
     if kind not in ("hf_gpt", "gpt2"):
-        raise EvaluationError(f"{repo_id}: model_type {kind!r} is not supported; use lm-eval (--tasks) for it")
+        raise UsageError(f"{repo_id}: model_type {kind!r} is not supported; use lm-eval (--tasks) for it")
     tokenizer = hub_id if kind == "hf_gpt" else None  # GPT-2 repos use GPT-2's tokenizer, which load_tokenizer has
     return ModelSpec(hub_id, kind, *_sizes(cfg, f"{repo_id} config.json"), tokenizer_folder=tokenizer)
 
@@ -359,16 +354,16 @@ def _resolve_hub_id(repo_id):
 def read_text(text_file=None, dataset_name=None, dataset_config_name=None, split="test", text_column=None):
     """The text to score: a UTF-8 file, or a dataset split's text column joined with blank lines (as the guide)."""
     if (text_file is None) == (dataset_name is None):
-        raise EvaluationError("give exactly one of --text_file FILE or --dataset_name NAME")
+        raise UsageError("give exactly one of --text_file FILE or --dataset_name NAME")
     if text_file is None:
         return "".join(read_parts(dataset_name=dataset_name, dataset_config_name=dataset_config_name, split=split,
                                   text_column=text_column))
     try:
         text = Path(text_file).read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as err:
-        raise EvaluationError(f"cannot read --text_file {text_file}: {err.__class__.__name__}: {err}") from None
+        raise UsageError(f"cannot read --text_file {text_file}: {err.__class__.__name__}: {err}") from None
     if not text:
-        raise EvaluationError(f"--text_file {text_file} is empty: nothing to score")
+        raise UsageError(f"--text_file {text_file} is empty: nothing to score")
     return text
 
 
@@ -381,14 +376,14 @@ def _dataset_column(dataset_name, dataset_config_name=None, split="test", text_c
         ds = datasets.load_dataset(dataset_name, dataset_config_name, split=split)
     except Exception as err:  # datasets raises many kinds; all mean the same to the user
         msg = str(err).splitlines()[0] if str(err) else err.__class__.__name__
-        raise EvaluationError(f"cannot load split {split!r} of dataset {dataset_name}: {msg}") from None
+        raise UsageError(f"cannot load split {split!r} of dataset {dataset_name}: {msg}") from None
     columns = [n for n, f in ds.features.items() if getattr(f, "dtype", None) in ("string", "large_string")]
     if text_column is None:
         text_column = "text" if "text" in columns else (columns[0] if len(columns) == 1 else None)
         if text_column is None:
-            raise EvaluationError(f"dataset {dataset_name} has text columns {columns}; pick one with --text_column")
+            raise UsageError(f"dataset {dataset_name} has text columns {columns}; pick one with --text_column")
     elif text_column not in columns:
-        raise EvaluationError(f"dataset {dataset_name} has no text column {text_column!r}; its text columns: {columns}")
+        raise UsageError(f"dataset {dataset_name} has no text column {text_column!r}; its text columns: {columns}")
     return ds.select_columns([text_column]), text_column
 
 
@@ -397,9 +392,7 @@ def read_parts(text_file=None, dataset_name=None, dataset_config_name=None, spli
     `PART_CHARS` characters (`sources.text_parts`): a --text_file, or a dataset split's text column joined with
     blank lines. Everything that can be checked before scoring is: readable, UTF-8, the column, not empty."""
     if (text_file is None) == (dataset_name is None):
-        raise EvaluationError("give exactly one of --text_file FILE or --dataset_name NAME")
-    from .sources import file_parts, first_non_utf8, text_parts
-
+        raise UsageError("give exactly one of --text_file FILE or --dataset_name NAME")
     if dataset_name is not None:
         ds, column = _dataset_column(dataset_name, dataset_config_name, split, text_column)
 
@@ -415,7 +408,7 @@ def read_parts(text_file=None, dataset_name=None, dataset_config_name=None, spli
         return _checked(text_parts(joined(), PART_CHARS), empty)
 
     def unreadable(err):
-        return EvaluationError(f"cannot read --text_file {text_file}: {err.__class__.__name__}: {err}")
+        return UsageError(f"cannot read --text_file {text_file}: {err.__class__.__name__}: {err}")
 
     try:  # a pipe (`<(xzcat big.xz)`) can be read once only: its UTF-8 is checked as its parts are read
         bad = first_non_utf8(text_file) if stat.S_ISREG(os.stat(text_file).st_mode) else None
@@ -426,7 +419,7 @@ def read_parts(text_file=None, dataset_name=None, dataset_config_name=None, spli
         n = err.end - err.start
         where = f"byte 0x{err.object[err.start]:02x} in position {offset}" if n == 1 else (
             f"bytes in position {offset}-{offset + n - 1}")
-        raise EvaluationError(f"cannot read --text_file {text_file}: UnicodeDecodeError: 'utf-8' codec can't "
+        raise UsageError(f"cannot read --text_file {text_file}: UnicodeDecodeError: 'utf-8' codec can't "
                               f"decode {where}: {err.reason}")
     return _checked(file_parts(text_file, PART_CHARS), f"--text_file {text_file} is empty: nothing to score",
                     unreadable)
@@ -437,7 +430,7 @@ def _checked(parts, empty, unreadable=None):
     try:
         for part in parts:
             if not part:
-                raise EvaluationError(empty)
+                raise UsageError(empty)
             yield part
     except (OSError, UnicodeDecodeError) as err:
         if unreadable is None:
@@ -449,14 +442,14 @@ def encode(tokenizer, text, vocab_size=None):
     """Token ids of the whole text (no special tokens added); refuses ids the model has no embedding for."""
     ids = tokenizer(text, add_special_tokens=False, verbose=False)["input_ids"]
     if len(ids) < 2:
-        raise EvaluationError(f"the text is {len(ids)} token(s) long; scoring needs at least 2 (one token pair)")
+        raise UsageError(f"the text is {len(ids)} token(s) long; scoring needs at least 2 (one token pair)")
     _check_vocab(ids, vocab_size)
     return ids
 
 
 def _check_vocab(ids, vocab_size):
     if vocab_size is not None and ids and max(ids) >= vocab_size:
-        raise EvaluationError(f"the tokenizer gives id {max(ids)} but the model's vocabulary has {vocab_size} "
+        raise UsageError(f"the tokenizer gives id {max(ids)} but the model's vocabulary has {vocab_size} "
                               "tokens: this tokenizer does not belong to this model")
 
 
@@ -477,25 +470,22 @@ def encode_parts(tokenizer, parts, vocab_size=None, text_size=None):
             _check_vocab(ids, vocab_size)
             yield ids
 
-    chunks, head, n = ids_of_parts(), [], 0
+    rest, head, n = ids_of_parts(), [], 0
     while n < 2:
-        ids = next(chunks, None)
+        ids = next(rest, None)
         if ids is None:
-            raise EvaluationError(f"the text is {n} token(s) long; scoring needs at least 2 (one token pair)")
+            raise UsageError(f"the text is {n} token(s) long; scoring needs at least 2 (one token pair)")
         head.append(ids)
         n += len(ids)
-    return itertools.chain(head, chunks)
+    return itertools.chain(head, rest)
 
 
 # ------------------------------------------------------------------------------------------------ all at once
 
 
 def evaluate(model, *, text=None, config=None, max_length=None, stride=None, batch_size=4, bf16=False,
-             device=None, progress=None, spec=None, cpu_reuse_freed_memory=True, **text_kwargs):
-    """Resolve, check, then load and score: the results dict. Every check runs before any weights are read.
-
-    On CPU, glibc's malloc is set (process-wide) to keep freed memory for reuse, as a training run does: each batch's
-    logits are otherwise faulted in afresh, page by page (`_pages.reuse_freed_memory`)."""
+             device=None, progress=None, spec=None, **text_kwargs):
+    """Resolve, check, then load and score: the results dict. Every check runs before any weights are read."""
     import torch
 
     spec = spec or resolve_model(model, config)
@@ -505,18 +495,17 @@ def evaluate(model, *, text=None, config=None, max_length=None, stride=None, bat
     if text is None:
         parts = read_parts(**text_kwargs)
     elif not text:
-        raise EvaluationError("the text is empty: nothing to score")
+        raise UsageError("the text is empty: nothing to score")
     else:
         parts = [text]
     text_size = [0, 0]
-    chunks = encode_parts(spec.load_tokenizer(), parts, spec.vocab_size, text_size)
+    part_ids = encode_parts(spec.load_tokenizer(), parts, spec.vocab_size, text_size)
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     if bf16 and torch.device(device).type == "cuda" and not torch.cuda.is_bf16_supported():
-        raise EvaluationError("--bf16: this GPU has no bf16; run in fp32")
-    _reuse_freed_memory_on_cpu(device, cpu_reuse_freed_memory)
+        raise UsageError("--bf16: this GPU has no bf16; run in fp32")
     loaded = spec.load_model(device)
     start = time.perf_counter()
-    nats, tokens, windows = strided_nll_stream(loaded, chunks, max_length=max_length, stride=stride,
+    nats, tokens, windows = strided_nll_stream(loaded, part_ids, max_length=max_length, stride=stride,
                                                batch_size=batch_size, bf16=bf16, progress=progress)
     seconds = time.perf_counter() - start
     return results(nats, tokens, text_size=tuple(text_size), model=str(model), kind=spec.kind, max_length=max_length,
@@ -524,26 +513,18 @@ def evaluate(model, *, text=None, config=None, max_length=None, stride=None, bat
                    seconds=seconds, tokens_per_second=tokens / seconds)
 
 
-def _reuse_freed_memory_on_cpu(device, enabled):
-    import torch
-
-    if enabled and torch.device(device).type == "cpu":
-        reuse_freed_memory()
-
-
 def lm_eval_tasks(spec, tasks, *, include_path=None, batch_size=4, bf16=False, device=None, limit=None,
-                  num_fewshot=None, cpu_reuse_freed_memory=True):
+                  num_fewshot=None):
     """Run lm-eval harness tasks on the model `spec` names (any kind, a book .pth included), via its Python API.
 
     Task names are matched before the weights load, so a typo fails fast. Returns lm-eval's `results` per task.
-    On CPU, freed memory is kept for reuse, as in `evaluate`.
     """
     try:
         import lm_eval
         from lm_eval.models.huggingface import HFLM
         from lm_eval.tasks import TaskManager
     except ImportError:
-        raise EvaluationError("--tasks needs the lm-eval harness: pip install 'hf_gpt[eval]'") from None
+        raise UsageError("--tasks needs the lm-eval harness: pip install 'hf_gpt[eval]'") from None
     import torch
 
     # Indexing lm-eval's thousands of built-in tasks takes ~10 s: skip it when --include_path has them all.
@@ -553,9 +534,8 @@ def lm_eval_tasks(spec, tasks, *, include_path=None, batch_size=4, bf16=False, d
     unknown = [t for t in tasks if not manager.match_tasks([t])]
     if unknown:
         where = f" (built-in or in --include_path {include_path})" if include_path else " (add --include_path DIR for your own)"
-        raise EvaluationError(f"lm-eval knows no task {', '.join(unknown)}{where}")
+        raise UsageError(f"lm-eval knows no task {', '.join(unknown)}{where}")
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    _reuse_freed_memory_on_cpu(device, cpu_reuse_freed_memory)
     lm = HFLM(pretrained=spec.load_model(device), tokenizer=spec.load_tokenizer(), batch_size=batch_size,
               max_length=spec.context_length, mixed_precision_dtype=torch.bfloat16 if bf16 else None)
     out = lm_eval.simple_evaluate(model=lm, tasks=list(tasks), task_manager=manager, limit=limit,
@@ -563,6 +543,6 @@ def lm_eval_tasks(spec, tasks, *, include_path=None, batch_size=4, bf16=False, d
     return out["results"]
 
 
-__all__ = ["EvaluationError", "ModelSpec", "RESULT_KEYS", "check_window_args", "encode", "encode_parts", "evaluate",
+__all__ = ["UsageError", "ModelSpec", "RESULT_KEYS", "check_window_args", "encode", "encode_parts", "evaluate",
            "lm_eval_tasks", "read_parts", "read_text", "resolve_model", "results", "strided_nll", "strided_nll_stream",
            "strided_windows"]

@@ -16,13 +16,12 @@ import tempfile
 from pathlib import Path
 
 from huggingface_hub import HfApi, get_token, is_offline_mode
-from huggingface_hub.errors import HFValidationError, HfHubHTTPError
+from huggingface_hub.errors import HfHubHTTPError, HFValidationError
 from huggingface_hub.utils import validate_repo_id
 from transformers.dynamic_module_utils import get_relative_imports
 
 from .cards import (  # noqa: F401  (the card API is also hub's: hub.write_model_card, ...)
     SAMPLING_DEFAULTS,
-    HubError,
     _read_json,
     _set_card_repo,
     card_from_folder,
@@ -31,6 +30,7 @@ from .cards import (  # noqa: F401  (the card API is also hub's: hub.write_model
     write_generation_config,
     write_model_card,
 )
+from .cli import UsageError
 from .exports import export
 from .model.weight_files_gpt import WEIGHT_FILES, check_safetensors
 from .tokenization import TOKENIZER_FILES
@@ -49,7 +49,7 @@ LOGIN_HELP = "No Hugging Face token found. " + HOW_TO_LOG_IN
 # The TrainingArguments worth showing on a card, in this order; nothing else of them is ever written.
 
 
-class NotAModelFolderError(HubError):
+class NotAModelFolderError(UsageError):
     def __init__(self, folder, missing):
         self.folder, self.missing = str(folder), list(missing)
         super().__init__(f"{self.folder} is not a complete model folder: missing {'; '.join(self.missing)}.")
@@ -96,7 +96,7 @@ def check_model_folder(folder, *, need_tokenizer=True, need_card=False):
         try:
             check_safetensors(folder / "model.safetensors")
         except ValueError as err:
-            raise HubError(str(err)) from None
+            raise UsageError(str(err)) from None
     if need_tokenizer and not any((folder / name).is_file() for name in TOKENIZER_FILES):
         missing.append("the tokenizer files (tokenizer.json; write them with `tokenizer.save_pretrained(folder)`)")
     if config is not None and config.get("model_type") != "gpt2":
@@ -119,23 +119,23 @@ def check_model_folder(folder, *, need_tokenizer=True, need_card=False):
 
 
 def check_repo_id(repo_id):
-    """Raise `HubError` saying what is wrong with a repo id, before anything touches the network."""
+    """Raise `UsageError` saying what is wrong with a repo id, before anything touches the network."""
     if not isinstance(repo_id, str) or not repo_id.strip():
-        raise HubError("The repo id is empty: give `name` or `username/name`, e.g. `alice/gpt-verdict`.")
+        raise UsageError("The repo id is empty: give `name` or `username/name`, e.g. `alice/gpt-verdict`.")
     if repo_id.startswith(("http://", "https://")) or "huggingface.co" in repo_id:
-        raise HubError(f"{repo_id!r} is a URL, not a repo id: give only `username/name`, e.g. `alice/gpt-verdict`.")
+        raise UsageError(f"{repo_id!r} is a URL, not a repo id: give only `username/name`, e.g. `alice/gpt-verdict`.")
     try:
         validate_repo_id(repo_id)
     except HFValidationError as err:
-        raise HubError(f"{repo_id!r} is not a valid repo id: {err} Example: `alice/gpt-verdict`.") from None
+        raise UsageError(f"{repo_id!r} is not a valid repo id: {err} Example: `alice/gpt-verdict`.") from None
     return repo_id
 
 
 def require_token():
-    """The token from `hf auth login` / `HF_TOKEN`, or a `HubError` saying how to log in."""
+    """The token from `hf auth login` / `HF_TOKEN`, or a `UsageError` saying how to log in."""
     token = get_token()
     if not token:
-        raise HubError(LOGIN_HELP)
+        raise UsageError(LOGIN_HELP)
     return token
 
 
@@ -161,7 +161,7 @@ def _refuse_if_token_inside(folder, token, files):
         with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as data:  # weights can be GBs
             found = data.find(needle) != -1
         if found:
-            raise HubError(
+            raise UsageError(
                 f"{name} contains your Hugging Face token; refusing to upload it. Delete the file or write it again "
                 f"without the token (log in with `hf auth login` instead of passing --hub_token), then push again."
             )
@@ -228,14 +228,14 @@ def push_folder(folder, repo_id, *, private=None, revision=None, format="hf_gpt"
     None leaves a new repo's visibility to the Hub's default for that namespace; it never changes an existing repo.
     """
     if format not in PUSH_FORMATS:
-        raise HubError(f"cannot push format {format!r}; choose one of {', '.join(PUSH_FORMATS)}.")
+        raise UsageError(f"cannot push format {format!r}; choose one of {', '.join(PUSH_FORMATS)}.")
     check_repo_id(repo_id)
     folder = Path(folder)
     config = check_model_folder(folder)
     if revision is not None and not str(revision).strip():
-        raise HubError("--revision is empty: give a branch name such as `main` or `experiment-1`.")
+        raise UsageError("--revision is empty: give a branch name such as `main` or `experiment-1`.")
     if is_offline_mode():
-        raise HubError("HF_HUB_OFFLINE is set, so nothing can reach the Hub: unset HF_HUB_OFFLINE to push.")
+        raise UsageError("HF_HUB_OFFLINE is set, so nothing can reach the Hub: unset HF_HUB_OFFLINE to push.")
     token = require_token()
 
     with tempfile.TemporaryDirectory(prefix="hf_gpt-push-") as tmp:
@@ -272,11 +272,11 @@ def push_folder(folder, repo_id, *, private=None, revision=None, format="hf_gpt"
                 ignore_patterns=list(PUSH_IGNORE_PATTERNS),
             )
         except _transport_errors() as err:
-            raise HubError(f"Could not reach the Hub at {api.endpoint}: {err}. Check the connection (and HF_ENDPOINT).") from None
+            raise UsageError(f"Could not reach the Hub at {api.endpoint}: {err}. Check the connection (and HF_ENDPOINT).") from None
         except HfHubHTTPError as err:
             status = getattr(err.response, "status_code", None)
             if status in (401, 403):
-                raise HubError(
+                raise UsageError(
                     f"The Hub refused the token for {repo_id!r} (HTTP {status}): it may be invalid, read-only, or "
                     f"without rights on that namespace. {HOW_TO_LOG_IN}"
                 ) from None
@@ -286,7 +286,7 @@ def push_folder(folder, repo_id, *, private=None, revision=None, format="hf_gpt"
 
 
 __all__ = [
-    "HubError",
+    "UsageError",
     "NotAModelFolderError",
     "SAMPLING_DEFAULTS",
     "card_from_folder",

@@ -12,15 +12,13 @@ import socket
 from pathlib import Path
 from urllib.parse import urlparse
 
+from huggingface_hub import is_offline_mode
+
 from .cli import UsageError
 
 FILE_SUFFIXES = (".pth", ".pt", ".bin", ".safetensors", ".json", ".txt", ".yaml", ".yml", ".jsonl", ".csv", ".parquet")
 PROBE_TIMEOUT = 3.0
 _probe_result = {}
-
-
-class SourceError(UsageError):
-    """A name that is neither a local file or folder nor a Hub id we can get now."""
 
 
 def looks_local(name):
@@ -43,13 +41,6 @@ def _closest(path):
         return ""
     close = difflib.get_close_matches(path.name, names, n=1)
     return f" Did you mean {str(parent / close[0])!r}?" if close else ""
-
-
-def hub_offline():
-    from huggingface_hub import constants
-
-    env = (os.environ.get("HF_HUB_OFFLINE") or os.environ.get("TRANSFORMERS_OFFLINE") or "").upper()
-    return bool(constants.HF_HUB_OFFLINE) or env in {"1", "ON", "YES", "TRUE"}
 
 
 def hub_endpoint():
@@ -85,7 +76,7 @@ def hub_problem(repo_id, cached_file="config.json"):
     """Why `repo_id` cannot be had now (None when it is cached or the Hub answers): checked without retries."""
     if _cached(repo_id, cached_file):
         return None
-    if hub_offline():
+    if is_offline_mode():
         return "the Hub is offline (HF_HUB_OFFLINE is set) and it is not cached"
     if not hub_reachable():
         return (f"the Hub ({hub_endpoint()}) cannot be reached (no connection within {PROBE_TIMEOUT:g} s); check the "
@@ -98,7 +89,7 @@ def missing_path_message(name, what):
 
 
 def check_source(name, what, *, cached_file="config.json", suggestions=(), repo_id=None):
-    """'local' for an existing path, 'hub' for a Hub id we can get (cached, or the Hub answers); else `SourceError`
+    """'local' for an existing path, 'hub' for a Hub id we can get (cached, or the Hub answers); else `UsageError`
     at once. `what` names the argument in the message; `suggestions` are known names to propose for a typo;
     `repo_id` is the Hub id `name` stands for, when it is an alias such as `gpt2-small`."""
     name = os.fspath(name)
@@ -106,7 +97,7 @@ def check_source(name, what, *, cached_file="config.json", suggestions=(), repo_
     if path.exists():
         return "local"
     if looks_local(name):
-        raise SourceError(missing_path_message(name, what))
+        raise UsageError(missing_path_message(name, what))
     close = [] if name in suggestions else difflib.get_close_matches(name, list(suggestions), n=1)
     hint = f" Did you mean {close[0]!r}?" if close else ""
     from huggingface_hub.utils import HFValidationError, validate_repo_id
@@ -114,8 +105,8 @@ def check_source(name, what, *, cached_file="config.json", suggestions=(), repo_
     try:
         validate_repo_id(repo_id or name)
     except HFValidationError:
-        raise SourceError(f"{what} {name!r} is neither an existing file or folder nor a Hub id.{hint}") from None
+        raise UsageError(f"{what} {name!r} is neither an existing file or folder nor a Hub id.{hint}") from None
     problem = hub_problem(repo_id or name, cached_file)
     if problem:
-        raise SourceError(f"{what} {name!r} is not a local file or folder, and {problem}.{hint}")
+        raise UsageError(f"{what} {name!r} is not a local file or folder, and {problem}.{hint}")
     return "hub"

@@ -15,7 +15,7 @@ FORMATS = {".txt": "text", ".text": "text", ".md": "text", ".jsonl": "json", ".j
 PART_CHARS = 4 << 20  # a text file longer than this is stored in rows ("parts") of about this many characters
 PART_COLUMN = "hf_gpt_continues"  # a text file's rows: True where a row continues the document of the row before
 # Cut points where GPT-2's pre-tokenizer splits anyway: before a space or after a newline, each between two
-# non-space characters. Tokenizing the pieces then gives exactly the ids of the whole text.
+# non-space characters. Tokenizing the parts then gives exactly the ids of the whole text.
 CUT = re.compile(r"(?<=\S)[ \n](?=\S)")
 _CODE_DIGEST = hashlib.sha256(Path(__file__).read_bytes()).hexdigest()[:16]
 
@@ -66,13 +66,13 @@ def first_non_utf8(path):
     (the error's `start` indexes its own `object`, not the file)."""
     decoder, offset = codecs.getincrementaldecoder("utf-8")(), 0
     with open(path, "rb") as fh:
-        while chunk := fh.read(1 << 22):
+        while block := fh.read(1 << 22):
             pending = len(decoder.getstate()[0])
             try:
-                decoder.decode(chunk)
+                decoder.decode(block)
             except UnicodeDecodeError as e:
                 return offset - pending + e.start, e
-            offset += len(chunk)
+            offset += len(block)
         try:
             decoder.decode(b"", final=True)
         except UnicodeDecodeError as e:
@@ -207,20 +207,20 @@ def file_parts(path, part_chars=None):
         yield from text_parts(iter(lambda: f.read(part_chars), ""), part_chars)
 
 
-def text_parts(pieces, part_chars=None):
-    """The text that `pieces` (strings) make end to end, in parts of about `part_chars` (default `PART_CHARS`)
+def text_parts(strings, part_chars=None):
+    """The text that `strings` make end to end, in parts of about `part_chars` (default `PART_CHARS`)
     characters, cut only where GPT-2's pre-tokenizer splits anyway (see CUT): the parts' ids, concatenated, are the
     whole text's. An empty text is one empty part; no other part is empty."""
     part_chars = PART_CHARS if part_chars is None else part_chars
     text, held, size, cut = "", [], 0, False
-    for piece in pieces:
-        held.append(piece)
-        size += len(piece)
+    for s in strings:
+        held.append(s)
+        size += len(s)
         if len(text) + size <= part_chars:
             continue
         text += "".join(held)
         held, size = [], 0
-        start = 0  # parts of one long piece are sliced from it, not cut off one by one (quadratic)
+        start = 0  # parts of one long string are sliced from it, not cut off one by one (quadratic)
         while len(text) - start > part_chars:
             end = cut_after(text, start + part_chars)
             if end is None:

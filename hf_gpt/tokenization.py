@@ -13,6 +13,8 @@ import os
 from importlib import resources
 from pathlib import Path
 
+from huggingface_hub import is_offline_mode
+
 from .locations import looks_local
 
 logger = logging.getLogger(__name__)
@@ -70,17 +72,10 @@ def _from_explicit(name_or_path, kwargs):
         tokenizer = AutoTokenizer.from_pretrained(str(name_or_path), **kwargs)
     except OSError as e:
         raise OSError(f"could not load tokenizer {str(name_or_path)!r}: it is not a local folder, and the Hub "
-                      f"{'is offline (HF_HUB_OFFLINE=1) and it is not cached' if _offline() else 'failed'}. "
+                      f"{'is offline (HF_HUB_OFFLINE=1) and it is not cached' if is_offline_mode() else 'failed'}. "
                       f"Pass an existing folder, or nothing for the bundled GPT-2 tokenizer.") from e
     logger.info("tokenizer: %s (Hub or HF cache)", name_or_path)
     return tokenizer
-
-
-def _offline():
-    import huggingface_hub
-
-    env = os.environ.get("HF_HUB_OFFLINE") or os.environ.get("TRANSFORMERS_OFFLINE") or ""
-    return huggingface_hub.constants.HF_HUB_OFFLINE or env.upper() in {"1", "ON", "YES", "TRUE"}
 
 
 def _from_hub(kwargs, timeout):
@@ -99,7 +94,7 @@ def _from_hub(kwargs, timeout):
             return tokenizer
         except (OSError, ValueError) as e:
             logger.info("tokenizer: the cached %s is incomplete (%s)", GPT2_HUB_ID, e)
-    if _offline() or kwargs.get("local_files_only"):
+    if is_offline_mode() or kwargs.get("local_files_only"):
         logger.info("tokenizer: %s is not cached and the Hub is offline", GPT2_HUB_ID)
         return None
     from huggingface_hub import get_hf_file_metadata, hf_hub_url

@@ -16,6 +16,8 @@ import json
 import sys
 from pathlib import Path
 
+from hf_gpt.cli import UsageError, run
+
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message):
@@ -41,9 +43,6 @@ def build_parser():
     run.add_argument("--bf16", action="store_true", help="bf16 autocast (default: fp32)")
     run.add_argument("--device", help="default: cuda if available, else cpu")
     run.add_argument("--no_progress", action="store_true", help="no progress bar")
-    run.add_argument("--cpu_reuse_freed_memory", choices=["true", "false"], default="true",
-                     help="on CPU with glibc, keep freed memory for reuse, so each batch's logits are not faulted "
-                          "in afresh; also for --tasks (default: true)")
     run.add_argument("--output_json", type=Path, help="write the results here as JSON")
     harness = parser.add_argument_group("lm-eval harness (pip install 'hf_gpt[eval]')")
     harness.add_argument("--tasks", help="comma-separated lm-eval task names; data options become optional")
@@ -62,44 +61,39 @@ def _format(res):
     return "\n".join(line for line in lines if line)
 
 
-def main(argv=None):
+def _main(argv):
     args = build_parser().parse_args(argv)
-    try:
-        from hf_gpt.evaluation import EvaluationError, evaluate, lm_eval_tasks, resolve_model
-    except ImportError as err:
-        sys.exit(f"error: hf_gpt is not importable ({err}); install it with `pip install -e .`")
+    from hf_gpt.evaluation import evaluate, lm_eval_tasks, resolve_model
+
     has_data = args.text_file is not None or args.dataset_name is not None
-    try:
-        if not has_data and not args.tasks:
-            raise EvaluationError("give the data to score: --text_file FILE or --dataset_name NAME (or --tasks)")
-        spec = resolve_model(args.model, args.config)
-        out = {}
-        if has_data:
-            out = evaluate(args.model, spec=spec, max_length=args.max_length, stride=args.stride,
-                           batch_size=args.batch_size, bf16=args.bf16, device=args.device,
-                           progress=False if args.no_progress else None, text_file=args.text_file,
-                           dataset_name=args.dataset_name, dataset_config_name=args.dataset_config_name,
-                           split=args.split, text_column=args.text_column,
-                           cpu_reuse_freed_memory=args.cpu_reuse_freed_memory == "true")
-            print(_format(out))
-        if args.tasks:
-            tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]
-            limit = int(args.limit) if args.limit is not None and args.limit >= 1 else args.limit
-            out["lm_eval"] = lm_eval_tasks(spec, tasks, include_path=args.include_path, batch_size=args.batch_size,
-                                           bf16=args.bf16, device=args.device, limit=limit,
-                                           num_fewshot=args.num_fewshot,
-                                           cpu_reuse_freed_memory=args.cpu_reuse_freed_memory == "true")
-            for task, metrics in out["lm_eval"].items():
-                shown = ", ".join(f"{k.split(',')[0]} {v:.4f}" for k, v in metrics.items()
-                                  if isinstance(v, float) and "_stderr" not in k)
-                print(f"{task}: {shown}")
-    except EvaluationError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    if not has_data and not args.tasks:
+        raise UsageError("give the data to score: --text_file FILE or --dataset_name NAME (or --tasks)")
+    spec = resolve_model(args.model, args.config)
+    out = {}
+    if has_data:
+        out = evaluate(args.model, spec=spec, max_length=args.max_length, stride=args.stride,
+                       batch_size=args.batch_size, bf16=args.bf16, device=args.device,
+                       progress=False if args.no_progress else None, text_file=args.text_file,
+                       dataset_name=args.dataset_name, dataset_config_name=args.dataset_config_name,
+                       split=args.split, text_column=args.text_column)
+        print(_format(out))
+    if args.tasks:
+        tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]
+        limit = int(args.limit) if args.limit is not None and args.limit >= 1 else args.limit
+        out["lm_eval"] = lm_eval_tasks(spec, tasks, include_path=args.include_path, batch_size=args.batch_size,
+                                       bf16=args.bf16, device=args.device, limit=limit, num_fewshot=args.num_fewshot)
+        for task, metrics in out["lm_eval"].items():
+            shown = ", ".join(f"{k.split(',')[0]} {v:.4f}" for k, v in metrics.items()
+                              if isinstance(v, float) and "_stderr" not in k)
+            print(f"{task}: {shown}")
     if args.output_json is not None:
         args.output_json.parent.mkdir(parents=True, exist_ok=True)
         args.output_json.write_text(json.dumps(out, indent=2, default=str) + "\n", encoding="utf-8")
-    return 0
+
+
+def main(argv=None):
+    """One `error: ...` line and exit code 2 for any failure (HF_GPT_DEBUG=1 shows the traceback)."""
+    return run(_main, argv)
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from hf_gpt.cli import UsageError, run
 from hf_gpt.exports import FORMATS, export, format_module
 
 
@@ -21,22 +22,21 @@ def parse_args(argv=None):
     return parser.parse_args(argv)
 
 
-def main(argv=None):
+def _main(argv):
     args = parse_args(argv)
-    from hf_gpt.hub import HubError, check_model_folder
+    from hf_gpt.hub import check_model_folder
 
-    try:
-        config = check_model_folder(Path(args.folder), need_tokenizer=False)
-    except HubError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    config = check_model_folder(Path(args.folder), need_tokenizer=False)
     if config.get("model_type") != "hf_gpt":
-        print(f"error: {args.folder} holds a {config.get('model_type')!r} model, not an hf_gpt one; export reads "
-              "hf_gpt folders (scripts/pretrain.py's output or model.save_pretrained).", file=sys.stderr)
-        return 2
+        raise UsageError(f"{args.folder} holds a {config.get('model_type')!r} model, not an hf_gpt one; export reads "
+                         "hf_gpt folders (scripts/pretrain.py's output or model.save_pretrained).")
     written = export(args.folder, args.output, args.format)
     print(f"wrote {written} ({args.format})")
-    return 0
+
+
+def main(argv=None):
+    """One `error: ...` line and exit code 2 for any failure (HF_GPT_DEBUG=1 shows the traceback)."""
+    return run(_main, argv)
 
 
 if __name__ == "__main__":

@@ -11,11 +11,11 @@ greedy decoding. Prints the prompt and its continuation.
 """
 
 import argparse
-import os
 import sys
-from pathlib import Path
 
-from hf_gpt.cli import UsageError, add_debug_flag, run
+from hf_gpt.cli import add_debug_flag, run
+from hf_gpt.generation import generation_kwargs as library_generation_kwargs
+from hf_gpt.generation import load, prompt_inputs
 
 
 def parse_args(argv=None):
@@ -53,69 +53,11 @@ def parse_args(argv=None):
     return args
 
 
-class GenerateError(UsageError):
-    """A bad input the user can fix; printed without a traceback."""
-
-
-def load(source, *, trust_remote_code=False):
-    """Model and tokenizer from a local folder (checked for completeness first) or a Hub repo id."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    try:
-        import hf_gpt.model.modeling_gpt  # noqa: F401  (registers hf_gpt with the Auto classes, so its Hub repos need no remote code)
-        from hf_gpt.hub import HubError, check_model_folder, check_repo_id
-    except ImportError as err:
-        raise GenerateError(f"hf_gpt is not importable ({err}); install it with `pip install -e .`") from None
-
-    from hf_gpt.locations import hub_problem, looks_local
-
-    path = Path(os.path.expanduser(source))
-    local = path.exists() or looks_local(source)
-    if local:  # a path that looks local never waits on the Hub
-        try:
-            check_model_folder(path)
-        except HubError as err:
-            raise GenerateError(str(err)) from None
-        source = path
-    else:
-        try:
-            check_repo_id(source)
-        except HubError as err:
-            raise GenerateError(f"{source!r} is neither an existing folder nor a Hub repo id: {err}") from None
-        problem = hub_problem(source)  # one short probe, not the client's retries
-        if problem:
-            raise GenerateError(f"could not load {source!r}: it is not a local folder, and {problem}.")
-    try:
-        model = AutoModelForCausalLM.from_pretrained(source, trust_remote_code=trust_remote_code)
-        tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=trust_remote_code)
-    except ValueError as err:
-        if "trust_remote_code" in str(err):
-            raise GenerateError(f"{source} runs its own model code (its config names .py files to import); read them, "
-                                f"and if you trust them add --trust_remote_code.") from None
-        raise
-    except OSError as err:
-        if local:
-            raise
-        raise GenerateError(f"could not load {source!r}: it is not a local folder, and the Hub failed: {err}") from None
-    return model, tokenizer
-
-
 def generation_kwargs(model, args):
     """The command line's choices, passed to `generate` on top of the folder's `generation_config.json`."""
-    from hf_gpt.sampling import sampling_kwargs
-
-    kwargs = {k: getattr(args, k) for k in ("max_new_tokens", "num_beams", "repetition_penalty")
-              if getattr(args, k) is not None}
-    kwargs.update(sampling_kwargs(temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
-                                  greedy=args.greedy, do_sample=args.do_sample))
-    if "do_sample" not in kwargs and "num_beams" in kwargs:
-        kwargs["do_sample"] = False
-    if args.num_return_sequences > 1:
-        kwargs["num_return_sequences"] = args.num_return_sequences
-    defaults = model.generation_config
-    if defaults.pad_token_id is None and defaults.eos_token_id is not None:
-        kwargs["pad_token_id"] = defaults.eos_token_id
-    return kwargs
+    return library_generation_kwargs(
+        model, **{k: getattr(args, k) for k in ("max_new_tokens", "num_beams", "repetition_penalty", "temperature",
+                                                "top_k", "top_p", "greedy", "do_sample", "num_return_sequences")})
 
 
 def _main(argv=None):
@@ -128,12 +70,7 @@ def _main(argv=None):
     model.to(device).eval()
     kwargs = generation_kwargs(model, args)
 
-    inputs = tokenizer(args.prompt, return_tensors="pt")
-    if inputs["input_ids"].shape[1] == 0:
-        if tokenizer.bos_token_id is None:
-            raise GenerateError("the prompt is empty and the tokenizer has no start token; give a prompt")
-        inputs = {"input_ids": torch.tensor([[tokenizer.bos_token_id]]), "attention_mask": torch.ones(1, 1, dtype=torch.long)}
-    inputs = {k: v.to(device) for k, v in inputs.items()}
+    inputs = prompt_inputs(tokenizer, args.prompt, device)
     if args.seed is not None:
         set_seed(args.seed)
     streamer = TextStreamer(tokenizer, skip_special_tokens=True) if args.stream else None

@@ -14,8 +14,8 @@ import sys
 
 from huggingface_hub.errors import HfHubHTTPError
 
-from hf_gpt.cli import add_debug_flag, run
-from hf_gpt.hub import HubError, push_folder
+from hf_gpt.cli import UsageError, add_debug_flag, run
+from hf_gpt.hub import push_folder
 
 
 def parse_args(argv=None):
@@ -44,13 +44,8 @@ def _main(argv=None):
     try:
         push_folder(args.folder, args.repo_id, private=True if args.private else None, revision=args.revision,
                     format=args.format, commit_message=args.commit_message)
-    except HubError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
     except HfHubHTTPError as err:
-        print(f"error: the Hub answered: {err}", file=sys.stderr)
-        return 1
-    return 0
+        raise UsageError(f"the Hub answered: {err}") from None
 
 
 if __name__ == "__main__":

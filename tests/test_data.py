@@ -1,8 +1,6 @@
 import json
-import os
 import random
 import re
-from pathlib import Path
 
 import datasets
 import numpy as np
@@ -12,6 +10,7 @@ import pytest
 import torch
 
 import hf_gpt.data as data
+import hf_gpt.windows as windows
 from hf_gpt.data import build_lm_datasets, count_windows, create_dataloader
 from hf_gpt.tokenization import load_tokenizer, tiktoken_gpt2
 from hf_gpt.resources import THE_VERDICT
@@ -81,7 +80,7 @@ def test_windows_equal_the_books_loop(tok, one_doc, tmp_path, monkeypatch, case)
     n = len(ids)
     max_length, stride = {"overlap": (64, 24), "no_overlap": (64, 64), "gaps": (40, 97), "exact_fit": (n - 1, 5),
                           "stride_fits_exactly": (n - 1 - 3 * 111, 111), "stride_1": (n - 9, 1)}[case]
-    monkeypatch.setattr(data, "PIECE_CHARS", 97)  # many pieces and map batches: windows cross both
+    monkeypatch.setattr(windows, "ENCODE_PART_CHARS", 97)  # many parts and map batches: windows cross both
     ds = build(tok, tmp_path, text_files=path, max_length=max_length, stride=stride, validation_fraction=0)
     assert list(ds) == ["train"]
     assert_book(ds["train"], ids, max_length, stride)
@@ -111,27 +110,27 @@ def test_book_counts_on_the_verdict(tok, tik, book_reference, tmp_path):
     assert_book(ds["validation"], val_ids, 256, 256)
 
 
-def test_pieces_do_not_change_ids(tok, tik):
+def test_parts_do_not_change_ids(tok, tik):
     """Cutting long texts before tokenizing must give the ids of the whole text, whatever the whitespace."""
     rng = random.Random(1)
     alphabet = ["a", "b", " ", " ", "\n", "\n\n", "'s", "'", "1", "2", ".", "!", "\t", "é", "\u00a0", "\r\n", "  ",
                 EOT, "\x1c", "\x85", "\u2028", "\u3000", "\u180e", "\u200b", "\u0301", "漢", "🙂", "\x0b", "\u2009"]
-    encoder = data._Encoder(tok)
+    encoder = windows.Encoder(tok)
     for size in (1, 3, 8):
         for _ in range(60):
             text = "".join(rng.choice(alphabet) for _ in range(rng.randrange(1, 120)))
-            pieces = list(data._pieces(text, size))
-            assert "".join(pieces) == text
-            got = np.concatenate(encoder.encode(pieces))
+            parts = list(windows._parts(text, size))
+            assert "".join(parts) == text
+            got = np.concatenate(encoder.encode(parts))
             assert got.tolist() == tik.encode(text, allowed_special={EOT}), repr(text)
 
 
 def test_gpt2_twin_is_used_only_for_exact_gpt2(tok):
-    assert data._Encoder(tok).gpt2_twin().name == "gpt2"
+    assert windows.Encoder(tok).gpt2_twin().name == "gpt2"
     extra = load_tokenizer()
     extra.add_tokens(["<|pad|>"])
-    assert data._Encoder(extra).gpt2_twin() is None
-    assert data._Encoder(load_tokenizer(add_prefix_space=True)).gpt2_twin() is None
+    assert windows.Encoder(extra).gpt2_twin() is None
+    assert windows.Encoder(load_tokenizer(add_prefix_space=True)).gpt2_twin() is None
 
 
 def test_gpt2_twin_gives_the_tokenizers_ids_on_any_unicode(tok):
@@ -141,7 +140,7 @@ def test_gpt2_twin_gives_the_tokenizers_ids_on_any_unicode(tok):
               (0xAC00, 0xAC80), (0x1F300, 0x1F64F), (0xFE00, 0xFE0F), (0x1C, 0x1F), (0x85, 0x85)]
     texts = ["".join(chr(rng.randint(*rng.choice(ranges))) for _ in range(rng.randrange(1, 200))) for _ in range(400)]
     texts += [" " * 5 + "x\n\n\n y", "it's 'S 'LL 'll don't", "a" * 3000, EOT + " " + EOT + "\n"]
-    encoder = data._Encoder(tok)
+    encoder = windows.Encoder(tok)
     twin = encoder.gpt2_twin()
     for text, ours, theirs in zip(texts, encoder.encode(texts), encoder.encode(texts, twin)):
         assert ours.tolist() == theirs.tolist(), repr(text)
@@ -150,15 +149,15 @@ def test_gpt2_twin_gives_the_tokenizers_ids_on_any_unicode(tok):
 def test_windows_through_the_twin_equal_the_books_loop(tok, one_doc, tmp_path, monkeypatch):
     path, ids = one_doc
     used = []
-    encode = data._Encoder.encode
+    encode = windows.Encoder.encode
 
     def spy(self, texts, twin=None):
         used.append(twin)
         return encode(self, texts, twin)
 
-    monkeypatch.setattr(data._Encoder, "encode", spy)
+    monkeypatch.setattr(windows.Encoder, "encode", spy)
     monkeypatch.setattr(data, "TWIN_MIN_CHARS", 0)
-    monkeypatch.setattr(data, "PIECE_CHARS", 211)
+    monkeypatch.setattr(windows, "ENCODE_PART_CHARS", 211)
     ds = build(tok, tmp_path, text_files=path, max_length=50, stride=33, validation_fraction=0)
     assert used and all(t is not None and t.name == "gpt2" for t in used)
     assert_book(ds["train"], ids, 50, 33)
@@ -377,7 +376,7 @@ def test_prints_tokens_and_windows_per_split(tok, one_doc, tmp_path, capsys):
 
 @pytest.mark.parametrize("source", ["one_txt", "many_jsonl", "default"])
 def test_streaming_yields_the_same_windows(tok, tmp_path, monkeypatch, source):
-    monkeypatch.setattr(data, "PIECE_CHARS", 101)
+    monkeypatch.setattr(windows, "ENCODE_PART_CHARS", 101)
     if source == "one_txt":
         (tmp_path / "a.txt").write_text(make_text(800, seed=4), encoding="utf-8")
         kwargs = {"text_files": tmp_path / "a.txt"}
@@ -394,32 +393,6 @@ def test_streaming_yields_the_same_windows(tok, tmp_path, monkeypatch, source):
         rows = list(streamed[split])
         assert [list(r["input_ids"]) for r in rows] == mapped[split]["input_ids"]
         assert [list(r["shift_labels"]) for r in rows] == mapped[split]["shift_labels"]
-
-
-def test_a_killed_runs_stream_folder_is_removed_by_the_next_run(tmp_path, monkeypatch):
-    """A SIGKILLed streaming run never reaches its atexit, so its cursor folder stays in the temp dir; the next
-    process's first cursor removes the folders whose owner is gone, and leaves live owners' folders alone."""
-    import subprocess
-    import sys
-    import tempfile
-
-    from hf_gpt import streaming
-
-    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
-    monkeypatch.setattr(streaming, "_cursors", {})
-    monkeypatch.setattr(streaming.atexit, "register", lambda f: None)
-    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
-    dead = tmp_path / f"hf_gpt-stream-{int(gone.stdout)}-abc"
-    live = tmp_path / f"hf_gpt-stream-{os.getppid()}-def"
-    other = tmp_path / "hf_gpt-stream-notapid"
-    for folder in (dead, live, other):
-        folder.mkdir()
-    (dead / "resume.json").write_text("{}")
-    mine = Path(streaming.new_cursor(16))
-    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([live.name, other.name, mine.name])
-    assert mine.name.startswith(f"hf_gpt-stream-{os.getpid()}-")
-    streaming._remove_folders()
-    assert not mine.exists()
 
 
 def test_streaming_feeds_a_dataloader(tok, one_doc, tmp_path):
@@ -459,11 +432,11 @@ def test_streaming_resumes_at_a_window_without_reading_from_the_start(tok, tmp_p
     assert point is not None and point["end"] <= k * 12 and point["source_state"] is not None
     json.dumps(point)  # goes into a checkpoint as JSON
     del it
-    reads = streaming.reads_since_start(train)
+    reads = streaming.rows_read(train)
     assert streaming.resume_from(train, point)
     resumed = [list(r["input_ids"]) for r in train]
     assert resumed == full[k:]
-    assert 0 < streaming.reads_since_start(train) - reads <= 40 - int(0.6 * 40)  # not the first 60% again
+    assert 0 < streaming.rows_read(train) - reads <= 40 - int(0.6 * 40)  # not the first 60% again
     assert [list(r["input_ids"]) for r in train] == full  # the pass after starts from the beginning again
     it = iter(train)
     for _ in range(5):
@@ -472,9 +445,9 @@ def test_streaming_resumes_at_a_window_without_reading_from_the_start(tok, tmp_p
 
 
 
-def test_streaming_notes_and_resume_cross_a_dataloader_worker(tok, tmp_path, monkeypatch):
-    """With num_workers=1 the generator runs in a forked worker: its notes come back through the cursor's folder
-    (the same point as without workers), and the pending resume point is taken by the pass in the worker."""
+def test_streaming_resumes_through_a_dataloader_and_refuses_its_workers(tok, tmp_path, monkeypatch):
+    """Read through a DataLoader in the main process (as pretraining reads it), a pass notes the same positions and
+    takes the pending resume point. A worker process is refused: the notes live where the split was built."""
     from transformers import default_data_collator
     from hf_gpt import streaming
 
@@ -491,36 +464,36 @@ def test_streaming_notes_and_resume_cross_a_dataloader_worker(tok, tmp_path, mon
     expected = streaming.resume_point(train, k)
     del it
 
-    def windows(num_workers=1):
+    def loaded(num_workers=0):
         loader = torch.utils.data.DataLoader(train, batch_size=4, num_workers=num_workers,
                                              collate_fn=default_data_collator)
         return (w for batch in loader for w in batch["input_ids"].tolist())
 
-    it = windows()
+    it = loaded()
     for _ in range(k + 8):
         next(it)
     assert streaming.resume_point(train, k) == expected
     del it
-    reads = streaming.reads_since_start(train)
+    reads = streaming.rows_read(train)
     assert streaming.resume_from(train, expected)
-    assert list(windows()) == full[k:]
-    assert streaming.reads_since_start(train) - reads <= 40 - int(0.6 * 40)  # counted in the worker
-    assert list(windows()) == full  # the point was taken: this pass starts from the beginning
-    with pytest.raises(RuntimeError, match="one DataLoader worker"):
-        list(windows(num_workers=2))  # the worker would get every other file of the source only
+    assert list(loaded()) == full[k:]
+    assert streaming.rows_read(train) - reads <= 40 - int(0.6 * 40)
+    assert list(loaded()) == full  # the point was taken: this pass starts from the beginning
+    with pytest.raises(RuntimeError, match="use num_workers=0"):
+        list(loaded(num_workers=1))
 
 # --- caching ----------------------------------------------------------------------------------------------------
 
 def test_second_identical_call_tokenizes_nothing(tok, one_doc, tmp_path, monkeypatch):
     path, _ = one_doc
     calls = []
-    encode = data._Encoder.encode
+    encode = windows.Encoder.encode
 
     def counting(self, texts, twin=None):
         calls.append(len(texts))
         return encode(self, texts, twin)
 
-    monkeypatch.setattr(data._Encoder, "encode", counting)
+    monkeypatch.setattr(windows.Encoder, "encode", counting)
     first = build(tok, tmp_path, text_files=path, max_length=64, stride=32)
     assert calls
     calls.clear()
@@ -541,7 +514,7 @@ def no_tokenizing(monkeypatch):
     def refuse(self, texts, twin=None):
         raise AssertionError("tokenized before rejecting bad input")
 
-    monkeypatch.setattr(data._Encoder, "encode", refuse)
+    monkeypatch.setattr(windows.Encoder, "encode", refuse)
 
 
 def test_missing_file(tok, tmp_path, no_tokenizing):
@@ -692,31 +665,12 @@ def test_num_proc_gives_the_same_windows(tok, tmp_path):
 
 
 def test_memory_bounds_keep_the_windows(tok, tik, tmp_path, monkeypatch):
-    """Byte-sized tokenizing batches (here one document each) and released pages give the same windows."""
+    """Byte-sized tokenizing batches (here one document each) give the same windows."""
     texts = docs(12, seed=5)
     for i, t in enumerate(texts):
         (tmp_path / f"doc{i:02d}.txt").write_text(t, encoding="utf-8")
-    calls = []
-    real_drop = data.drop_read_pages
-    monkeypatch.setattr(data, "drop_read_pages", lambda t: (calls.append(1), real_drop(t)))
     monkeypatch.setattr(data, "BATCH_BYTES", 1)
     ds = build(tok, tmp_path, text_files=tmp_path, max_length=16, stride=5)
-    assert calls
     assert_book(ds["train"], joined_ids(tik, texts[:10]), 16, 5)
     assert_book(ds["validation"], joined_ids(tik, texts[10:]), 16, 5)
 
-
-def test_dropping_pages_keeps_mapped_data_and_skips_heap_memory(tmp_path):
-    from hf_gpt._pages import drop_read_pages
-
-    values = np.arange(1 << 20, dtype=np.int32)
-    heap = pa.table({"ids": pa.array(values)})
-    drop_read_pages(heap)  # not a file mapping: must be left alone (DONTNEED would zero it)
-    assert np.array_equal(heap.column("ids").to_numpy(), values)
-    path = tmp_path / "t.arrow"
-    with pa.OSFile(str(path), "wb") as sink, pa.ipc.new_stream(sink, heap.schema) as writer:
-        writer.write_table(heap)
-    mapped = pa.ipc.open_stream(pa.memory_map(str(path))).read_all()
-    assert mapped.column("ids").to_numpy().sum() == values.sum()
-    drop_read_pages(mapped)
-    assert np.array_equal(mapped.column("ids").to_numpy(), values)

@@ -354,16 +354,16 @@ def test_a_text_file_is_scored_holding_about_one_part_of_ids(model, tokenizer, f
 def test_parts_give_the_ids_bytes_and_words_of_the_whole_text(tokenizer, small_parts, tmp_path):
     """Parts are cut only at a space or newline between two non-space characters, so their ids concatenate to the
     whole text's and their words add up; where no such gap comes for 8 parts (one huge word), the cut splits the
-    word and it still counts once. The same for a file's reads and for pieces of any size (a dataset's rows)."""
+    word and it still counts once. The same for a file's reads and for strings of any size (a dataset's rows)."""
     from hf_gpt.evaluation import encode_parts
 
     texts = {"prose": "\t Lead  spaces\u00a0and\u2003odd\x0cwhite\n\n\nspace, then words.\nA line " * 40 + "end\n \n",
              "one huge word": "a b " + "x" * (20 * PART) + " c\td\n"}
     for name, whole in texts.items():
         (tmp_path / "t.txt").write_text(whole, encoding="utf-8")
-        cuts = sorted(random.Random(0).sample(range(1, len(whole)), len(whole) // 150))  # pieces of 1 to ~1000
-        pieces = [whole[i:j] for i, j in zip([0, *cuts], [*cuts, len(whole)])]
-        for parts in (list(small_parts.file_parts(tmp_path / "t.txt")), list(small_parts.text_parts(pieces))):
+        cuts = sorted(random.Random(0).sample(range(1, len(whole)), len(whole) // 150))  # strings of 1 to ~1000
+        strings = [whole[i:j] for i, j in zip([0, *cuts], [*cuts, len(whole)])]
+        for parts in (list(small_parts.file_parts(tmp_path / "t.txt")), list(small_parts.text_parts(strings))):
             assert len(parts) > 5 and "".join(parts) == whole and all(parts), name
             size = [0, 0]
             ids = [i for chunk in encode_parts(tokenizer, parts, 50257, size) for i in chunk]
@@ -375,14 +375,15 @@ def test_parts_give_the_ids_bytes_and_words_of_the_whole_text(tokenizer, small_p
 def test_a_foreign_tokenizer_found_in_a_later_part_is_the_same_one_line_error(tokenizer):
     """The first parts (two ids at least) are tokenized before the weights load; an id past the vocabulary that
     first shows up in a later part stops scoring there with the same error."""
-    from hf_gpt.evaluation import EvaluationError, encode_parts
+    from hf_gpt.cli import UsageError
+    from hf_gpt.evaluation import encode_parts
 
     chunks = encode_parts(tokenizer, [" the, the", " and the", " Gisburn"], vocab_size=1000)
     assert next(chunks) == tokenizer(" the, the")["input_ids"]
     next(chunks)
-    with pytest.raises(EvaluationError, match="gives id .* but the model's vocabulary has 1000 tokens"):
+    with pytest.raises(UsageError, match="gives id .* but the model's vocabulary has 1000 tokens"):
         next(chunks)
-    with pytest.raises(EvaluationError, match="gives id"):
+    with pytest.raises(UsageError, match="gives id"):
         encode_parts(tokenizer, [" Gisburn", " the"], vocab_size=1000)
 
 
@@ -456,30 +457,6 @@ def test_bad_datasets_get_one_line_before_weights_load(main, case, broken_folder
     out, err = capsys.readouterr()
     last = err.splitlines()[-1]  # after datasets' own progress bar, which ends with a carriage return
     assert out == "" and err.count("error") == 1 and last.startswith("error: ") and message.format(data=data) in last
-
-
-@pytest.mark.parametrize("reuse", ["true", "false"])
-@pytest.mark.parametrize("data", ["text_file", "tasks"])
-def test_scoring_on_cpu_keeps_freed_memory_for_reuse(folder, fresh_tensor_faults, local_task, tmp_path, data, reuse):
-    """Each batch's logits are large tensors allocated again and again: after the script has scored on CPU, with
-    our loop or lm-eval's, they fault their pages in once, not every batch (measured: a 4 MB dataset scored in 68 s
-    instead of 171 s, an lm-eval task in 23 s instead of 38 s); `--cpu_reuse_freed_memory false` leaves glibc as
-    it was."""
-    if data == "tasks":
-        pytest.importorskip("lm_eval")
-    (tmp_path / "t.txt").write_text("Every effort moves you to the end. " * 30, encoding="utf-8")
-    scored = ["--text_file", str(tmp_path / "t.txt")] if data == "text_file" else [
-        "--tasks", "verdict_ppl", "--include_path", str(local_task[0])]
-    argv = [str(folder), *scored, "--no_progress", "--cpu_reuse_freed_memory", reuse]
-    code, scored, settled = fresh_tensor_faults(f"""
-import runpy
-main = runpy.run_path({str(SCRIPT)!r})["main"]
-code = main({argv!r})
-[faults_of_a_fresh_64mib_tensor() for _ in range(4)]
-print(code, "scored", sum(faults_of_a_fresh_64mib_tensor() for _ in range(6)))
-""")[-3:]
-    assert (code, scored) == ("0", "scored")
-    assert int(settled) < 100 if reuse == "true" else int(settled) >= 6 * 16_000
 
 
 # ------------------------------------------------------------------------------------------------- bad input

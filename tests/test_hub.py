@@ -491,5 +491,5 @@ def test_push_to_an_unreachable_hub_says_so_in_one_line(folder, monkeypatch, tmp
     monkeypatch.setenv("HF_TOKEN", TOKEN)
     run = tmp_path / "run"
     shutil.copytree(folder, run)
-    with pytest.raises(hub.HubError, match=rf"^Could not reach the Hub at http://127\.0\.0\.1:{port}: .*HF_ENDPOINT\)\.$"):
+    with pytest.raises(hub.UsageError, match=rf"^Could not reach the Hub at http://127\.0\.0\.1:{port}: .*HF_ENDPOINT\)\.$"):
         hub.push_folder(run, "alice/gpt", log=lambda message: None)

@@ -17,8 +17,14 @@ only what is ours:
   `scripts/pretrain.py` calls.
 """
 
-from .._pages import reuse_freed_memory
-from .args import DataArguments, ModelArguments, PretrainingArguments, build_parser, parse_arguments
+from ..cli import UsageError
+from .args import (
+    DataArguments,
+    ModelArguments,
+    PretrainingArguments,
+    build_parser,
+    parse_arguments,
+)
 from .callbacks import LossPlotCallback, SampleCallback, ThroughputCallback, plot_losses
 from .checkpoints import (
     is_complete_checkpoint,
@@ -26,14 +32,14 @@ from .checkpoints import (
     mark_checkpoint_complete,
     remove_incomplete_checkpoints,
 )
-from .errors import NonFiniteLossError, PretrainingError
-from .hardware import default_bf16, default_tf32
+from .errors import NonFiniteLossError
+from .hardware import default_bf16, default_tf32, reuse_freed_memory
 from .run import main, run_pretraining
 from .trainer import PretrainingTrainer, decay_parameter_names
 from .validation import validate_arguments
 
 __all__ = [
-    "DataArguments", "ModelArguments", "NonFiniteLossError", "PretrainingArguments", "PretrainingError",
+    "DataArguments", "ModelArguments", "NonFiniteLossError", "PretrainingArguments", "UsageError",
     "PretrainingTrainer", "build_parser", "decay_parameter_names", "default_bf16", "default_tf32",
     "is_complete_checkpoint", "last_complete_checkpoint", "main", "parse_arguments", "plot_losses",
     "reuse_freed_memory", "run_pretraining", "validate_arguments",

@@ -9,8 +9,8 @@ from pathlib import Path
 
 from transformers import HfArgumentParser, TrainingArguments
 
+from ..cli import UsageError
 from ..model.configuration_gpt import PRESETS
-from .errors import PretrainingError
 from .hardware import _has_accelerator, default_bf16, default_tf32
 
 logger = logging.getLogger(__name__)
@@ -230,7 +230,7 @@ class PretrainingArguments(TrainingArguments):
                      "generation_defaults"):
             choices = self.__dataclass_fields__[name].metadata["choices"]
             if getattr(self, name) not in choices:
-                raise PretrainingError(f"--{name} {getattr(self, name)!r}: choose one of {', '.join(choices)}.")
+                raise UsageError(f"--{name} {getattr(self, name)!r}: choose one of {', '.join(choices)}.")
         # Precision, in this order: a --bf16/--fp16 flag; else an accelerate config (or --mixed_precision) asking
         # for bf16/fp16; else bf16 where the hardware is fast at it. The launcher's "no" is also its default, so it
         # cannot be told from "not set" and does not count as a request.
@@ -268,7 +268,7 @@ def parse_arguments(argv=None):
     if argv and argv[0].endswith((".json", ".yaml", ".yml")) and not argv[0].startswith("-"):
         path = Path(argv.pop(0))
         if not path.is_file():
-            raise PretrainingError(f"argument file {str(path)!r} does not exist.")
+            raise UsageError(f"argument file {str(path)!r} does not exist.")
         try:
             if path.suffix == ".json":
                 values = json.loads(path.read_text(encoding="utf-8"))
@@ -277,25 +277,25 @@ def parse_arguments(argv=None):
 
                 values = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
         except ValueError as e:  # json.JSONDecodeError
-            raise PretrainingError(f"{path} is not valid JSON: {e}.") from None
+            raise UsageError(f"{path} is not valid JSON: {e}.") from None
         except Exception as e:  # yaml.YAMLError
             if type(e).__module__.startswith("yaml"):
-                raise PretrainingError(f"{path} is not valid YAML: {' '.join(str(e).split())}.") from None
+                raise UsageError(f"{path} is not valid YAML: {' '.join(str(e).split())}.") from None
             raise
         if not isinstance(values, dict):
-            raise PretrainingError(f"{path} must hold a mapping of argument names to values, got a "
+            raise UsageError(f"{path} must hold a mapping of argument names to values, got a "
                                    f"{type(values).__name__}.")
         known = {action.dest for action in parser._actions}
         unknown = sorted(set(values) - known)
         if unknown:
-            raise PretrainingError(f"{path}: unknown argument(s) {unknown}; see `--help`.")
+            raise UsageError(f"{path}: unknown argument(s) {unknown}; see `--help`.")
         parser.set_defaults(**values)
     try:
         return parser.parse_args_into_dataclasses(args=argv)
-    except PretrainingError:
+    except UsageError:
         raise
     except (ValueError, TypeError) as e:  # unknown flags (HfArgumentParser raises), wrong value types
         message = " ".join(str(e).split())
         if "not used by the HfArgumentParser" in message:
             message = f"unrecognized arguments: {message.split(':', 1)[1].strip()}; see --help"
-        raise PretrainingError(message) from None
+        raise UsageError(message) from None

@@ -12,12 +12,12 @@ path (`recipes/book-ch5.yaml` turns them all on):
 """
 
 import logging
-import math
 
 import torch
 from torch.utils.data import DataLoader
 from transformers import TrainerCallback
-from transformers.trainer_callback import PrinterCallback, ProgressCallback
+
+from ..metrics import perplexity
 
 logger = logging.getLogger("hf_gpt.training")
 
@@ -70,7 +70,7 @@ def evaluate_like_book(trainer, eval_dataset):
     finally:
         model.train(was_training)
     return {"eval_train_loss": train_loss, "eval_loss": val_loss,
-            "eval_perplexity": math.exp(min(val_loss, 700)) if math.isfinite(val_loss) else val_loss}
+            "eval_perplexity": perplexity(val_loss)}
 
 
 def book_step(args, global_step):
@@ -86,19 +86,6 @@ class BookStepsCallback(TrainerCallback):
         if args.eval_strategy == "steps" and state.eval_steps:
             control.should_evaluate = (state.global_step - 1) % state.eval_steps == 0
         return control
-
-
-class _BarOnlyProgressCallback(ProgressCallback):
-    def on_log(self, args, state, control, logs=None, **kwargs):
-        pass
-
-
-def print_only_book_lines(trainer):
-    """`report_style="book"`: the Trainer's own log dicts leave the output to the book's lines (the progress bar
-    and the logged history stay)."""
-    trainer.remove_callback(PrinterCallback)
-    if trainer.pop_callback(ProgressCallback) is not None:
-        trainer.add_callback(_BarOnlyProgressCallback)
 
 
 class RandomState:

@@ -63,10 +63,35 @@ class ThroughputCallback(TrainerCallback):
         return logs
 
 
+class ConsoleCallback(TrainerCallback):
+    """The run's console, as nanoGPT's `train.py` prints it: one line per logging step and one per evaluation (the
+    book's `Ep 1 (Step 000000): ...` lines with `report_style="book"`). It replaces the Trainer's printed dicts."""
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if not state.is_world_process_zero or not logs or "loss" not in logs or args.report_style == "book":
+            return
+        parts = [f"step {state.global_step}/{state.max_steps}", f"loss {logs['loss']:.4f}"]
+        if "learning_rate" in logs:
+            parts.append(f"lr {logs['learning_rate']:.2e}")
+        if "tokens_per_second" in logs:
+            parts.append(f"{logs['tokens_per_second']:,.0f} tokens/s")
+        if "mfu" in logs:
+            parts.append(f"MFU {logs['mfu']:.1%}")
+        logger.info(" | ".join(parts))
+
+    def on_evaluate(self, args, state, control, metrics=None, **kwargs):
+        if not state.is_world_process_zero or not metrics or "eval_loss" not in metrics:
+            return
+        train_loss = metrics.get("eval_train_loss")
+        if train_loss is None:
+            train_loss = next((e["eval_train_loss"] for e in reversed(state.log_history)
+                               if "eval_train_loss" in e and e.get("step") == state.global_step), None)
+        logger.info(progress_line(args, state, train_loss, metrics))
+
+
 class SampleCallback(TrainerCallback):
-    """After each validation, print the book's progress line and a sample for a fixed prompt, like
-    `generate_and_print_sample`; samples also go to `samples.jsonl`. Generation runs on its own RNG stream, so
-    sampling never changes the training run."""
+    """After each validation, a sample for a fixed prompt, like the book's `generate_and_print_sample`; samples also
+    go to `samples.jsonl`. Generation runs on its own RNG stream, so sampling never changes the training run."""
 
     def __init__(self, prompt=DEFAULT_PROMPT, max_new_tokens=50, temperature=1.0, top_k=50, top_p=None, seed=123):
         self.prompt, self.max_new_tokens = prompt, max_new_tokens
@@ -97,7 +122,7 @@ class SampleCallback(TrainerCallback):
         return None
 
     def _print_sample(self, args, state, sample):
-        print(sample.replace("\n", " "), flush=True)
+        logger.info(sample.replace("\n", " "))
         with open(Path(args.output_dir) / "samples.jsonl", "a", encoding="utf-8") as f:
             f.write(json.dumps({"step": state.global_step, "prompt": self.prompt, "text": sample}) + "\n")
 
@@ -106,14 +131,7 @@ class SampleCallback(TrainerCallback):
             return
         each_eval = getattr(args, "sample_strategy", "eval") == "eval"
         sample = self._sample(args, state, model, processing_class) if each_eval else None
-        if not state.is_world_process_zero:
-            return
-        train_loss = metrics.get("eval_train_loss")
-        if train_loss is None:
-            train_loss = next((e["eval_train_loss"] for e in reversed(state.log_history)
-                               if "eval_train_loss" in e and e.get("step") == state.global_step), None)
-        print(progress_line(args, state, train_loss, metrics), flush=True)
-        if sample is not None:
+        if sample is not None and state.is_world_process_zero:
             self._print_sample(args, state, sample)
 
     def on_epoch_end(self, args, state, control, model=None, processing_class=None, **kwargs):
@@ -133,13 +151,13 @@ def progress_line(args, state, train_loss, metrics):
         epoch = max(1, math.ceil(state.epoch or 0))
         train = "nan" if train_loss is None else f"{train_loss:.3f}"
         return f"Ep {epoch} (Step {step:06d}): Train loss {train}, Val loss {metrics['eval_loss']:.3f}"
-    parts = [f"Step {step:06d}", f"epoch {state.epoch or 0:.2f}", f"tokens {state.num_input_tokens_seen:,}"]
+    parts = [f"step {step}/{state.max_steps}", f"epoch {state.epoch or 0:.2f}", f"tokens {state.num_input_tokens_seen:,}"]
     if train_loss is not None:
-        parts.append(f"train loss {train_loss:.3f}")
-    parts.append(f"val loss {metrics['eval_loss']:.3f}")
+        parts.append(f"train loss {train_loss:.4f}")
+    parts.append(f"val loss {metrics['eval_loss']:.4f}")
     if "eval_perplexity" in metrics:
         parts.append(f"val perplexity {metrics['eval_perplexity']:.1f}")
-    return " | ".join(parts)
+    return "eval " + " | ".join(parts)
 
 
 def plot_losses(log_history, path, style="default"):

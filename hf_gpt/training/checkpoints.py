@@ -12,7 +12,7 @@ from pathlib import Path
 
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
-from .errors import PretrainingError
+from ..cli import UsageError
 
 logger = logging.getLogger(__name__)
 
@@ -157,22 +157,22 @@ def resolve_resume(training_args):
             if broken:
                 step, newest, _ = broken[-1]
                 why = f"; {newest.name} is incomplete: {'; '.join(checkpoint_problems(newest)[:3])}"
-            raise PretrainingError(
+            raise UsageError(
                 f"--resume_from_checkpoint {value}: no complete checkpoint in {training_args.output_dir!r} to resume "
                 f"from{'' if Path(training_args.output_dir).is_dir() else ' (the folder does not exist)'}{why}."
             )
     else:
         path = Path(value)
         if not path.exists():
-            raise PretrainingError(f"--resume_from_checkpoint {value!r}: no such checkpoint folder.")
+            raise UsageError(f"--resume_from_checkpoint {value!r}: no such checkpoint folder.")
         if not path.is_dir() or not (path / "trainer_state.json").is_file():
-            raise PretrainingError(f"--resume_from_checkpoint {value!r} is not a checkpoint folder (no "
+            raise UsageError(f"--resume_from_checkpoint {value!r} is not a checkpoint folder (no "
                                    f"trainer_state.json); give a {PREFIX_CHECKPOINT_DIR}-N folder or 'last'.")
         problems = checkpoint_problems(path)
         if reset:
             problems = [p for p in problems if not p.startswith(TRAINING_STATE_FILES)]
         if problems:
-            raise PretrainingError(
+            raise UsageError(
                 f"--resume_from_checkpoint {value!r} is incomplete ({'; '.join(problems[:3])}): its run was killed "
                 f"while writing it, or files were removed since. Pick an earlier checkpoint or 'last'"
                 + (", or add --resume_reset_optimizer to resume the weights with a fresh optimizer and schedule."
@@ -181,7 +181,7 @@ def resolve_resume(training_args):
     path = Path(path)
     bad = [name for name in TRAINING_STATE_FILES if not _training_state_readable(path, name)]
     if bad and not reset:
-        raise PretrainingError(
+        raise UsageError(
             f"--resume_from_checkpoint: {', '.join(str(path / n) for n in bad)} "
             f"{'is' if len(bad) == 1 else 'are'} missing or not a readable torch file (a zip archive), so the "
             f"optimizer and schedule cannot continue. Resume from another checkpoint, or add --resume_reset_optimizer "

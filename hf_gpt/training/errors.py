@@ -1,12 +1,10 @@
 """The two ways a pretraining run ends early: bad input (before any heavy work) and a diverging loss."""
 
 
-class PretrainingError(ValueError):
-    """Bad input to the pretraining script; the message says what to change."""
-
-
 class NonFiniteLossError(RuntimeError):
     """The training loss became NaN or infinite; training stopped before that step's update."""
+
+    exit_code = 1
 
     def __init__(self, step, loss, epoch=None, last_checkpoint=None, problem=None):
         self.step, self.loss = step, loss

@@ -1,21 +1,32 @@
 """A whole pretraining run, in order: check the arguments, tokenize, build the model, train, save, report."""
 
 import logging
-import math
-import os
 import sys
 from pathlib import Path
 
 import torch
 from transformers import default_data_collator
+from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
-from .._pages import reuse_freed_memory
+from .. import cli
+from ..cli import UsageError
+from ..metrics import perplexity
 from .args import parse_arguments
-from .book import BookStepsCallback, RandomState, print_only_book_lines, warn_if_not_exact
-from .callbacks import LossPlotCallback, SampleCallback, ThroughputCallback, plot_losses
-from .checkpoints import _clear_previous_run, last_complete_checkpoint, remove_incomplete_checkpoints
-from .errors import NonFiniteLossError, PretrainingError, RunFinished
-from .hardware import flops_per_token, peak_tflops
+from .book import BookStepsCallback, RandomState, warn_if_not_exact
+from .callbacks import (
+    ConsoleCallback,
+    LossPlotCallback,
+    SampleCallback,
+    ThroughputCallback,
+    plot_losses,
+)
+from .checkpoints import (
+    _clear_previous_run,
+    last_complete_checkpoint,
+    remove_incomplete_checkpoints,
+)
+from .errors import NonFiniteLossError, RunFinished
+from .hardware import flops_per_token, peak_tflops, reuse_freed_memory
 from .trainer import PerplexityMetric, PretrainingTrainer, write_card
 from .validation import _parse_overrides, check_dataset_sizes, validate_arguments
 
@@ -36,7 +47,7 @@ def build_model(model_args, plan):
     if model_args.pad_vocab_to_multiple_of:
         pad_vocabulary(model, model_args.pad_vocab_to_multiple_of)
     if plan.max_length is not None and plan.max_length > model.config.context_length:
-        raise PretrainingError(f"--max_length {plan.max_length} is larger than the model's context_length "
+        raise UsageError(f"--max_length {plan.max_length} is larger than the model's context_length "
                                f"{model.config.context_length}.")
     return model
 
@@ -53,17 +64,29 @@ def pad_vocabulary(model, multiple):
                     f"in generation)")
 
 
+class _Console(logging.StreamHandler):
+    """hf_gpt's lines on whatever `sys.stdout` is when they are written."""
+
+    def emit(self, record):
+        self.stream = sys.stdout
+        super().emit(record)
+
+
 def _setup_logging(training_args):
-    level = logging.INFO if training_args.should_log else logging.WARNING
-    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S",
-                        handlers=[logging.StreamHandler(sys.stdout)])
-    logger.setLevel(level)
+    """The console is hf_gpt's lines alone, on the main process: no progress bars (they fill a log with escape
+    codes), and transformers and datasets say only warnings."""
     import datasets
     import transformers
 
-    log_level = training_args.get_process_log_level()
-    datasets.utils.logging.set_verbosity(max(log_level, logging.WARNING))
-    transformers.utils.logging.set_verbosity(log_level)
+    handler = _Console()
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    ours = logging.getLogger("hf_gpt")
+    ours.handlers[:] = [handler]
+    ours.setLevel(logging.INFO if training_args.should_log else logging.WARNING)
+    datasets.utils.logging.set_verbosity(logging.WARNING)
+    datasets.disable_progress_bars()
+    transformers.utils.logging.set_verbosity(training_args.get_process_log_level())
+    transformers.utils.logging.disable_progress_bar()
 
 
 def load_datasets(tokenizer, data_args, training_args, plan):
@@ -85,7 +108,7 @@ def load_datasets(tokenizer, data_args, training_args, plan):
                 num_proc=data_args.preprocessing_num_workers,
             )
         except (FileNotFoundError, ValueError) as e:
-            raise PretrainingError(str(e)) from e
+            raise UsageError(str(e)) from e
 
 
 def _take(dataset, n):
@@ -97,7 +120,7 @@ def _take(dataset, n):
 
 
 def run_pretraining(model_args, data_args, training_args, callbacks=()):
-    """Train as configured; returns {"train": metrics, "eval": metrics}. Raises `PretrainingError` on bad input
+    """Train as configured; returns {"train": metrics, "eval": metrics}. Raises `UsageError` on bad input
     (before the model is built or the data tokenized) and `NonFiniteLossError` when the loss diverges."""
     _setup_logging(training_args)
     plan = validate_arguments(model_args, data_args, training_args)
@@ -140,11 +163,12 @@ def _run(plan, model_args, data_args, training_args, callbacks):
     own = folder_tokenizer(model_args.init_from) if model_args.init_from else None
     tokenizer = load_tokenizer(model_args.tokenizer_name or own)
     if plan.max_length is None:
-        raise PretrainingError("--max_length is needed when the model's context length is only known from its weights.")
-    if data_args.streaming and training_args.dataloader_num_workers > 1:
-        logger.warning(f"--dataloader_num_workers {training_args.dataloader_num_workers} -> 1: a streamed split is one "
-                       f"shard that one worker reads (hf_gpt.streaming)")
-        training_args.dataloader_num_workers = 1
+        raise UsageError("--max_length is needed when the model's context length is only known from its weights.")
+    if data_args.streaming and training_args.dataloader_num_workers > 0:
+        logger.warning(f"--dataloader_num_workers {training_args.dataloader_num_workers} -> 0: a streamed split is read "
+                       f"in the main process, which notes where to resume it (hf_gpt.streaming)")
+        training_args.dataloader_num_workers = 0
+        training_args.dataloader_prefetch_factor, training_args.dataloader_persistent_workers = None, False
     datasets_ = load_datasets(tokenizer, data_args, training_args, plan)
     train_dataset = datasets_["train"]
     if plan.resume_from_checkpoint is not None and data_args.streaming:
@@ -156,7 +180,7 @@ def _run(plan, model_args, data_args, training_args, callbacks):
             logger.info(f"The stream resumes after {windows:,} trained windows, from its saved position")
     if "validation" not in datasets_:
         if training_args.eval_strategy != "no" or training_args.eval_on_start:
-            raise PretrainingError("no validation split (--validation_fraction 0 and no --validation_file): give one, "
+            raise UsageError("no validation split (--validation_fraction 0 and no --validation_file): give one, "
                                    "or turn evaluation off with --eval_strategy no --eval_on_start false.")
     eval_dataset = _take(datasets_.get("validation"), data_args.max_eval_samples) if "validation" in datasets_ else None
     check_dataset_sizes(train_dataset, eval_dataset, training_args, plan.max_length)
@@ -192,6 +216,7 @@ def _run(plan, model_args, data_args, training_args, callbacks):
         data_collator=default_data_collator,
         compute_metrics=PerplexityMetric(),
         callbacks=[
+            ConsoleCallback(),
             SampleCallback(training_args.sample_prompt, training_args.sample_max_new_tokens,
                            training_args.sample_temperature, training_args.sample_top_k, training_args.sample_top_p,
                            training_args.seed),
@@ -203,8 +228,8 @@ def _run(plan, model_args, data_args, training_args, callbacks):
         throughput=throughput,
         card_info=card_info,
     )
-    if training_args.report_style == "book":
-        print_only_book_lines(trainer)
+    trainer.remove_callback(PrinterCallback)
+    trainer.remove_callback(ProgressCallback)
     if training_args.rng_order == "book":
         after_init.restore()
 
@@ -236,7 +261,6 @@ def _run(plan, model_args, data_args, training_args, callbacks):
         pass
     trainer.model.config.use_cache = use_cache
     trainer.save_model()
-    trainer.log_metrics("train", train_metrics)
     trainer.save_metrics("train", train_metrics)
     trainer.save_state()
 
@@ -251,9 +275,7 @@ def _run(plan, model_args, data_args, training_args, callbacks):
             eval_metrics = trainer.evaluate()
         if hasattr(eval_dataset, "__len__"):
             eval_metrics["eval_samples"] = len(eval_dataset)
-        eval_metrics["perplexity"] = eval_metrics.get("eval_perplexity",
-                                                      math.exp(min(eval_metrics["eval_loss"], 700)))
-        trainer.log_metrics("eval", eval_metrics)
+        eval_metrics["perplexity"] = eval_metrics.get("eval_perplexity", perplexity(eval_metrics["eval_loss"]))
         trainer.save_metrics("eval", eval_metrics)
 
     trainer.card_info.update(eval_results=eval_metrics, train_results=train_metrics)
@@ -262,9 +284,9 @@ def _run(plan, model_args, data_args, training_args, callbacks):
         write_card(output_dir, trainer.model.config, training_args, **trainer.card_info)
     if training_args.push_to_hub:
         trainer.push_to_hub(dataset_name=dataset_name)
-    summary = _summary(trainer.state.log_history)
-    if summary and trainer.is_world_process_zero():
-        logger.info(summary)
+    if trainer.is_world_process_zero():
+        summary = _summary(trainer.state.log_history)
+        logger.info(f"{summary + '; ' if summary else ''}model, tokenizer, loss.png and card in {output_dir}")
     return {"train": train_metrics, "eval": eval_metrics}
 
 
@@ -279,48 +301,27 @@ def _summary(log_history):
 
 
 def main(argv=None, callbacks=()):
-    """The `scripts/pretrain.py` entry point; returns the process exit code: 0 done (or nothing left to do), 2 a bad
-    input or a fault the user can fix (one `error:` line; HF_GPT_DEBUG=1 shows the traceback), 1 a diverging loss,
-    130 Ctrl-C. A full disk says so and names the folder; Ctrl-C names the last complete checkpoint."""
-    from .. import cli
+    """The `scripts/pretrain.py` entry point; returns the exit code: 0 done (or nothing left to do), 2 a bad input or
+    a fault the user can fix, 1 a diverging loss, 130 Ctrl-C, each with one line that says what happened and, where
+    the run stopped, the last complete checkpoint to resume from."""
+    run_state = {}
 
-    training_args = None
-    rank0 = int(os.environ.get("LOCAL_RANK", "0")) == 0
-
-    def say(message):
-        if rank0:
-            print(f"pretrain.py: {message}", file=sys.stderr, flush=True)
+    def _main(argv):
+        model_args, data_args, training_args = parse_arguments(argv)
+        run_state["output_dir"] = training_args.output_dir
+        try:
+            run_pretraining(model_args, data_args, training_args, callbacks=callbacks)
+        except RunFinished as e:
+            cli.say("pretrain.py", str(e))
+        except (OSError, RuntimeError) as e:
+            if cli.disk_full_folder(e, training_args.output_dir):
+                e.add_note(where_to_resume())
+            raise
 
     def where_to_resume():
-        last = last_complete_checkpoint(training_args.output_dir) if training_args is not None else None
-        return (f" The last complete checkpoint is {last}: continue with --resume_from_checkpoint last."
-                if last else " No complete checkpoint was written.")
+        last = last_complete_checkpoint(run_state["output_dir"]) if "output_dir" in run_state else None
+        return (f"The last complete checkpoint is {last}: continue with --resume_from_checkpoint last."
+                if last else "No complete checkpoint was written.")
 
-    try:
-        model_args, data_args, training_args = parse_arguments(argv)
-        run_pretraining(model_args, data_args, training_args, callbacks=callbacks)
-    except RunFinished as e:
-        say(str(e))
-        return 0
-    except PretrainingError as e:
-        say(f"error: {e}")
-        return 2
-    except NonFiniteLossError as e:
-        say(str(e))
-        return 1
-    except KeyboardInterrupt:
-        say("interrupted (Ctrl-C); stopped." + where_to_resume())
-        return cli.EXIT_INTERRUPTED
-    except Exception as e:
-        if cli.debug_requested():
-            raise
-        folder = training_args.output_dir if training_args is not None else None
-        full = cli.disk_full_folder(e, folder)
-        if full is not None:
-            say(f"error: no space left on device in {full} (writing the run's files); free some space or pick "
-                f"another --output_dir." + where_to_resume())
-            return 2
-        if rank0:
-            cli.report("pretrain.py", e, folder)
-        return 2
-    return 0
+    return cli.run(_main, argv, prog="pretrain.py", folder=lambda: run_state.get("output_dir"),
+                   interrupted=lambda: "stopped. " + where_to_resume())

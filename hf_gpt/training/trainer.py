@@ -8,6 +8,7 @@ import torch
 from transformers import Trainer
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
+from ..streaming import STATE_FILE, resume_point
 from .book import book_dataloader, evaluate_like_book
 from .checkpoints import last_complete_checkpoint, mark_checkpoint_complete
 from .errors import NonFiniteLossError
@@ -209,8 +210,6 @@ class PretrainingTrainer(Trainer):
     def _save_stream_position(self, folder):
         """For a streamed training set, where its next pass must start to continue after the trained windows
         (hf_gpt.streaming): a resume then reads from there instead of re-reading the stream up to the step."""
-        from ..streaming import STATE_FILE, resume_point
-
         a = self.args
         windows = self.state.global_step * a.per_device_train_batch_size * a.world_size * a.gradient_accumulation_steps
         point = resume_point(self.train_dataset, windows)

@@ -6,9 +6,16 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..model.configuration_gpt import GPT2_ALIASES, GPT2_CHECKPOINTS, PRESETS, GPTConfig, check_config_fields
+from ..cli import UsageError
+from ..model.configuration_gpt import (
+    GPT2_ALIASES,
+    GPT2_CHECKPOINTS,
+    PRESETS,
+    GPTConfig,
+    check_config_fields,
+)
 from .checkpoints import _holds_a_run, resolve_resume
-from .errors import PretrainingError, RunFinished
+from .errors import RunFinished
 from .lock import OutputDirLock
 
 # Fields that fix the shapes of the weights: a resume must have the same.
@@ -26,7 +33,7 @@ def _parse_overrides(text):
         key, sep, value = item.partition("=")
         key, value = key.strip(), value.strip()
         if not sep or not key:
-            raise PretrainingError(f"--config_overrides: expected key=value pairs separated by commas, got {item!r}.")
+            raise UsageError(f"--config_overrides: expected key=value pairs separated by commas, got {item!r}.")
         if value.lower() in ("true", "false"):
             overrides[key] = value.lower() == "true"
         elif value.lower() in ("none", "null"):
@@ -43,7 +50,7 @@ def _parse_overrides(text):
     try:
         return check_config_fields(overrides)
     except ValueError as e:
-        raise PretrainingError(f"--config_overrides: {e}") from None
+        raise UsageError(f"--config_overrides: {e}") from None
 
 
 def _gpt2_config(init_from, overrides):
@@ -71,7 +78,7 @@ def resolve_model_config(model_args):
     overrides = _parse_overrides(model_args.config_overrides)
     sources = [name for name in ("config_name", "model_name_or_path", "init_from") if getattr(model_args, name)]
     if len(sources) > 1:
-        raise PretrainingError(f"give at most one of --config_name, --model_name_or_path, --init_from (got "
+        raise UsageError(f"give at most one of --config_name, --model_name_or_path, --init_from (got "
                                f"{', '.join('--' + s for s in sources)}).")
     try:
         if model_args.init_from:
@@ -82,19 +89,19 @@ def resolve_model_config(model_args):
                 path = Path(value)
                 config_file = path / "config.json" if path.is_dir() else path
                 if not config_file.is_file():
-                    raise PretrainingError(f"--{name} {value!r}: no config file there ({config_file} is missing).")
+                    raise UsageError(f"--{name} {value!r}: no config file there ({config_file} is missing).")
                 config = GPTConfig.from_json_file(str(config_file))
                 for key, val in overrides.items():
                     setattr(config, key, val)
                 config._validate()
                 return config
         if model_args.preset not in PRESETS:
-            raise PretrainingError(f"unknown preset {model_args.preset!r}; choose one of {', '.join(PRESETS)}.")
+            raise UsageError(f"unknown preset {model_args.preset!r}; choose one of {', '.join(PRESETS)}.")
         return GPTConfig.from_preset(model_args.preset, **overrides)
-    except PretrainingError:
+    except UsageError:
         raise
     except (ValueError, FileNotFoundError) as e:  # FileNotFoundError: a file missing from an OpenAI folder
-        raise PretrainingError(str(e)) from e
+        raise UsageError(str(e)) from e
 
 
 def _check_writable(output_dir):
@@ -103,15 +110,15 @@ def _check_writable(output_dir):
     while not probe_dir.exists():
         probe_dir = probe_dir.parent
     if not probe_dir.is_dir():
-        raise PretrainingError(f"--output_dir {str(path)!r}: {probe_dir} is a file, not a folder.")
+        raise UsageError(f"--output_dir {str(path)!r}: {probe_dir} is a file, not a folder.")
     if not os.access(probe_dir, os.W_OK | os.X_OK):
-        raise PretrainingError(f"--output_dir {str(path)!r} is not writable (no write permission on {probe_dir}).")
+        raise UsageError(f"--output_dir {str(path)!r} is not writable (no write permission on {probe_dir}).")
     try:
         path.mkdir(parents=True, exist_ok=True)
         with tempfile.NamedTemporaryFile(dir=path, prefix=".write-test-"):
             pass
     except OSError as e:
-        raise PretrainingError(f"--output_dir {str(path)!r} is not writable: {e.strerror or e}.") from e
+        raise UsageError(f"--output_dir {str(path)!r} is not writable: {e.strerror or e}.") from e
 
 
 @dataclass
@@ -126,7 +133,7 @@ class RunPlan:
 def _check_sources(model_args, training_args):
     """Names of things to download: a local-looking path that does not exist fails at once; a Hub id must be cached,
     or the Hub reachable (one short probe), before anything is tokenized or built."""
-    from ..locations import SourceError, check_source
+    from ..locations import check_source
 
     try:
         if model_args.init_from:
@@ -135,21 +142,21 @@ def _check_sources(model_args, training_args):
                          repo_id=GPT2_CHECKPOINTS[preset][0] if preset else None)
         if model_args.tokenizer_name:
             check_source(model_args.tokenizer_name, "--tokenizer_name", cached_file="tokenizer_config.json")
-    except SourceError as e:
-        raise PretrainingError(str(e)) from None
+    except UsageError as e:
+        raise UsageError(str(e)) from None
     if training_args.push_to_hub:
-        from ..hub import HubError, check_repo_id, require_token
-        from ..locations import hub_offline
+        from ..hub import check_repo_id, require_token
+        from huggingface_hub import is_offline_mode
 
-        if hub_offline():
-            raise PretrainingError("--push_to_hub: HF_HUB_OFFLINE is set, so nothing can reach the Hub; unset it, or "
+        if is_offline_mode():
+            raise UsageError("--push_to_hub: HF_HUB_OFFLINE is set, so nothing can reach the Hub; unset it, or "
                                    "train without --push_to_hub and push later with scripts/push_to_hub.py.")
         try:
             if training_args.hub_model_id:
                 check_repo_id(training_args.hub_model_id)
             require_token()
-        except HubError as e:
-            raise PretrainingError(f"--push_to_hub: {e}") from None
+        except UsageError as e:
+            raise UsageError(f"--push_to_hub: {e}") from None
 
 
 def _check_numbers(training_args):
@@ -158,11 +165,11 @@ def _check_numbers(training_args):
     for name in ("learning_rate", "weight_decay", "max_grad_norm", "warmup_steps"):
         value = getattr(training_args, name)
         if value is not None and (not math.isfinite(value) or value < 0):
-            raise PretrainingError(f"--{name} must be a finite number >= 0, got {value}.")
+            raise UsageError(f"--{name} must be a finite number >= 0, got {value}.")
     if training_args.num_train_epochs < 0:
-        raise PretrainingError(f"--num_train_epochs must be >= 0, got {training_args.num_train_epochs}.")
+        raise UsageError(f"--num_train_epochs must be >= 0, got {training_args.num_train_epochs}.")
     if training_args.max_steps < -1:
-        raise PretrainingError(f"--max_steps must be >= 0 (or -1: run --num_train_epochs), got "
+        raise UsageError(f"--max_steps must be >= 0 (or -1: run --num_train_epochs), got "
                                f"{training_args.max_steps}.")
 
 
@@ -180,11 +187,11 @@ def _check_resume_matches(resume, config, training_args):
         try:
             saved = json.loads((path / "config.json").read_text(encoding="utf-8"))
         except ValueError as e:
-            raise PretrainingError(f"{path / 'config.json'} is not readable JSON ({e}).") from None
+            raise UsageError(f"{path / 'config.json'} is not readable JSON ({e}).") from None
         differ = [f"{k}={saved.get(k)!r} there, {getattr(config, k)!r} here" for k in ARCHITECTURE_FIELDS
                   if k in saved and saved[k] != getattr(config, k)]
         if differ:
-            raise PretrainingError(
+            raise UsageError(
                 f"--resume_from_checkpoint {resume} holds another model than this run's config ({'; '.join(differ)}). "
                 f"Resume with the --preset / --config_overrides of the run that wrote it, or start a new run.")
     try:
@@ -206,36 +213,36 @@ def _check_resume_matches(resume, config, training_args):
 
 
 def validate_arguments(model_args, data_args, training_args):
-    """Every check that needs neither the model nor the tokenized data; raises `PretrainingError`."""
+    """Every check that needs neither the model nor the tokenized data; raises `UsageError`."""
     config = resolve_model_config(model_args)
     context = config.context_length if config is not None else None
     max_length = data_args.max_length if data_args.max_length is not None else context
     if max_length is not None and max_length <= 1:
-        raise PretrainingError(f"--max_length must be at least 2 tokens, got {max_length}.")
+        raise UsageError(f"--max_length must be at least 2 tokens, got {max_length}.")
     if context is not None and max_length > context:
-        raise PretrainingError(
+        raise UsageError(
             f"--max_length {max_length} is larger than the model's context_length {context} (the positional "
             f"embedding has {context} rows); use --max_length <= {context}, or a model with a longer context "
             f"(--config_overrides context_length={max_length} when training from scratch)."
         )
     stride = data_args.stride if data_args.stride is not None else max_length
     if stride is not None and stride <= 0:
-        raise PretrainingError(f"--stride must be positive, got {stride}.")
+        raise UsageError(f"--stride must be positive, got {stride}.")
     if not 0 <= data_args.validation_fraction < 1:
-        raise PretrainingError(f"--validation_fraction must be in [0, 1), got {data_args.validation_fraction}.")
+        raise UsageError(f"--validation_fraction must be in [0, 1), got {data_args.validation_fraction}.")
     if data_args.streaming and training_args.max_steps <= 0:
-        raise PretrainingError("--streaming needs --max_steps (a stream has no length to count epochs in).")
+        raise UsageError("--streaming needs --max_steps (a stream has no length to count epochs in).")
     if data_args.train_files and data_args.dataset_name:
-        raise PretrainingError("give --train_files or --dataset_name, not both.")
+        raise UsageError("give --train_files or --dataset_name, not both.")
     if training_args.per_device_train_batch_size < 1:
-        raise PretrainingError("--per_device_train_batch_size must be at least 1.")
+        raise UsageError("--per_device_train_batch_size must be at least 1.")
     multiple = model_args.pad_vocab_to_multiple_of
     if multiple is not None and multiple < 1:
-        raise PretrainingError(f"--pad_vocab_to_multiple_of must be a positive number of rows (64 is usual), got "
+        raise UsageError(f"--pad_vocab_to_multiple_of must be a positive number of rows (64 is usual), got "
                                f"{multiple}.")
     _check_numbers(training_args)
     if training_args.hub_token:
-        raise PretrainingError(
+        raise UsageError(
             "--hub_token would be saved in training_args.bin and pushed with it; log in with `hf auth login` or "
             "set the HF_TOKEN environment variable instead."
         )
@@ -254,7 +261,7 @@ def validate_arguments(model_args, data_args, training_args):
         if previous and resume is None:
             if not training_args.overwrite_output_dir:
                 shown = ", ".join(previous[:5]) + (", ..." if len(previous) > 5 else "")
-                raise PretrainingError(
+                raise UsageError(
                     f"--output_dir {training_args.output_dir!r} holds another run ({shown}). Continue it with "
                     f"--resume_from_checkpoint last, replace it with --overwrite_output_dir, or pick another "
                     f"--output_dir."
@@ -276,14 +283,14 @@ def check_dataset_sizes(train_dataset, eval_dataset, training_args, max_length):
         return
     per_step = training_args.per_device_train_batch_size * training_args.world_size
     if len(train_dataset) < per_step:
-        raise PretrainingError(
+        raise UsageError(
             f"the training data is smaller than one batch: {len(train_dataset)} window(s) of {max_length} tokens, "
             f"but one step takes {per_step} ({training_args.per_device_train_batch_size} per device x "
             f"{training_args.world_size} process(es)). Give more text, or lower --per_device_train_batch_size, "
             f"--max_length or --stride."
         )
     if training_args.eval_strategy != "no" and eval_dataset is not None and len(eval_dataset) == 0:
-        raise PretrainingError(
+        raise UsageError(
             f"the validation split is empty (no window of {max_length} tokens fits in the held-out text); give more "
             f"text, raise --validation_fraction or lower --max_length."
         )

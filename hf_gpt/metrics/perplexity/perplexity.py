@@ -12,6 +12,8 @@ import math
 import datasets
 import evaluate
 
+from hf_gpt.metrics import perplexity
+
 _DESCRIPTION = """
 Perplexity is exp of the mean negative log-likelihood per predicted token: exp(cross-entropy loss). The corpus-level
 `perplexity` averages over all tokens of all sequences (what `exp(eval_loss)` gives for equal-length windows);
@@ -44,10 +46,6 @@ _CITATION = """
 """
 
 
-def _exp(x):
-    return math.exp(x) if x < 709.0 else float("inf")
-
-
 @evaluate.utils.file_utils.add_start_docstrings(_DESCRIPTION, _KWARGS_DESCRIPTION)
 class Perplexity(evaluate.Metric):
     def _info(self):
@@ -68,12 +66,12 @@ class Perplexity(evaluate.Metric):
             seq_total = math.fsum(nlls)
             total += seq_total
             count += len(nlls)
-            per_sequence.append(_exp(seq_total / len(nlls)))
+            per_sequence.append(perplexity(seq_total / len(nlls)))
         if count == 0:
             raise ValueError("perplexity: no token negative log-likelihoods to score (every sequence was empty).")
         mean_nll = total / count
         return {
-            "perplexity": _exp(mean_nll),
+            "perplexity": perplexity(mean_nll),
             "mean_nll": mean_nll,
             "perplexities": per_sequence,
             "mean_perplexity": math.fsum(per_sequence) / len(per_sequence),

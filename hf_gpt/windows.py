@@ -1,0 +1,187 @@
+"""What the prepared (`hf_gpt.data`) and streamed (`hf_gpt.streaming`) splits share: the book's window arithmetic
+(window `k` is `ids[k*stride : k*stride + max_length]`, its targets the same slice shifted by one), the book's
+character split of a lone document, the checks of the window arguments, and `Encoder`, which tokenizes long texts in
+parts cut where GPT-2's ids stay the same."""
+
+import hashlib
+import itertools
+import logging
+
+import numpy as np
+
+from .cli import UsageError
+from .sources import cut_after
+from .tokenization import GPT2_PAT_STR, gpt2_bpe_files, tiktoken_gpt2
+
+logger = logging.getLogger(__name__)
+
+ENDOFTEXT = "<|endoftext|>"
+ENCODE_PART_CHARS = 1 << 15  # long texts are tokenized in parts of about this many characters
+PARTS_PER_CALL = 32  # parts per tokenizer call: bounds the tokenizer's per-token bookkeeping
+
+
+def count_windows(n_tokens, max_length, stride):
+    """How many windows the book's loop `range(0, n_tokens - max_length, stride)` makes."""
+    return len(range(0, n_tokens - max_length, stride))
+
+
+def window_view(tokens, first, count, max_length, stride):
+    """`count` windows of `max_length + 1` tokens starting at `tokens[first]`, every `stride` (a view, no copy)."""
+    if count == 0:
+        return np.empty((0, max_length + 1), dtype=tokens.dtype)
+    return np.lib.stride_tricks.sliding_window_view(tokens, max_length + 1)[first::stride][:count]
+
+
+def window_features(max_length):
+    import datasets
+
+    column = datasets.List(datasets.Value("int64"), length=max_length)
+    return datasets.Features({"input_ids": column, "shift_labels": column})
+
+
+def check_window_args(max_length, stride):
+    """Both positive ints (numpy's too)."""
+    for name, value in (("max_length", max_length), ("stride", stride)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+            raise UsageError(f"{name} must be a positive integer, got {value!r}")
+
+
+def too_few_tokens(split, n_tokens, max_length, validation_fraction):
+    # A window needs max_length >= 2 (pretraining refuses less), so below 3 tokens the only fix is more text.
+    fix = f"lower max_length to at most {n_tokens - 1}" if n_tokens > 2 else "give it more text"
+    if split == "validation":
+        fix += f", or raise validation_fraction (now {validation_fraction})"
+    elif n_tokens > 2:
+        fix += ", or give more text"
+    return ValueError(f"the {split} split holds {n_tokens} tokens, fewer than max_length + 1 = {max_length + 1} "
+                      f"needed for one window: {fix}")
+
+
+def book_cut(lengths, keep):
+    """`(row, offset)` of the book's split of one document, `text[:int(keep * len(text))]` for training, when its
+    text is stored in rows of `lengths` characters."""
+    lengths = np.asarray(lengths, dtype=np.int64)
+    ends = np.cumsum(lengths)
+    cut = int(keep * int(ends[-1]))
+    row = min(int(np.searchsorted(ends, cut, side="right")), len(lengths) - 1)
+    return row, cut - int(ends[row] - lengths[row])
+
+
+def cut_texts(texts, char_cut, indices):
+    """The texts of rows `indices`; `char_cut=(side, row, offset)` keeps row `row`'s text before ("head") or from
+    ("tail") character `offset` (see `book_cut`)."""
+    texts = [t or "" for t in texts]
+    if char_cut is not None:
+        side, row, offset = char_cut
+        for i, index in enumerate(indices):
+            if index == row:
+                texts[i] = texts[i][:offset] if side == "head" else texts[i][offset:]
+    return texts
+
+
+def _parts(text, size=None):
+    """`text` in parts of about `size` (default ENCODE_PART_CHARS) characters, cut where GPT-2's ids stay the same
+    (`sources.cut_after`); a text with no such place past `size` is one part, and an empty text none."""
+    size = size or ENCODE_PART_CHARS
+    start, n = 0, len(text)
+    while n - start > size and (end := cut_after(text, start + size)) is not None:
+        yield text[start:end]
+        start = end
+    if start < n:
+        yield text[start:]
+
+
+class Encoder:
+    """One interface over a fast or slow `transformers` tokenizer or a tiktoken `Encoding` (the book's)."""
+
+    def __init__(self, tokenizer, use_twin=False):
+        # Only what encoding needs is kept (a fast tokenizer's Rust backend pickles as one JSON string), so that
+        # `datasets` hashes and ships this object to workers quickly.
+        self.tokenizer, self._twin, self.use_twin = None, None, use_twin
+        if hasattr(tokenizer, "encode_ordinary_batch"):  # tiktoken
+            self.kind, self.eos_id, self.tokenizer = "tiktoken", tokenizer.eot_token, tokenizer
+            self.exact_cuts = tokenizer._pat_str == GPT2_PAT_STR
+        elif getattr(tokenizer, "is_fast", False):
+            from tokenizers import Tokenizer
+            from tokenizers.pre_tokenizers import ByteLevel
+
+            self.kind, self.eos_id = "fast", tokenizer.eos_token_id
+            backend = tokenizer.backend_tokenizer
+            if backend.truncation is not None or backend.padding is not None:
+                backend = Tokenizer.from_str(backend.to_str())
+                backend.no_truncation()
+                backend.no_padding()
+            self.backend = backend
+            pre = backend.pre_tokenizer
+            self.exact_cuts = (isinstance(pre, ByteLevel) and pre.use_regex and not pre.add_prefix_space
+                               and backend.normalizer is None)
+        elif callable(tokenizer):
+            self.kind, self.eos_id, self.exact_cuts, self.tokenizer = "slow", tokenizer.eos_token_id, False, tokenizer
+        else:
+            raise TypeError(f"expected a transformers tokenizer or a tiktoken Encoding, got {type(tokenizer).__name__}")
+        if self.eos_id is None:
+            raise ValueError("the tokenizer has no eos token to join documents with; set tokenizer.eos_token")
+
+    def digest(self):
+        if self.kind == "tiktoken":
+            t = self.tokenizer
+            ranks = b"".join(k + b"\0" + str(v).encode() + b"\0" for k, v in sorted(t._mergeable_ranks.items()))
+            return hashlib.sha256(repr((t._pat_str, sorted(t._special_tokens.items()))).encode() + ranks).hexdigest()
+        if self.kind == "fast":
+            return hashlib.sha256(self.backend.to_str().encode()).hexdigest()
+        from datasets.fingerprint import Hasher
+
+        return Hasher.hash(self.tokenizer)
+
+    def encode(self, texts, twin=None):
+        """Token ids of each text, as int32 arrays, without added special tokens (the book adds none)."""
+        if twin is not None or self.kind == "tiktoken":
+            enc = twin or self.tokenizer
+            if hasattr(enc, "encode_to_numpy"):  # tiktoken >= 0.8: no list of Python ints
+                return [enc.encode_to_numpy(t, allowed_special={ENDOFTEXT}).view(np.int32) for t in texts]
+            ids = enc.encode_batch(texts, allowed_special={ENDOFTEXT})
+        elif self.kind == "fast":
+            encode_batch = getattr(self.backend, "encode_batch_fast", self.backend.encode_batch)  # skips offsets
+            ids = [e.ids for e in encode_batch(texts, add_special_tokens=False)]
+        else:
+            ids = self.tokenizer(texts, add_special_tokens=False, verbose=False)["input_ids"]
+        return [np.asarray(x, dtype=np.int32) for x in ids]
+
+    def gpt2_twin(self):
+        """tiktoken's "gpt2" when this fast tokenizer is exactly GPT-2's BPE (same vocab, merges, pre-tokenizer and
+        special token): the same ids ~4x faster, so big corpora tokenize faster than with the book's own code."""
+        if self._twin is None:
+            self._twin = False
+            try:
+                import tiktoken  # noqa: F401
+            except ImportError:
+                return None
+            if self.kind == "fast" and self.exact_cuts and not self.backend.encode_special_tokens:
+                from tokenizers.models import BPE
+
+                encoder, merges = map(str, gpt2_bpe_files())
+                gpt2 = BPE.from_file(encoder, merges, dropout=None, continuing_subword_prefix="",
+                                     end_of_word_suffix="", fuse_unk=False)  # as GPT2Tokenizer builds it
+                added = {i: t.content for i, t in self.backend.get_added_tokens_decoder().items()}
+                if (added == {50256: ENDOFTEXT} and self.eos_id == 50256
+                        and self.backend.model.__getstate__() == gpt2.__getstate__()):
+                    self._twin = tiktoken_gpt2()
+                    logger.info("tokenizing with tiktoken: the tokenizer is GPT-2's BPE, same ids, faster")
+        return self._twin or None
+
+    def __getstate__(self):
+        return {**self.__dict__, "_twin": None}
+
+    def iter_encoded(self, texts):
+        """`(text index, int32 ids)` for each part of each text, in order (none for an empty text). Long texts are
+        cut where the ids stay the same, and parts are cut and encoded a few at a time, so a huge text never has them
+        all alive."""
+        twin = self.gpt2_twin() if self.use_twin else None
+        parts = ((i, p) for i, t in enumerate(texts) for p in (_parts(t) if self.exact_cuts else [t] if t else []))
+        while batch := list(itertools.islice(parts, PARTS_PER_CALL)):
+            yield from zip((i for i, _ in batch), self.encode([p for _, p in batch], twin))
+
+    def encode_stream(self, text):
+        """The whole text as one int64 array, like the book's `tokenizer.encode(txt)`."""
+        arrays = [ids for _, ids in self.iter_encoded([text])]
+        return np.concatenate(arrays).astype(np.int64) if arrays else np.empty(0, dtype=np.int64)
