@@ -9,7 +9,11 @@ Training: context 1024, tied head, bf16 autocast over fp32 weights, SDPA (flash 
 each model compiled with `torch.compile` and eager, the contenders alternating in rounds (A, B, A, B, ...)
 so clock and thermal drift hit them alike. Step time is the median over all timed steps (CUDA events around
 forward + loss + backward + AdamW). MFU uses nanoGPT's count: FLOPs/token = 6N + 12 * n_layer * d_model * T, with N
-all parameters (the tied head once) minus the position embedding, over 989 TFLOP/s (H100 SXM dense bf16).
+all parameters (the tied head once) minus the position embedding (hf_gpt.training.hardware.flops_per_token, as
+training's log), over the GPU's dense bf16 peak (hardware.PEAK_BF16_TFLOPS: 989 TFLOP/s on an H100 or H200; others
+need --peak_tflops). `ours-pad+liger` trains the padded model with Liger's fused linear + cross-entropy for the head
+(liger-kernel, CUDA only; skipped elsewhere): the backbone compiled, the loss computed chunk by chunk from the hidden
+states without the [tokens x vocabulary] logits.
 
 Generation: greedy, `--new_tokens` after a `--prompt_len` random prompt, bf16 weights, at each `--gen_batches`; the
 static cache with `generate`'s own compile of the decoding forward (mode reduce-overhead, fullgraph) against the
@@ -37,9 +41,8 @@ from transformers.generation.configuration_utils import CompileConfig
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from hf_gpt.model.configuration_gpt import GPTConfig  # noqa: E402
 from hf_gpt.model.modeling_gpt import GPTForCausalLM  # noqa: E402
-from hf_gpt.training.hardware import flops_per_token  # noqa: E402
+from hf_gpt.training.hardware import PEAK_BF16_TFLOPS, flops_per_token  # noqa: E402
 
-H100_BF16_DENSE = 989e12
 TINY = {"vocab_size": 512, "context_length": 64, "emb_dim": 64, "n_heads": 4, "n_layers": 2}
 
 
@@ -56,12 +59,18 @@ def parse_args(argv=None):
                         "of 64: 50304), optionally with @flash, @cudnn or @efficient to pin SDPA's backend (default: "
                         "PyTorch's pick) or @causal (stock's attention with is_causal=True and no mask tensor, also "
                         "compiled, as hf_gpt's own; compiled, stock passes a mask tensor, which flash refuses), "
-                        "MODE one of compiled, eager")
+                        "MODE one of compiled, eager; `ours-pad+liger` (CUDA with liger-kernel) is ours-pad with "
+                        "Liger's fused linear + cross-entropy head")
+    p.add_argument("--peak_tflops", type=float, default=None,
+                   help="dense bf16 peak of the device for MFU (default: hardware.PEAK_BF16_TFLOPS by GPU name; none "
+                        "on CPU, where a nominal value only exercises the arithmetic)")
     p.add_argument("--dropout", type=float, default=0.0, help="drop rate of both models (pretraining at scale: 0)")
     p.add_argument("--gen_batches", default=None, help="comma list of generate batch sizes (default 1,8)")
     p.add_argument("--prompt_len", type=int, default=None, help="prompt tokens (default 128)")
     p.add_argument("--new_tokens", type=int, default=None, help="greedy new tokens (default 256)")
     p.add_argument("--gen_rounds", type=int, default=3)
+    p.add_argument("--no_gen_compile", action="store_true",
+                   help="static cache without compile (a CPU dry run: inductor's C++ build takes minutes there)")
     p.add_argument("--seed", type=int, default=123)
     p.add_argument("--out", default="bench_results/benchmark_gpu.json")
     args = p.parse_args(argv)
@@ -72,6 +81,9 @@ def parse_args(argv=None):
         if getattr(args, name) is None:
             setattr(args, name, small if tiny else full)
     args.device = "cpu" if tiny or not torch.cuda.is_available() else "cuda"
+    if args.peak_tflops is None and args.device == "cuda":
+        name = torch.cuda.get_device_name()
+        args.peak_tflops = next((v for k, v in PEAK_BF16_TFLOPS.items() if k in name), None)
     return args
 
 
@@ -152,6 +164,37 @@ def profile_step(step, args):
                         "calls": e.count} for e in top]
 
 
+def liger_unavailable(args):
+    """Why Liger's fused linear + cross-entropy cannot run here, or None."""
+    if args.device != "cuda":
+        return "CUDA only (liger-kernel's Triton kernels)"
+    try:
+        import liger_kernel.transformers  # noqa: F401
+    except ImportError as e:
+        return f"liger-kernel not importable ({e}): pip install liger-kernel"
+    return None
+
+
+def liger_forward(model, compiled):
+    """A forward for `Trainer.step` whose loss is Liger's fused linear + cross-entropy over the backbone's hidden
+    states and the (tied) head's weight: the logits are never materialised. The backbone is compiled like the
+    others; Liger's Triton kernels run as they are (they handle autocast themselves)."""
+    from types import SimpleNamespace
+
+    from liger_kernel.transformers import LigerFusedLinearCrossEntropyLoss
+
+    loss_fn = LigerFusedLinearCrossEntropyLoss()
+    backbone = torch.compile(model.get_decoder()) if compiled else model.get_decoder()
+    head = model.get_output_embeddings()
+
+    def forward(input_ids, labels, use_cache=False):
+        hidden = backbone(input_ids=input_ids, use_cache=use_cache).last_hidden_state
+        hidden = hidden[:, :-1].reshape(-1, hidden.shape[-1])  # labels = input_ids, shifted as the models do
+        return SimpleNamespace(loss=loss_fn(head.weight, hidden, labels[:, 1:].reshape(-1)))
+
+    return forward
+
+
 def sdpa_backend(name):
     """Pin SDPA to one backend (flash, cudnn, efficient); None keeps PyTorch's own pick."""
     if name is None:
@@ -211,9 +254,14 @@ def bench_train(args):
     gen = torch.Generator(device="cpu").manual_seed(args.seed)
     batches = [torch.randint(0, s["vocab_size"], (args.batch_size, s["context_length"]), generator=gen).to(args.device)
                for _ in range(4)]
-    trainers, info = [], {}
+    trainers, info, skipped = [], {}, {}
     for kind in dict.fromkeys(k for k, _ in contenders):
         base, _, backend = kind.partition("@")
+        base, liger = base.removesuffix("+liger"), base.endswith("+liger")
+        if liger and (reason := liger_unavailable(args)):
+            skipped.update({f"{k}/{m}": reason for k, m in contenders if k == kind})
+            print(f"skipped {kind}: {reason}", flush=True)
+            continue
         if backend == "causal":
             register_causal_sdpa()
         model = build(base, args, attn="sdpa_causal" if backend == "causal" else "sdpa").train()
@@ -225,6 +273,8 @@ def bench_train(args):
         for k, mode in contenders:
             if k == kind:
                 forward = torch.compile(model) if mode == "compiled" else model
+                if liger:
+                    forward = liger_forward(model, mode == "compiled")
                 trainers.append(Trainer(f"{kind}/{mode}", model, forward, args, batches, backend or None))
 
     results = {}
@@ -247,6 +297,7 @@ def bench_train(args):
     recompiled = graph_breaks() != breaks_before
 
     tokens = args.batch_size * s["context_length"]
+    peak = args.peak_tflops * 1e12 if args.peak_tflops else None
     for t in trainers:
         kind = t.name.split("/")[0]
         ms = statistics.median(t.times_ms)
@@ -254,21 +305,26 @@ def bench_train(args):
         results[t.name].update(
             median_step_ms=round(ms, 2), min_step_ms=round(min(t.times_ms), 2), max_step_ms=round(max(t.times_ms), 2),
             timed_steps=len(t.times_ms), tokens_per_s=round(tps), peak_mem_gb=round(t.peak_mem / 2**30, 2),
-            mfu=round(tps * info[kind]["flops_per_token"] / H100_BF16_DENSE, 4) if cuda else None,
+            mfu=round(tps * info[kind]["flops_per_token"] / peak, 4) if peak else None,
         )
     for kind, mode in contenders:
         base, at, backend = kind.partition("@")
         stock = f"stock{at}{backend}/{mode}"  # stock on the same SDPA backend
-        if base != "stock" and stock in results:
+        if base != "stock" and stock in results and f"{kind}/{mode}" in results:
             results[f"{kind}/{mode}"]["vs_stock"] = round(
                 results[stock]["median_step_ms"] / results[f"{kind}/{mode}"]["median_step_ms"], 3)
+        without = f"{kind.replace('+liger', '')}/{mode}"  # the same model, the flag off
+        if "+liger" in kind and f"{kind}/{mode}" in results and without in results:
+            results[f"{kind}/{mode}"]["vs_without_liger"] = round(
+                results[without]["median_step_ms"] / results[f"{kind}/{mode}"]["median_step_ms"], 3)
     for kind in info:
         if f"{kind}/compiled" in results and f"{kind}/eager" in results:
             results[f"{kind}/compiled"]["vs_eager"] = round(
                 results[f"{kind}/eager"]["median_step_ms"] / results[f"{kind}/compiled"]["median_step_ms"], 3)
     del trainers
     return {"batch_size": args.batch_size, "context": s["context_length"], "tokens_per_step": tokens,
-            "dropout": args.dropout, "models": info, "recompiled_during_timing": recompiled, "results": results}
+            "dropout": args.dropout, "peak_tflops": args.peak_tflops, "models": info,
+            "recompiled_during_timing": recompiled, "results": results, "skipped": skipped}
 
 
 def bench_generate(args):
@@ -286,6 +342,8 @@ def bench_generate(args):
         compile_config._compile_all_devices = True  # smoke-test generate's compile path on CPU too
     modes = {"static+compile": {"cache_implementation": "static", "compile_config": compile_config},
              "dynamic eager": {}}
+    if args.no_gen_compile:
+        modes = {"static eager": {"cache_implementation": "static", "disable_compile": True}, "dynamic eager": {}}
 
     def generate(kind, mode, prompt):
         if cuda:
@@ -359,6 +417,8 @@ def print_tables(report):
             print(f"| {kind} | {mode} | {r['median_step_ms']:.1f} | {r['tokens_per_s']:,} | {mfu} "
                   f"| {r.get('vs_stock', '')} | {r.get('vs_eager', '')} | {r['peak_mem_gb']} "
                   f"| {r.get('graph_breaks', '')} |")
+        for name, reason in train.get("skipped", {}).items():
+            print(f"| {name.replace('/', ' | ')} | skipped: {reason} | | | | | | |")
         for name, r in train["results"].items():
             if r.get("top_kernels"):
                 print(f"\n{name}: top GPU kernels of one step: " + "; ".join(
@@ -383,7 +443,7 @@ def main(argv=None):
     report = {
         "device": torch.cuda.get_device_name() if args.device == "cuda" else platform.processor() or "cpu",
         "torch": torch.__version__, "transformers": transformers.__version__, "tiny": args.tiny,
-        "peak_flops_assumed": H100_BF16_DENSE, "args": vars(args),
+        "peak_flops_assumed": args.peak_tflops and args.peak_tflops * 1e12, "args": vars(args),
         "model": "tiny (2 layers, emb 64, context 64)" if args.tiny else "gpt2-small (124M)",
     }
     out = Path(args.out)

@@ -105,7 +105,7 @@ def run(main, argv=None, *, prog=None, folder=None, interrupted="nothing more wa
         if debug_requested(argv):
             raise
         return report(prog, exc, folder() if callable(folder) else folder)
-    return code if isinstance(code, int) else 0
+    return 0 if code is None else code
 
 
 def add_debug_flag(parser):

