@@ -6,6 +6,7 @@ variable names and shapes; `NAME.npz` beside each folder is what `tf.train.load_
 
 import importlib.util
 import json
+import logging
 import os
 import re
 import shutil
@@ -184,7 +185,18 @@ def test_load_gpt2_script_samples_with_the_folders_own_tokenizer_and_exports(tmp
     assert len(AutoTokenizer.from_pretrained(tmp_path / "gpt2")) == 300  # the folder's tokenizer went with it
 
 
-def test_init_from_takes_the_folders_sizes_before_anything_heavy(tmp_path, nothing_heavy, capsys):
+@pytest.fixture
+def console_restored():
+    """A run in this process gives the `hf_gpt` logger its console handler; the test modules after this one expect
+    the logger as they found it."""
+    logger = logging.getLogger("hf_gpt")
+    handlers, level = logger.handlers[:], logger.level
+    yield
+    logger.handlers[:] = handlers
+    logger.setLevel(level)
+
+
+def test_init_from_takes_the_folders_sizes_before_anything_heavy(tmp_path, nothing_heavy, capsys, console_restored):
     from hf_gpt.training import main
 
     assert main(["--init_from", str(FIXTURES / "gpt2_tiny_16"), "--max_length", "128",
@@ -199,7 +211,7 @@ def test_init_from_takes_the_folders_sizes_before_anything_heavy(tmp_path, nothi
 
 
 @pytest.mark.slow
-def test_pretraining_continues_from_the_folder_with_its_tokenizer(book_reference, tmp_path, one_thread):
+def test_pretraining_continues_from_the_folder_with_its_tokenizer(tmp_path, one_thread, console_restored):
     """One step from OpenAI's folder: its 300-token vocabulary tokenizes the text (GPT-2's would give ids the model
     does not have), and training starts from exactly its weights."""
     from hf_gpt.training import main
