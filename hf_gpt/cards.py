@@ -1,6 +1,4 @@
-"""A model folder's generation defaults and its `README.md` model card, rendered from the templates in
-`model_cards/`: architecture and parameter count read off the config, training settings and results, the loss plot,
-and usage snippets for the repo id it is pushed to."""
+"""A model folder's sampling defaults and its `README.md` model card, rendered from the templates in `model_cards/`."""
 
 import json
 import os
@@ -19,7 +17,8 @@ SAMPLING_DEFAULTS = {"do_sample": True, "top_p": 0.9, "top_k": 0, "temperature":
 CARD_TEMPLATE = "hf_gpt_model_card.md"
 USAGE_TEMPLATE = "usage.md"
 CARD_TAGS = ["hf_gpt", "gpt", "causal-lm", "llms-from-scratch"]
-LICENSE = "apache-2.0"
+LOSS_PLOT = "loss.png"
+# The TrainingArguments worth showing on a card, in this order; nothing else of them is ever written.
 HYPERPARAMETERS = (
     "learning_rate", "weight_decay", "per_device_train_batch_size", "per_device_eval_batch_size",
     "gradient_accumulation_steps", "total_train_batch_size", "num_train_epochs", "max_steps", "lr_scheduler_type",
@@ -36,12 +35,9 @@ def _read_json(path):
         raise UsageError(f"{path} is not readable JSON ({err.__class__.__name__}: {err}).") from None
 
 
-# ---------------------------------------------------------------------------------------------- generation config
-
-
 def sampling_generation_config(model_config, previous=None, **overrides):
-    """The `generation_config.json` published folders carry: nucleus sampling (top_p 0.9) and the eos/pad ids.
-    `previous` (the model's generation config) passes on its `suppress_tokens`: a padded vocabulary's ids."""
+    """Nucleus sampling for published folders: a small model's greedy text loops quickly. `previous` (the model's
+    generation config) passes on its `suppress_tokens`: a padded vocabulary's ids."""
     from transformers import GenerationConfig
 
     eos = getattr(model_config, "eos_token_id", None)
@@ -58,19 +54,9 @@ def sampling_generation_config(model_config, previous=None, **overrides):
     return GenerationConfig(**values)
 
 
-def write_generation_config(save_directory, model_config, previous=None, **overrides):
-    """Write `generation_config.json` with the sampling defaults into a saved folder; returns the config."""
-    config = sampling_generation_config(model_config, previous, **overrides)
-    config.save_pretrained(save_directory)
-    return config
-
-
-# ---------------------------------------------------------------------------------------------------- model card
-
-
 def _template_dir():
     """`model_cards/` beside the package (a checkout or editable install), else where a wheel installs it."""
-    for candidate in (Path(__file__).resolve().parents[1] / "model_cards", Path(sys.prefix) / "share" / "hf_gpt" / "model_cards"):
+    for candidate in (Path(__file__).resolve().parents[1] / "model_cards", Path(sys.prefix, "share/hf_gpt/model_cards")):
         if (candidate / CARD_TEMPLATE).is_file():
             return candidate
     raise FileNotFoundError(f"model card templates ({CARD_TEMPLATE}) not found beside hf_gpt nor in {sys.prefix}/share/hf_gpt")
@@ -78,28 +64,17 @@ def _template_dir():
 
 def _arch(model_config):
     """Architecture facts under transformers' standard names, which both GPTConfig and GPT2Config answer to."""
-    if isinstance(model_config, dict):
-        from .model.configuration_gpt import GPTConfig
-
-        model_config = GPTConfig(**{k: v for k, v in model_config.items() if k not in ("model_type", "auto_map")})
-    d = model_config.hidden_size
-    vocab = model_config.vocab_size
-    context = model_config.max_position_embeddings
-    layers = model_config.num_hidden_layers
     model_type = getattr(model_config, "model_type", "hf_gpt")
-    qkv_bias = True if model_type == "gpt2" else bool(getattr(model_config, "qkv_bias", False))
-    tied = bool(getattr(model_config, "tie_word_embeddings", False))
-    drop = getattr(model_config, "drop_rate", getattr(model_config, "resid_pdrop", None))
     return {
         "model_type": model_type,
-        "n_layers": layers,
+        "n_layers": model_config.num_hidden_layers,
         "n_heads": model_config.num_attention_heads,
-        "emb_dim": d,
-        "context_length": context,
-        "vocab_size": vocab,
-        "qkv_bias": qkv_bias,
-        "tied": tied,
-        "drop_rate": drop,
+        "emb_dim": model_config.hidden_size,
+        "context_length": model_config.max_position_embeddings,
+        "vocab_size": model_config.vocab_size,
+        "qkv_bias": model_type == "gpt2" or bool(getattr(model_config, "qkv_bias", False)),
+        "tied": bool(getattr(model_config, "tie_word_embeddings", False)),
+        "drop_rate": getattr(model_config, "drop_rate", getattr(model_config, "resid_pdrop", None)),
         "num_parameters": _num_parameters(model_config),
     }
 
@@ -134,15 +109,11 @@ def _fmt(value):
 def _hyperparameters(training_args):
     if training_args is None:
         return {}
-    if isinstance(training_args, dict):
-        values = dict(training_args)
-    else:
-        values = {k: getattr(training_args, k, None) for k in HYPERPARAMETERS}
+    values = {k: getattr(training_args, k, None) for k in HYPERPARAMETERS}
+    if values["per_device_train_batch_size"] is not None:
         world = getattr(training_args, "world_size", 1) or 1
-        if values.get("per_device_train_batch_size") is not None:
-            values["total_train_batch_size"] = (
-                values["per_device_train_batch_size"] * (values.get("gradient_accumulation_steps") or 1) * world
-            )
+        accumulation = values["gradient_accumulation_steps"] or 1
+        values["total_train_batch_size"] = values["per_device_train_batch_size"] * accumulation * world
     out = {}
     for key in HYPERPARAMETERS:
         value = values.get(key)
@@ -166,6 +137,11 @@ def _is_hub_dataset(name):
     return True
 
 
+def _generation(folder):
+    path = Path(folder) / "generation_config.json"
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
 def _sampling_summary(generation_config):
     if not generation_config:
         return ""
@@ -173,38 +149,22 @@ def _sampling_summary(generation_config):
     return ", ".join(f"{k}={generation_config[k]}" for k in keys if generation_config.get(k) is not None)
 
 
-def render_usage(repo_id, *, stock_gpt2=False, generation_config=None, template_dir=None):
+def render_usage(repo_id, *, stock_gpt2=False, generation_config=None):
     """The card's "How to use" section for `repo_id`: remote-code loading, or stock GPT-2 loading."""
     import jinja2
 
-    template = (Path(template_dir or _template_dir()) / USAGE_TEMPLATE).read_text(encoding="utf-8")
+    template = (_template_dir() / USAGE_TEMPLATE).read_text(encoding="utf-8")
     return jinja2.Template(template, keep_trailing_newline=False).render(
         repo_id=repo_id, stock_gpt2=stock_gpt2, sampling=_sampling_summary(generation_config)
     ).strip()
 
 
-def write_model_card(
-    save_directory,
-    *,
-    model_config,
-    eval_results=None,
-    train_results=None,
-    training_args=None,
-    dataset_name=None,
-    loss_plot="loss.png",
-    base_model=None,
-    repo_id=None,
-    license=LICENSE,
-    tags=None,
-    language="en",
-    template_path=None,
-):
+def write_model_card(save_directory, *, model_config, eval_results=None, train_results=None, training_args=None,
+                     dataset_name=None, base_model=None, repo_id=None):
     """Render `README.md` into `save_directory` and return the `ModelCard`.
 
-    `eval_results` (`eval_loss`, `perplexity`; perplexity is exp(eval_loss) when absent) become the card's
-    `model-index`; `training_args` (a `TrainingArguments` or dict) contributes only a fixed list of hyperparameters,
-    so no token or path of it can reach the card. `loss_plot` is shown if that file exists in `save_directory`.
-    `repo_id` names the repo in the usage snippets (`push_folder` fills it in when pushing).
+    Only a fixed list of `training_args` reaches the card, so no token or path of them can. `repo_id` names the repo
+    in the usage snippets (`push_folder` fills it in when pushing).
     """
     save_directory = Path(save_directory)
     save_directory.mkdir(parents=True, exist_ok=True)
@@ -217,13 +177,14 @@ def write_model_card(
     if "perplexity" not in eval_metrics and "eval_loss" in eval_metrics:
         eval_metrics["perplexity"] = perplexity(eval_metrics["eval_loss"])
 
-    dataset_label = (dataset_name if _is_hub_dataset(dataset_name) else Path(dataset_name).name) if dataset_name else "unrecorded text"
+    hub_dataset = _is_hub_dataset(dataset_name)
+    shown_dataset = dataset_name if hub_dataset or not dataset_name else Path(dataset_name).name
     index = [
         EvalResult(
             task_type="text-generation",
             task_name="Causal language modeling",
-            dataset_type=dataset_name if _is_hub_dataset(dataset_name) else "text",
-            dataset_name=dataset_label,
+            dataset_type=dataset_name if hub_dataset else "text",
+            dataset_name=shown_dataset or "unrecorded text",
             dataset_split="validation",
             metric_type=metric,
             metric_name=label,
@@ -232,37 +193,32 @@ def write_model_card(
         for key, metric, label in (("eval_loss", "loss", "Validation loss"), ("perplexity", "perplexity", "Perplexity"))
         if key in eval_metrics
     ]
-    all_tags = list(CARD_TAGS) + ["gpt2" if stock_gpt2 else "custom_code"] + list(tags or [])
     card_data = ModelCardData(
-        language=language,
-        license=license,
+        language="en",
+        license="apache-2.0",
         library_name="transformers",
         pipeline_tag="text-generation",
-        tags=all_tags,
-        datasets=[dataset_name] if _is_hub_dataset(dataset_name) else None,
+        tags=CARD_TAGS + ["gpt2" if stock_gpt2 else "custom_code"],
+        datasets=[dataset_name] if hub_dataset else None,
         base_model=base_model,
         model_name=model_name,
         eval_results=index or None,
     )
-    gen_path = save_directory / "generation_config.json"
-    generation = json.loads(gen_path.read_text()) if gen_path.is_file() else None
-    template_dir = Path(template_path).parent if template_path else _template_dir()
-    loss_plot_present = bool(loss_plot) and (save_directory / loss_plot).is_file()
     card = ModelCard.from_template(
         card_data,
-        template_path=str(template_path or template_dir / CARD_TEMPLATE),
+        template_path=str(_template_dir() / CARD_TEMPLATE),
         model_name=model_name,
         trained=bool(train_results or training_args),
         stock_gpt2=stock_gpt2,
         base_model=base_model,
-        dataset_name=dataset_name if _is_hub_dataset(dataset_name) or not dataset_name else Path(dataset_name).name,
+        dataset_name=shown_dataset,
         num_parameters_human=_human(arch["num_parameters"]),
         usage=render_usage(repo_id or "<your-username>/<model-name>", stock_gpt2=stock_gpt2,
-                           generation_config=generation, template_dir=template_dir),
+                           generation_config=_generation(save_directory)),
         hyperparameters=_hyperparameters(training_args),
         train_metrics={k: _fmt(v) for k, v in _numbers(train_results).items()},
         eval_metrics={k: _fmt(v) for k, v in eval_metrics.items()},
-        loss_plot=loss_plot if loss_plot_present else None,
+        loss_plot=LOSS_PLOT if (save_directory / LOSS_PLOT).is_file() else None,
         **{k: v for k, v in arch.items() if k != "model_type"},
     )
     card.save(save_directory / "README.md")
@@ -273,12 +229,11 @@ def card_from_folder(folder, **card_kwargs):
     """A card for a folder that has none, from what the folder holds (config, `*_results.json`, `loss.png`)."""
     from transformers import AutoConfig
 
+    from .model.configuration_gpt import GPTConfig
+
     folder = Path(folder)
-    config = _read_json(folder / "config.json")
-    if config.get("model_type") == "gpt2":
-        model_config = AutoConfig.from_pretrained(folder)
-    else:
-        model_config = config
+    gpt2 = _read_json(folder / "config.json").get("model_type") == "gpt2"
+    model_config = (AutoConfig if gpt2 else GPTConfig).from_pretrained(folder)
     for key, name in (("eval_results", "eval_results.json"), ("train_results", "train_results.json")):
         if key not in card_kwargs and (folder / name).is_file():
             card_kwargs[key] = _read_json(folder / name)
@@ -286,8 +241,7 @@ def card_from_folder(folder, **card_kwargs):
 
 
 def read_eval_results(folder):
-    """The validation numbers a folder reports: `{"eval_loss", "perplexity", "dataset"}` (those it has) from its card's
-    `model-index`, else from the `eval_results.json` pretraining writes; `{}` when it has neither."""
+    """`{"eval_loss", "perplexity", "dataset"}` (those it has) from the folder's card, else its `eval_results.json`."""
     folder = Path(folder)
     results = {}
     if (folder / "README.md").is_file():
@@ -315,15 +269,13 @@ def _set_card_repo(folder, repo_id, *, stock_gpt2=None):
     card = ModelCard.load(path)
     if card.data.get("eval_results"):
         card.data.model_name = repo_id
-    gen_path = Path(folder) / "generation_config.json"
-    generation = json.loads(gen_path.read_text()) if gen_path.is_file() else None
     if stock_gpt2 is None:
         stock_gpt2 = "gpt2" in (card.data.tags or []) and "custom_code" not in (card.data.tags or [])
     if stock_gpt2:
         card.data.tags = [t for t in (card.data.tags or []) if t != "custom_code"] + (
             [] if "gpt2" in (card.data.tags or []) else ["gpt2"]
         )
-    usage = render_usage(repo_id, stock_gpt2=stock_gpt2, generation_config=generation)
+    usage = render_usage(repo_id, stock_gpt2=stock_gpt2, generation_config=_generation(folder))
     card.text = _USAGE_BLOCK.sub(lambda m: m.group(1) + usage + m.group(3), card.text)
     card.save(path)
     return card

@@ -1,14 +1,8 @@
-"""Language-modelling data that windows text exactly like the book's `GPTDatasetV1`, built with `datasets`.
+"""Language-modelling data windowed exactly like the book's `GPTDatasetV1`, built with `datasets`.
 
-The book tokenizes one continuous text and slides a window of `max_length` tokens over it with a `stride`;
-window `k` is `ids[k*stride : k*stride + max_length]` and its targets are the same slice shifted by one, so each
-window trains `max_length` next-token predictions. Here a split's documents are joined with `<|endoftext|>` into
-that one stream, tokenized in parts by a cached `.map`, then windowed by a second `.map` that reads ahead across
-batch boundaries, so the windows are exactly the book's while the data stays on disk (memory-mapped Arrow).
-
-Rows hold `input_ids` and `shift_labels` (the book's `target_ids`): `default_data_collator` turns them into
-LongTensors for `GPTForCausalLM(**batch)`. With the `Trainer`, pass `label_names=["shift_labels"]` in
-`TrainingArguments` so evaluation reports a loss.
+A split's documents are joined with `<|endoftext|>` into one token stream, tokenized by a cached `.map`, then cut into
+the book's windows by a second `.map` that reads ahead across batches, so the data stays on disk. Rows hold
+`input_ids` and `shift_labels` (the book's `target_ids`); with the Trainer, pass `label_names=["shift_labels"]`.
 """
 
 import hashlib
@@ -22,7 +16,7 @@ import pyarrow.compute as pc
 from . import sources, windows
 from .sources import PART_COLUMN, check_text_column, document_starts, load_sources
 from .streaming import build_streaming
-from .tokenization import load_tokenizer
+from .tokenization import tiktoken_gpt2
 from .windows import (
     Encoder,
     book_cut,
@@ -37,14 +31,9 @@ from .windows import (
 logger = logging.getLogger(__name__)
 
 BATCH_BYTES = 16 << 20  # about this much text per tokenizing batch (at most 64 documents): bounds its memory
-TWIN_MIN_CHARS = 2 << 20  # below this, checking for (and building) the tiktoken twin costs more than it saves
 # Any change to the code that writes the caches invalidates them.
 _CODE_DIGEST = hashlib.sha256(b"".join(Path(m.__file__).read_bytes() for m in (sources, windows))
                               + Path(__file__).read_bytes()).hexdigest()[:16]
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# Input checks: all cheap, all before tokenizing.
 
 
 def _check_args(max_length, stride, validation_fraction, context_length, num_proc):
@@ -61,10 +50,6 @@ def _check_args(max_length, stride, validation_fraction, context_length, num_pro
         raise ValueError(f"validation_fraction must be in [0, 1), got {validation_fraction!r}")
     if num_proc is not None and (not isinstance(num_proc, int) or num_proc < 1):
         raise ValueError(f"num_proc must be a positive int or None, got {num_proc!r}")
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# The map path
 
 
 def _tokenize_batch(batch, indices, *, encoder, text_column, first_doc, char_cut):
@@ -145,29 +130,20 @@ def build_lm_datasets(tokenizer=None, *, text_files=None, validation_file=None, 
                       load_from_cache_file=True):
     """Train and validation windows of `max_length` tokens every `stride` tokens, as the book's `GPTDatasetV1`.
 
-    Sources: `text_files` (a path, folder, glob, list, or `{"train": ..., "validation": ...}`; a .txt file is one
-    document; .jsonl/.json/.csv/.parquet take `text_column`), a Hub `dataset_name`/`dataset_config_name`, or by
-    default Python's help topics (present on every install). Splits: an explicit validation file or split wins;
-    else a lone document is cut at character `int((1 - validation_fraction) * len(text))` as in the book, and
-    several documents are split by document, the last `validation_fraction` of them for validation (like
-    `run_clm.py`'s `train[90%:]`). `validation_fraction=0` returns only "train". Each split's documents are joined
-    with `<|endoftext|>` into one token stream, and windows never cross splits.
-
-    `context_length` (an int or a model config) guards `max_length`. Returns a `DatasetDict` whose rows hold
-    `input_ids` and `shift_labels` (int64, `max_length` each), cached by fingerprint so an identical second call
-    tokenizes nothing; with `streaming=True` an `IterableDatasetDict` yielding the same windows lazily.
-    `tokenizer` may also be the book's tiktoken encoding; a GPT-2 tokenizer tokenizes big corpora through
-    tiktoken when it is installed (verified to be the same BPE, so the same ids, ~4x faster).
+    Sources: `text_files` (a path, folder, glob, list, or `{"train": ..., "validation": ...}`), a dataset, or by
+    default Python's help topics. Without a validation split, a lone document is cut at character
+    `int((1 - validation_fraction) * len(text))` as in the book, and several are split by document, like
+    `run_clm.py`. `context_length` (an int or a model config) guards `max_length`. The default `tokenizer` is the
+    book's tiktoken GPT-2 (the same ids as the `transformers` one, several times faster).
     """
     import datasets
 
     _check_args(max_length, stride, validation_fraction, context_length, num_proc)
-    encoder = Encoder(load_tokenizer() if tokenizer is None else tokenizer)
+    encoder = Encoder(tiktoken_gpt2() if tokenizer is None else tokenizer)
     splits = load_sources(text_files, validation_file, dataset_name, dataset_config_name, streaming, cache_dir)
     for name, ds in splits.items():
         check_text_column(ds, text_column, f"the {name} data")
     if streaming:
-        encoder.use_twin = True  # a stream is read once, and is usually big
         return build_streaming(splits, encoder, text_column, max_length, stride, validation_fraction)
 
     # Byte lengths come from the offsets alone; counting characters would read (and map) the whole text.
@@ -175,7 +151,6 @@ def build_lm_datasets(tokenizer=None, *, text_files=None, validation_file=None, 
     total_bytes = sum(sizes.values())
     if total_bytes == 0:
         raise ValueError("the corpus is empty: its documents hold no text; check text_files / text_column")
-    encoder.use_twin = total_bytes >= TWIN_MIN_CHARS
     plan = _plan_splits(splits, validation_fraction, text_column)
     digest = encoder.digest()
     tokenized = {}
@@ -232,24 +207,15 @@ def _plan_splits(splits, validation_fraction, text_column):
     return {"train": (train.select(range(row)), None), "validation": (train.select(range(row, len(train))), None)}
 
 
-# ---------------------------------------------------------------------------------------------------------------
-# The book's DataLoader
-
-
 def create_dataloader(text, tokenizer=None, batch_size=4, max_length=256, stride=128, shuffle=True, drop_last=True,
                       num_workers=0):
-    """The book's `create_dataloader_v1`: batches of `(input_ids, target_ids)` LongTensors over one text.
-
-    Same windows, same order under the same `torch.manual_seed` (both shuffle with a `RandomSampler` over the
-    same number of windows). `tokenizer` may be a `transformers` tokenizer (default: `load_tokenizer()`) or the
-    book's tiktoken encoding. `model(input_ids=x, shift_labels=y).loss` is the book's `calc_loss_batch(x, y, ...)`.
-    """
+    """The book's `create_dataloader_v1`: the same batches of `(input_ids, target_ids)`, in the same order under the
+    same `torch.manual_seed`. `model(input_ids=x, shift_labels=y).loss` is the book's `calc_loss_batch(x, y, ...)`."""
     import torch
     from torch.utils.data import DataLoader, TensorDataset
 
     check_window_args(max_length, stride)
-    tokenizer = load_tokenizer() if tokenizer is None else tokenizer
-    ids = Encoder(tokenizer, use_twin=len(text) >= TWIN_MIN_CHARS).encode_stream(text)
+    ids = Encoder(tiktoken_gpt2() if tokenizer is None else tokenizer).encode_stream(text)
     if len(ids) < max_length + 1:
         raise too_few_tokens("text", len(ids), max_length, None)
     spans = window_view(ids, 0, count_windows(len(ids), max_length, stride), max_length, stride)

@@ -1,17 +1,9 @@
 """Score a finished model on a text: the book's loss and perplexity, strided for texts longer than the context.
 
-The book's "Text evaluation" (ch. 5) cuts the text into windows of `max_length` inputs, each with the next token as
-target, and averages the cross-entropy. Past the context a model must see windows, and a target at the start of a
-window gets little context. The sliding-window method of Hugging Face's perplexity guide fixes that: windows start
-every `stride` tokens and overlap, and only the targets not scored by an earlier window count (the others are
--100), so every token is scored exactly once with up to `max_length` tokens of context. Windows here are the book's
-(`max_length` inputs, the same inputs shifted by one as targets), so at `stride == max_length` they are exactly the
-windows of the book's `create_dataloader_v1` and the mean loss is the book's `calc_loss_loader`. A text file or a
-dataset's text column is read, tokenized and scored in parts (`sources.text_parts`, cut where GPT-2's ids stay the
-same) with a rolling id buffer, so a 1 GB text needs no more memory than a few MB of it.
-
-Model resolution, input checks and the results dict live here too, so `scripts/evaluate_model.py` stays a thin door
-and every bad input is refused before any weights are read.
+Windows are the book's (`max_length` inputs, the same shifted by one as targets) and start every `stride` tokens, as
+in Hugging Face's perplexity guide: each token is scored once, by the first window that holds it as a target, so at
+`stride == max_length` the mean loss is the book's `calc_loss_loader`. Texts are read and tokenized in parts, so a
+1 GB text needs no more memory than a few MB of it; every bad input is refused before any weights are read.
 """
 
 import itertools
@@ -36,24 +28,13 @@ from .sources import file_parts, first_non_utf8, text_parts
 from .tokenization import TOKENIZER_FILES, load_tokenizer
 
 BOOK_SUFFIXES = (".pth", ".pt")
-# A --text_file or a dataset's text is read and tokenized this many characters at a time. The tokenizer's output
-# for a part (~570 bytes a token, offsets included) is most of the memory scoring takes, so parts are smaller than
-# training's 4M.
-PART_CHARS = 1 << 18
+PART_CHARS = 1 << 18  # characters tokenized at once: the tokenizer's output (~570 bytes a token) is most of the memory
 RESULT_KEYS = ("tokens", "loss", "perplexity", "bits_per_byte", "word_perplexity")
 
 
-
-
-# ------------------------------------------------------------------------------------------------ the windows
-
-
 def strided_windows(n_pairs, max_length, stride):
-    """`(begin, end, n_targets)` of each window over the `n_pairs` (input, next token) pairs of a text.
-
-    Window `k` feeds pairs `[k*stride, end)` (inputs `ids[begin:end]`, targets `ids[begin+1:end+1]`) and scores
-    only its last `n_targets` pairs, the ones no earlier window scored; the last window may be shorter.
-    """
+    """`(begin, end, n_targets)` of each window over the `n_pairs` (input, next token) pairs of a text: inputs
+    `ids[begin:end]`, of which only the last `n_targets`, the ones no earlier window scored, are scored."""
     check_window_args(max_length, stride)
     return _WindowPlan(max_length, stride).advance(n_pairs, final=True)
 
@@ -103,12 +84,9 @@ def _batches(windows, batch_size):
 
 
 def strided_nll(model, ids, *, max_length, stride, batch_size=4, bf16=False, progress=None, return_token_nll=False):
-    """Total negative log-likelihood (nats) of `ids[1:]` given what precedes each, by the strided method.
+    """`(nats, n_scored, token_nll)` of `ids[1:]` by the strided method, for any causal LM taking `logits_to_keep`.
 
-    `model` is any causal LM returning `.logits` (hf_gpt's, or a stock `GPT2LMHeadModel`) and taking
-    `logits_to_keep`, so only the scored positions go through the output head. `bf16` runs under autocast; the
-    cross-entropy is always computed in fp32. `progress`: a tqdm bar (None: when there is more than one batch).
-    Returns `(nats, n_scored, token_nll)`; `token_nll[j]` is the NLL of `ids[j+1]` when `return_token_nll`.
+    `token_nll[j]` (with `return_token_nll`) is the NLL of `ids[j+1]`. `progress=None` shows a bar past one batch.
     """
     import torch
 
@@ -131,9 +109,9 @@ def strided_nll(model, ids, *, max_length, stride, batch_size=4, bf16=False, pro
 
 def strided_nll_stream(model, parts, *, max_length, stride, batch_size=4, bf16=False, progress=None, n_windows=None,
                        on_batch=None):
-    """`strided_nll` over a text's ids given in `parts` (lists or tensors, in order): the same windows, batches and
-    sums as over their concatenation, holding at most `max_length + (batch_size - 1) * stride + 1` ids plus one
-    part. `n_windows` (if known) is the progress bar's total; `on_batch(batch, nll)` sees each batch's NLLs.
+    """`strided_nll` over ids given in `parts`, holding only a batch's windows and one part in memory.
+
+    `n_windows` (if known) is the progress bar's total; `on_batch(batch, nll)` sees each batch's NLLs.
     Returns `(nats, n_scored, n_windows)`.
     """
     import torch
@@ -204,28 +182,17 @@ def _score_batch(model, buf, offset, batch, device, bf16):
     return nll, int((targets != -100).sum())
 
 
-def results(nats, tokens, text=None, text_size=None, **extra):
-    """The results dict: the five keys of `RESULT_KEYS` (and more from `extra`).
-
-    `loss` is mean nats per scored token and `perplexity` its exp, as the book computes them. `bits_per_byte` =
-    nats / ln 2 / UTF-8 bytes of the text, and `word_perplexity` = exp(nats / words) with words counted by
-    `str.split()`: lm-eval's definitions (lm-eval counts words with `re.split(r"\\s+")`, one more where the text
-    starts or ends with whitespace). `text_size` is `(bytes, words)` in place of a `text` read in parts. Without
-    either the last two are None.
-    """
+def results(nats, tokens, text_size=None, **extra):
+    """The `RESULT_KEYS` (and `extra`): the book's loss and perplexity; lm-eval's bits per byte and word perplexity
+    from `text_size`, the text's `(UTF-8 bytes, str.split() words)`."""
     loss = nats / tokens
     out = {"tokens": tokens, "loss": loss, "perplexity": perplexity(loss), "bits_per_byte": None, "word_perplexity": None}
-    if text is not None:
-        text_size = len(text.encode("utf-8")), len(text.split())
     if text_size is not None:
         n_bytes, n_words = text_size
         out["bits_per_byte"] = nats / math.log(2) / n_bytes
         out["word_perplexity"] = perplexity(nats / n_words) if n_words else None
         extra = {"bytes": n_bytes, "words": n_words, **extra}
     return {**out, "nats": nats, **extra}
-
-
-# ------------------------------------------------------------------------------------------ model resolution
 
 
 @dataclass
@@ -253,7 +220,7 @@ class ModelSpec:
         return model.to(device).eval()
 
     def load_tokenizer(self):
-        return load_tokenizer(self.tokenizer_folder) if self.tokenizer_folder else load_tokenizer()
+        return load_tokenizer(self.tokenizer_folder)
 
 
 def _read_json(path, what):
@@ -348,28 +315,8 @@ def _resolve_hub_id(repo_id):
     return ModelSpec(hub_id, kind, *_sizes(cfg, f"{repo_id} config.json"), tokenizer_folder=tokenizer)
 
 
-# -------------------------------------------------------------------------------------------------- the text
-
-
-def read_text(text_file=None, dataset_name=None, dataset_config_name=None, split="test", text_column=None):
-    """The text to score: a UTF-8 file, or a dataset split's text column joined with blank lines (as the guide)."""
-    if (text_file is None) == (dataset_name is None):
-        raise UsageError("give exactly one of --text_file FILE or --dataset_name NAME")
-    if text_file is None:
-        return "".join(read_parts(dataset_name=dataset_name, dataset_config_name=dataset_config_name, split=split,
-                                  text_column=text_column))
-    try:
-        text = Path(text_file).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as err:
-        raise UsageError(f"cannot read --text_file {text_file}: {err.__class__.__name__}: {err}") from None
-    if not text:
-        raise UsageError(f"--text_file {text_file} is empty: nothing to score")
-    return text
-
-
 def _dataset_column(dataset_name, dataset_config_name=None, split="test", text_column=None):
-    """The split (an Arrow file, memory-mapped, not read into memory) with only its text column, and the column's
-    name: the one given, else `text`, else the only string column."""
+    """The split (memory-mapped) with only its text column: the one given, else `text`, else the only string one."""
     import datasets
 
     try:
@@ -388,9 +335,8 @@ def _dataset_column(dataset_name, dataset_config_name=None, split="test", text_c
 
 
 def read_parts(text_file=None, dataset_name=None, dataset_config_name=None, split="test", text_column=None):
-    """The text to score as parts whose ids, concatenated, are the whole text's, read lazily in parts of about
-    `PART_CHARS` characters (`sources.text_parts`): a --text_file, or a dataset split's text column joined with
-    blank lines. Everything that can be checked before scoring is: readable, UTF-8, the column, not empty."""
+    """The text to score (a --text_file, or a dataset's text column joined with blank lines), lazily in parts whose
+    ids, concatenated, are the whole text's; checked up front for all that can be: readable, UTF-8, not empty."""
     if (text_file is None) == (dataset_name is None):
         raise UsageError("give exactly one of --text_file FILE or --dataset_name NAME")
     if dataset_name is not None:
@@ -438,25 +384,9 @@ def _checked(parts, empty, unreadable=None):
         raise unreadable(err) from None
 
 
-def encode(tokenizer, text, vocab_size=None):
-    """Token ids of the whole text (no special tokens added); refuses ids the model has no embedding for."""
-    ids = tokenizer(text, add_special_tokens=False, verbose=False)["input_ids"]
-    if len(ids) < 2:
-        raise UsageError(f"the text is {len(ids)} token(s) long; scoring needs at least 2 (one token pair)")
-    _check_vocab(ids, vocab_size)
-    return ids
-
-
-def _check_vocab(ids, vocab_size):
-    if vocab_size is not None and ids and max(ids) >= vocab_size:
-        raise UsageError(f"the tokenizer gives id {max(ids)} but the model's vocabulary has {vocab_size} "
-                              "tokens: this tokenizer does not belong to this model")
-
-
 def encode_parts(tokenizer, parts, vocab_size=None, text_size=None):
-    """Each part's ids (no special tokens added), checked as `encode` checks them; adds each part's UTF-8 bytes and
-    `str.split()` words to the list `text_size` (a word cut between two parts counts once). The first parts, up to
-    two ids, are tokenized at once, so a one-token text or a foreign tokenizer is refused before any weights load."""
+    """Each part's ids (no special tokens added), adding its UTF-8 bytes and words to the list `text_size`. The first
+    two ids are tokenized at once, so a one-token text or a foreign tokenizer is refused before any weights load."""
     text_size = [0, 0] if text_size is None else text_size
 
     def ids_of_parts():
@@ -467,7 +397,9 @@ def encode_parts(tokenizer, parts, vocab_size=None, text_size=None):
             text_size[1] += len(part.split()) - bool(glued)
             last = part[-1:] or last
             ids = tokenizer(part, add_special_tokens=False, verbose=False)["input_ids"]
-            _check_vocab(ids, vocab_size)
+            if vocab_size is not None and ids and max(ids) >= vocab_size:
+                raise UsageError(f"the tokenizer gives id {max(ids)} but the model's vocabulary has {vocab_size} "
+                                 "tokens: this tokenizer does not belong to this model")
             yield ids
 
     rest, head, n = ids_of_parts(), [], 0
@@ -478,9 +410,6 @@ def encode_parts(tokenizer, parts, vocab_size=None, text_size=None):
         head.append(ids)
         n += len(ids)
     return itertools.chain(head, rest)
-
-
-# ------------------------------------------------------------------------------------------------ all at once
 
 
 def evaluate(model, *, text=None, config=None, max_length=None, stride=None, batch_size=4, bf16=False,
@@ -515,10 +444,7 @@ def evaluate(model, *, text=None, config=None, max_length=None, stride=None, bat
 
 def lm_eval_tasks(spec, tasks, *, include_path=None, batch_size=4, bf16=False, device=None, limit=None,
                   num_fewshot=None):
-    """Run lm-eval harness tasks on the model `spec` names (any kind, a book .pth included), via its Python API.
-
-    Task names are matched before the weights load, so a typo fails fast. Returns lm-eval's `results` per task.
-    """
+    """lm-eval's `results` per task for the model `spec` names; task names are matched before the weights load."""
     try:
         import lm_eval
         from lm_eval.models.huggingface import HFLM
@@ -543,6 +469,5 @@ def lm_eval_tasks(spec, tasks, *, include_path=None, batch_size=4, bf16=False, d
     return out["results"]
 
 
-__all__ = ["UsageError", "ModelSpec", "RESULT_KEYS", "check_window_args", "encode", "encode_parts", "evaluate",
-           "lm_eval_tasks", "read_parts", "read_text", "resolve_model", "results", "strided_nll", "strided_nll_stream",
-           "strided_windows"]
+__all__ = ["UsageError", "ModelSpec", "RESULT_KEYS", "check_window_args", "encode_parts", "evaluate", "lm_eval_tasks",
+           "read_parts", "resolve_model", "results", "strided_nll", "strided_nll_stream", "strided_windows"]

@@ -1,6 +1,4 @@
-"""Text generation as the scripts do it (`scripts/generate.py`, `scripts/demo.py`): a folder or Hub repo loaded
-after its checks, a prompt turned into inputs, and the user's choices turned into `generate` kwargs on top of the
-folder's `generation_config.json`. One place, so the command line and the demo page give the same text."""
+"""Text generation as `scripts/generate.py` and `scripts/demo.py` do it, in one place so both give the same text."""
 
 import os
 from pathlib import Path

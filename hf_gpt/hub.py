@@ -1,12 +1,5 @@
-"""Make a saved model folder a complete Hub repository, and push it.
-
-A complete folder (what `save_for_hub` writes, and what `push_folder` insists on) holds `config.json` (with
-`auto_map` for hf_gpt models), `configuration_gpt.py` + `modeling_gpt.py`, the weights, the tokenizer files,
-`generation_config.json` with sampling defaults, and a `README.md` model card rendered from `model_cards/`.
-
-The token comes from `hf auth login` or `HF_TOKEN` (`huggingface_hub.get_token`); it is handed to `HfApi` and
-nothing here prints, logs or writes it.
-"""
+"""Make a saved model folder a complete Hub repository (config, model code, weights, tokenizer, sampling defaults,
+card), and push it. The token from `hf auth login` or `HF_TOKEN` goes to `HfApi` only: nothing here prints it."""
 
 import mmap
 import os
@@ -20,14 +13,13 @@ from huggingface_hub.errors import HfHubHTTPError, HFValidationError
 from huggingface_hub.utils import validate_repo_id
 from transformers.dynamic_module_utils import get_relative_imports
 
-from .cards import (  # noqa: F401  (the card API is also hub's: hub.write_model_card, ...)
+from .cards import (  # noqa: F401  (the card API is also hub's)
     SAMPLING_DEFAULTS,
     _read_json,
     _set_card_repo,
     card_from_folder,
     render_usage,
     sampling_generation_config,
-    write_generation_config,
     write_model_card,
 )
 from .cli import UsageError
@@ -35,8 +27,6 @@ from .exports import export
 from .model.weight_files_gpt import WEIGHT_FILES, check_safetensors
 from .tokenization import TOKENIZER_FILES
 
-# Sampling, not greedy, for the folders we publish: a small model's greedy text loops quickly. The model class keeps
-# transformers' greedy default so `model.generate()` in code stays deterministic.
 # Like the Trainer's own push: leave out intermediate checkpoints (optimizer states) and private files.
 PUSH_IGNORE_PATTERNS = ["_*", "checkpoint-*"]
 # What a Hub model repo can hold as a loadable transformers folder (hf_gpt.exports has the other formats).
@@ -45,8 +35,6 @@ HOW_TO_LOG_IN = (
     "Log in once with `hf auth login` (or `huggingface-cli login`), or set the HF_TOKEN environment variable to a "
     "token with write access (create one at https://huggingface.co/settings/tokens)."
 )
-LOGIN_HELP = "No Hugging Face token found. " + HOW_TO_LOG_IN
-# The TrainingArguments worth showing on a card, in this order; nothing else of them is ever written.
 
 
 class NotAModelFolderError(UsageError):
@@ -55,32 +43,19 @@ class NotAModelFolderError(UsageError):
         super().__init__(f"{self.folder} is not a complete model folder: missing {'; '.join(self.missing)}.")
 
 
-# ------------------------------------------------------------------------------------------------------- saving
-
-
-def save_for_hub(model, tokenizer, save_directory, *, generation_overrides=None, **card_kwargs):
-    """`save_pretrained` of model and tokenizer, plus sampling `generation_config.json` and the `README.md` card.
-
-    `card_kwargs` go to `write_model_card`. Returns the folder's `Path`.
-    """
+def save_for_hub(model, tokenizer, save_directory, **card_kwargs):
+    """`save_pretrained` of model and tokenizer, plus sampling defaults and the card (`card_kwargs`); the `Path`."""
     save_directory = Path(save_directory)
     model.save_pretrained(save_directory)
     tokenizer.save_pretrained(save_directory)
-    write_generation_config(save_directory, model.config, model.generation_config, **(generation_overrides or {}))
+    sampling_generation_config(model.config, model.generation_config).save_pretrained(save_directory)
     write_model_card(save_directory, model_config=model.config, **card_kwargs)
     check_model_folder(save_directory)
     return save_directory
 
 
-# ---------------------------------------------------------------------------------------------------- checking
-
-
 def check_model_folder(folder, *, need_tokenizer=True, need_card=False):
-    """Raise `NotAModelFolderError` naming everything missing for `from_pretrained` (and the Hub) to work.
-
-    Needed: `config.json`, weights, tokenizer files, and for hf_gpt models the `auto_map` and the two source files
-    it names. Returns the parsed `config.json`.
-    """
+    """The parsed `config.json`, else `NotAModelFolderError` naming all that `from_pretrained` would miss."""
     folder = Path(folder)
     if not folder.is_dir():
         raise NotAModelFolderError(folder, ["the folder itself (no such directory)"])
@@ -135,20 +110,17 @@ def require_token():
     """The token from `hf auth login` / `HF_TOKEN`, or a `UsageError` saying how to log in."""
     token = get_token()
     if not token:
-        raise UsageError(LOGIN_HELP)
+        raise UsageError("No Hugging Face token found. " + HOW_TO_LOG_IN)
     return token
-
-
-def _files(folder):
-    folder = Path(folder)
-    return sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file() and ".git" not in p.parts)
 
 
 def upload_file_list(folder):
     """The files `push_folder` uploads from `folder`: all of them but intermediate checkpoints and `_*` files."""
     from huggingface_hub.utils import filter_repo_objects
 
-    return sorted(filter_repo_objects(_files(folder), ignore_patterns=PUSH_IGNORE_PATTERNS))
+    folder = Path(folder)
+    files = (p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file() and ".git" not in p.parts)
+    return sorted(filter_repo_objects(files, ignore_patterns=PUSH_IGNORE_PATTERNS))
 
 
 def _refuse_if_token_inside(folder, token, files):
@@ -165,9 +137,6 @@ def _refuse_if_token_inside(folder, token, files):
                 f"{name} contains your Hugging Face token; refusing to upload it. Delete the file or write it again "
                 f"without the token (log in with `hf auth login` instead of passing --hub_token), then push again."
             )
-
-
-# ------------------------------------------------------------------------------------------------------ pushing
 
 
 def export_folder(folder, output):
@@ -222,10 +191,8 @@ def _stage_upload(folder, tmp):
 def push_folder(folder, repo_id, *, private=None, revision=None, format="hf_gpt", commit_message=None, log=print):
     """Upload a saved model folder to the Hub repo `repo_id` (created if needed); returns the commit URL.
 
-    Everything that can be checked locally is checked first (repo id, folder contents, offline mode, login), so a
-    bad input fails before any upload. A folder without a card gets one (written into the folder); an existing
-    card's usage snippets are pointed at `repo_id`. `format="gpt2"` pushes the stock GPT-2 export instead. `private`
-    None leaves a new repo's visibility to the Hub's default for that namespace; it never changes an existing repo.
+    All that can be checked locally is, before any upload. The user's folder is never changed: the upload is staged
+    apart, with a card pointed at `repo_id`. `private=None` leaves a new repo's visibility to the Hub's default.
     """
     if format not in PUSH_FORMATS:
         raise UsageError(f"cannot push format {format!r}; choose one of {', '.join(PUSH_FORMATS)}.")
@@ -245,8 +212,6 @@ def push_folder(folder, repo_id, *, private=None, revision=None, format="hf_gpt"
         elif format == "gpt2":
             log("Exporting to stock GPT-2 format (no remote code needed to load it)...")
             exported = True
-        # The upload is staged apart from the user's folder (links to its files, a card of its own), so the folder
-        # is never changed, least of all before an upload that fails.
         upload_dir = export_folder(folder, Path(tmp) / "export") if exported else _stage_upload(folder, Path(tmp))
         if (upload_dir / "README.md").is_file():
             _set_card_repo(upload_dir, repo_id, stock_gpt2=True if exported else None)
@@ -285,20 +250,6 @@ def push_folder(folder, repo_id, *, private=None, revision=None, format="hf_gpt"
     return info.commit_url
 
 
-__all__ = [
-    "UsageError",
-    "NotAModelFolderError",
-    "SAMPLING_DEFAULTS",
-    "card_from_folder",
-    "check_model_folder",
-    "check_repo_id",
-    "export_folder",
-    "push_folder",
-    "render_usage",
-    "require_token",
-    "sampling_generation_config",
-    "save_for_hub",
-    "upload_file_list",
-    "write_generation_config",
-    "write_model_card",
-]
+__all__ = ["UsageError", "NotAModelFolderError", "SAMPLING_DEFAULTS", "card_from_folder", "check_model_folder",
+           "check_repo_id", "export_folder", "push_folder", "render_usage", "require_token", "sampling_generation_config",
+           "save_for_hub", "upload_file_list", "write_model_card"]

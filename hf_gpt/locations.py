@@ -1,10 +1,6 @@
-"""A model, tokenizer or checkpoint name: a local path or a Hub id, told apart without waiting on the network.
-
-A name that looks local (absolute, `./`, `~`, two slashes, a file suffix, or `dir/name` where `dir` exists here) and
-does not exist fails at once, naming the closest existing sibling. A Hub id that is not in the cache fails at once
-when HF_HUB_OFFLINE is set, and after one short connection probe when the Hub cannot be reached, instead of the
-client's retries (half a minute and more).
-"""
+"""A model, tokenizer or checkpoint name: a local path or a Hub id, told apart without waiting on the network (a
+missing local path names its closest sibling; an uncached Hub id fails after one short probe, not the client's
+retries)."""
 
 import difflib
 import os
@@ -89,9 +85,8 @@ def missing_path_message(name, what):
 
 
 def check_source(name, what, *, cached_file="config.json", suggestions=(), repo_id=None):
-    """'local' for an existing path, 'hub' for a Hub id we can get (cached, or the Hub answers); else `UsageError`
-    at once. `what` names the argument in the message; `suggestions` are known names to propose for a typo;
-    `repo_id` is the Hub id `name` stands for, when it is an alias such as `gpt2-small`."""
+    """'local' for an existing path, 'hub' for a Hub id we can get now, else `UsageError` naming the argument `what`
+    (and the closest of `suggestions`); `repo_id` is the Hub id an alias such as `gpt2-small` stands for."""
     name = os.fspath(name)
     path = Path(os.path.expanduser(name))
     if path.exists():

@@ -1,6 +1,5 @@
-"""Where the text comes from: files (`.txt`, `.jsonl`, `.json`, `.csv`, `.parquet`; folders and globs), a Hub or
-local dataset, or the embedded default corpus (Python's help texts), as `datasets` splits. Every check here is cheap
-and runs before any tokenizing; `hf_gpt.data` turns the splits into the book's windows."""
+"""Where the text comes from (files, folders, globs, a dataset, or the default corpus: Python's help texts), as
+`datasets` splits; every check here is cheap and runs before any tokenizing."""
 
 import codecs
 import glob
@@ -53,14 +52,6 @@ def expand_files(files, role):
     return out, kinds.pop()
 
 
-def _find_non_utf8(files):
-    """`(file, byte offset)` of the first byte that is not UTF-8, or None (parquet is binary: skipped)."""
-    for f in files:
-        if FORMATS[Path(f).suffix.lower()] != "parquet" and (bad := first_non_utf8(f)):
-            return f, bad[0]
-    return None
-
-
 def first_non_utf8(path):
     """`(byte offset, UnicodeDecodeError)` of the file's first byte that is not UTF-8, or None; reads 4 MB at a time
     (the error's `start` indexes its own `object`, not the file)."""
@@ -81,11 +72,11 @@ def first_non_utf8(path):
 
 
 def raise_if_non_utf8(files):
-    bad = _find_non_utf8(files)
-    if bad:
-        path = Path(bad[0])
-        raise ValueError(f"{bad[0]!r} is not UTF-8 text: byte {bad[1]} cannot be decoded; convert it, e.g. "
-                         f"`iconv -f latin1 -t utf-8 {path.name} > {path.stem}.utf8{path.suffix}`")
+    for f in files:  # parquet is binary: skipped
+        if FORMATS[Path(f).suffix.lower()] != "parquet" and (bad := first_non_utf8(f)):
+            path = Path(f)
+            raise ValueError(f"{f!r} is not UTF-8 text: byte {bad[0]} cannot be decoded; convert it, e.g. "
+                             f"`iconv -f latin1 -t utf-8 {path.name} > {path.stem}.utf8{path.suffix}`")
 
 
 def check_text_column(ds, text_column, where):
@@ -93,25 +84,21 @@ def check_text_column(ds, text_column, where):
     if features is None:  # a stream of unknown schema: look at its first row
         first = next(iter(ds.take(1)), None)
         columns = list(first) if first else []
-        if text_column not in columns:
-            raise ValueError(f"{where} has no column {text_column!r}; its columns are {columns}: pass "
-                             f"text_column=<one of them>")
-        return
-    if text_column not in features:
-        raise ValueError(f"{where} has no column {text_column!r}; its columns are {list(features)}: pass "
+    else:
+        columns = list(features)
+    if text_column not in columns:
+        raise ValueError(f"{where} has no column {text_column!r}; its columns are {columns}: pass "
                          f"text_column=<one of them>")
+    if features is None:
+        return
     dtype = getattr(features[text_column], "dtype", None)
     if dtype not in ("string", "large_string"):
         raise ValueError(f"{where}: column {text_column!r} holds {features[text_column]}, not text")
 
 
 def default_corpus_texts():
-    """Python's built-in help topics (`pydoc_data.topics`, ~465 KB of English on every Python install) as running
-    prose: a topic's words on one line, single-spaced, without heading underlines (`*****`), dunder underscores or the
-    double quotes pydoc puts around code. As shipped, a fifth of
-    the characters are indentation and every ~70 characters a line ends: a small model trained on it continues any
-    prompt with whitespace (paragraph breaks alone were still its favourite token). Topics stay separate
-    documents."""
+    """Python's help topics (~465 KB of English on every install), one document each, as single-spaced prose without
+    pydoc's markup: as shipped, a small model trained on them continues any prompt with whitespace."""
     try:
         from pydoc_data.topics import topics
     except ImportError as e:

@@ -1,15 +1,8 @@
-"""Streamed splits (`build_lm_datasets(streaming=True)`): the book's windows from a generator over the source, and
-resuming one where training stopped without reading the stream again from its start.
+"""Streamed splits (`build_lm_datasets(streaming=True)`): the book's windows from a generator over the source.
 
-The Trainer resumes an `IterableDataset` by iterating it again and dropping the batches already trained on: for a
-streamed corpus that re-reads and re-tokenizes everything before the checkpoint. Instead, the window generator
-notes every few thousand tokens where it stands: the source's own `state_dict()` (datasets' resumable position)
-before the next row, with the token count and separator state there. At a checkpoint, `resume_point(dataset,
-windows_trained)` picks the last note at or before the first untrained window; after `resume_from(dataset, point)`
-the next pass loads that state into the source and tokenizes again only the tokens from the note to the window.
-
-The notes are kept in memory, so a split is read in the process that built it: a DataLoader worker is refused
-(pretraining sets `dataloader_num_workers=0` for a streamed split).
+The Trainer resumes an `IterableDataset` by re-reading it up to the checkpoint. Instead, the generator notes every
+few thousand tokens the source's `state_dict()` there; a checkpoint saves the last note before the first untrained
+window, and a resume starts the source from it. Notes live in memory, so DataLoader workers are refused.
 """
 
 import array
@@ -89,9 +82,8 @@ def rows_read(dataset):
 
 
 def _stream_windows(source, encoder, text_column, char_cut, max_length, stride, split, validation_fraction, notes):
-    """Yields window rows from `notes.next_point` (else the start); `buf` holds the stream from token `buf_start` on,
-    at most one window's worth. The source is read a row at a time (a document, or part of a long text file), so that
-    positions between rows can be noted."""
+    """Window rows from `notes.next_point` (else the start), noting positions between the source's rows; `buf`
+    holds at most one window of the stream, from token `buf_start` on."""
     if "torch" in sys.modules:
         from torch.utils.data import get_worker_info
 

@@ -1,19 +1,15 @@
-"""What the prepared (`hf_gpt.data`) and streamed (`hf_gpt.streaming`) splits share: the book's window arithmetic
-(window `k` is `ids[k*stride : k*stride + max_length]`, its targets the same slice shifted by one), the book's
-character split of a lone document, the checks of the window arguments, and `Encoder`, which tokenizes long texts in
-parts cut where GPT-2's ids stay the same."""
+"""What the prepared (`hf_gpt.data`) and streamed (`hf_gpt.streaming`) splits share: the book's window arithmetic,
+its character split of a lone document, and `Encoder`, which tokenizes long texts in parts cut where GPT-2's ids
+stay the same."""
 
 import hashlib
 import itertools
-import logging
 
 import numpy as np
 
 from .cli import UsageError
 from .sources import cut_after
-from .tokenization import GPT2_PAT_STR, gpt2_bpe_files, tiktoken_gpt2
-
-logger = logging.getLogger(__name__)
+from .tokenization import GPT2_PAT_STR
 
 ENDOFTEXT = "<|endoftext|>"
 ENCODE_PART_CHARS = 1 << 15  # long texts are tokenized in parts of about this many characters
@@ -94,10 +90,10 @@ def _parts(text, size=None):
 class Encoder:
     """One interface over a fast or slow `transformers` tokenizer or a tiktoken `Encoding` (the book's)."""
 
-    def __init__(self, tokenizer, use_twin=False):
+    def __init__(self, tokenizer):
         # Only what encoding needs is kept (a fast tokenizer's Rust backend pickles as one JSON string), so that
         # `datasets` hashes and ships this object to workers quickly.
-        self.tokenizer, self._twin, self.use_twin = None, None, use_twin
+        self.tokenizer = None
         if hasattr(tokenizer, "encode_ordinary_batch"):  # tiktoken
             self.kind, self.eos_id, self.tokenizer = "tiktoken", tokenizer.eot_token, tokenizer
             self.exact_cuts = tokenizer._pat_str == GPT2_PAT_STR
@@ -133,10 +129,10 @@ class Encoder:
 
         return Hasher.hash(self.tokenizer)
 
-    def encode(self, texts, twin=None):
+    def encode(self, texts):
         """Token ids of each text, as int32 arrays, without added special tokens (the book adds none)."""
-        if twin is not None or self.kind == "tiktoken":
-            enc = twin or self.tokenizer
+        if self.kind == "tiktoken":
+            enc = self.tokenizer
             if hasattr(enc, "encode_to_numpy"):  # tiktoken >= 0.8: no list of Python ints
                 return [enc.encode_to_numpy(t, allowed_special={ENDOFTEXT}).view(np.int32) for t in texts]
             ids = enc.encode_batch(texts, allowed_special={ENDOFTEXT})
@@ -147,39 +143,13 @@ class Encoder:
             ids = self.tokenizer(texts, add_special_tokens=False, verbose=False)["input_ids"]
         return [np.asarray(x, dtype=np.int32) for x in ids]
 
-    def gpt2_twin(self):
-        """tiktoken's "gpt2" when this fast tokenizer is exactly GPT-2's BPE (same vocab, merges, pre-tokenizer and
-        special token): the same ids ~4x faster, so big corpora tokenize faster than with the book's own code."""
-        if self._twin is None:
-            self._twin = False
-            try:
-                import tiktoken  # noqa: F401
-            except ImportError:
-                return None
-            if self.kind == "fast" and self.exact_cuts and not self.backend.encode_special_tokens:
-                from tokenizers.models import BPE
-
-                encoder, merges = map(str, gpt2_bpe_files())
-                gpt2 = BPE.from_file(encoder, merges, dropout=None, continuing_subword_prefix="",
-                                     end_of_word_suffix="", fuse_unk=False)  # as GPT2Tokenizer builds it
-                added = {i: t.content for i, t in self.backend.get_added_tokens_decoder().items()}
-                if (added == {50256: ENDOFTEXT} and self.eos_id == 50256
-                        and self.backend.model.__getstate__() == gpt2.__getstate__()):
-                    self._twin = tiktoken_gpt2()
-                    logger.info("tokenizing with tiktoken: the tokenizer is GPT-2's BPE, same ids, faster")
-        return self._twin or None
-
-    def __getstate__(self):
-        return {**self.__dict__, "_twin": None}
-
     def iter_encoded(self, texts):
         """`(text index, int32 ids)` for each part of each text, in order (none for an empty text). Long texts are
         cut where the ids stay the same, and parts are cut and encoded a few at a time, so a huge text never has them
         all alive."""
-        twin = self.gpt2_twin() if self.use_twin else None
         parts = ((i, p) for i, t in enumerate(texts) for p in (_parts(t) if self.exact_cuts else [t] if t else []))
         while batch := list(itertools.islice(parts, PARTS_PER_CALL)):
-            yield from zip((i for i, _ in batch), self.encode([p for _, p in batch], twin))
+            yield from zip((i for i, _ in batch), self.encode([p for _, p in batch]))
 
     def encode_stream(self, text):
         """The whole text as one int64 array, like the book's `tokenizer.encode(txt)`."""

@@ -125,41 +125,32 @@ def test_parts_do_not_change_ids(tok, tik):
             assert got.tolist() == tik.encode(text, allowed_special={EOT}), repr(text)
 
 
-def test_gpt2_twin_is_used_only_for_exact_gpt2(tok):
-    assert windows.Encoder(tok).gpt2_twin().name == "gpt2"
-    extra = load_tokenizer()
-    extra.add_tokens(["<|pad|>"])
-    assert windows.Encoder(extra).gpt2_twin() is None
-    assert windows.Encoder(load_tokenizer(add_prefix_space=True)).gpt2_twin() is None
-
-
-def test_gpt2_twin_gives_the_tokenizers_ids_on_any_unicode(tok):
+def test_tiktoken_gives_the_tokenizers_ids_on_any_unicode(tok):
+    """The default path tokenizes with tiktoken's GPT-2 BPE: the ids of hf_gpt's GPT-2 tokenizer, on any text."""
     rng = random.Random(5)
     ranges = [(0x20, 0x7E), (0x0, 0x20), (0xA0, 0x17F), (0x300, 0x36F), (0x370, 0x3FF), (0x400, 0x4FF), (0x600, 0x6FF),
               (0x1680, 0x1680), (0x180E, 0x180E), (0x2000, 0x206F), (0x3000, 0x303F), (0x4E00, 0x4E80),
               (0xAC00, 0xAC80), (0x1F300, 0x1F64F), (0xFE00, 0xFE0F), (0x1C, 0x1F), (0x85, 0x85)]
     texts = ["".join(chr(rng.randint(*rng.choice(ranges))) for _ in range(rng.randrange(1, 200))) for _ in range(400)]
     texts += [" " * 5 + "x\n\n\n y", "it's 'S 'LL 'll don't", "a" * 3000, EOT + " " + EOT + "\n"]
-    encoder = windows.Encoder(tok)
-    twin = encoder.gpt2_twin()
-    for text, ours, theirs in zip(texts, encoder.encode(texts), encoder.encode(texts, twin)):
+    fast, tik = windows.Encoder(tok), windows.Encoder(tiktoken_gpt2())
+    for text, ours, theirs in zip(texts, fast.encode(texts), tik.encode(texts)):
         assert ours.tolist() == theirs.tolist(), repr(text)
 
 
-def test_windows_through_the_twin_equal_the_books_loop(tok, one_doc, tmp_path, monkeypatch):
+def test_windows_of_the_default_tokenizer_equal_the_books_loop(one_doc, tmp_path, monkeypatch):
     path, ids = one_doc
     used = []
     encode = windows.Encoder.encode
 
-    def spy(self, texts, twin=None):
-        used.append(twin)
-        return encode(self, texts, twin)
+    def spy(self, texts):
+        used.append(self.kind)
+        return encode(self, texts)
 
     monkeypatch.setattr(windows.Encoder, "encode", spy)
-    monkeypatch.setattr(data, "TWIN_MIN_CHARS", 0)
     monkeypatch.setattr(windows, "ENCODE_PART_CHARS", 211)
-    ds = build(tok, tmp_path, text_files=path, max_length=50, stride=33, validation_fraction=0)
-    assert used and all(t is not None and t.name == "gpt2" for t in used)
+    ds = build(None, tmp_path, text_files=path, max_length=50, stride=33, validation_fraction=0)
+    assert used and set(used) == {"tiktoken"}
     assert_book(ds["train"], ids, 50, 33)
 
 
@@ -490,9 +481,9 @@ def test_second_identical_call_tokenizes_nothing(tok, one_doc, tmp_path, monkeyp
     calls = []
     encode = windows.Encoder.encode
 
-    def counting(self, texts, twin=None):
+    def counting(self, texts):
         calls.append(len(texts))
-        return encode(self, texts, twin)
+        return encode(self, texts)
 
     monkeypatch.setattr(windows.Encoder, "encode", counting)
     first = build(tok, tmp_path, text_files=path, max_length=64, stride=32)
@@ -512,7 +503,7 @@ def test_second_identical_call_tokenizes_nothing(tok, one_doc, tmp_path, monkeyp
 
 @pytest.fixture
 def no_tokenizing(monkeypatch):
-    def refuse(self, texts, twin=None):
+    def refuse(self, texts):
         raise AssertionError("tokenized before rejecting bad input")
 
     monkeypatch.setattr(windows.Encoder, "encode", refuse)

@@ -437,7 +437,7 @@ def test_a_dataset_is_read_in_parts_and_scores_as_its_joined_text(model, tokeniz
     nats, n, _ = strided_nll(model, tokenizer(joined)["input_ids"], max_length=32, stride=12, progress=False)
     assert (got["tokens"], got["words"]) == (n, len(joined.split()))
     assert got["loss"] == pytest.approx(nats / n, rel=1e-9)
-    assert evaluation.read_text(dataset_name=str(tmp_path / "data"), text_column="body") == joined
+    assert "".join(evaluation.read_parts(dataset_name=str(tmp_path / "data"), text_column="body")) == joined
 
 
 DATASET_ERRORS = {

@@ -1,14 +1,7 @@
-"""The pieces that make a Trainer run the book's chapter 5 cell to the printed digit, each an option of the normal
-path (`recipes/book-ch5.yaml` turns them all on):
-
-- `data_order="book"`: the book's `DataLoader(shuffle=True, drop_last=True)`, whose sampler draws each pass's
-  permutation from the global torch RNG (accelerate's seedable sampler keeps its own generator instead);
-- `rng_order="book"`: the global RNG goes on from where model initialisation left it (the Trainer re-seeds after the
-  model is built), so init, shuffles and dropout draw in the book's order;
-- `eval_iter=N`: each evaluation is the book's `evaluate_model`: the mean batch loss of the first N batches of a
-  fresh (so re-shuffled) training loader and of the validation loader;
-- `step_numbering="book"`: the first update is step 0, evaluations follow steps 0, N, 2N, ...;
-- the progress lines, the samples after each epoch and `loss.png` in the book's format (callbacks.py).
+"""The options that make a Trainer run the book's chapter 5 cell to the printed digit (`recipes/book-ch5.yaml`):
+`data_order="book"` (the book's shuffling DataLoader), `rng_order="book"` (the global RNG goes on from model init),
+`eval_iter=N` (the book's `evaluate_model`), `step_numbering="book"` (the first update is step 0), and the book's
+printed lines, epoch samples and plot (callbacks.py).
 """
 
 import logging
@@ -23,9 +16,8 @@ logger = logging.getLogger("hf_gpt.training")
 
 
 def book_dataloader(trainer, dataset, batch_size, shuffle, drop_last, description="Training"):
-    """The book's `DataLoader(dataset, batch_size, shuffle, drop_last)`, prepared by accelerate. With no generator,
-    each pass over it draws a base seed and (when shuffled) a permutation seed from the global torch RNG, as the
-    book's loaders do; `data_order="book"` keeps accelerate from swapping in its seedable sampler."""
+    """The book's `DataLoader(dataset, batch_size, shuffle, drop_last)`, prepared by accelerate: with no generator,
+    each pass draws its seeds from the global torch RNG, as the book's loaders do."""
     dataset = trainer._remove_unused_columns(dataset, description=description)
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, drop_last=drop_last,
                         collate_fn=trainer.data_collator, num_workers=trainer.args.dataloader_num_workers,
@@ -101,22 +93,12 @@ class RandomState:
             torch.cuda.set_rng_state_all(self.cuda)
 
 
-def uses_book_stream(training_args):
-    return training_args.data_order == "book" or training_args.rng_order == "book"
-
-
 def exactness_breakers(model_args, training_args, model=None):
     """What in this run keeps its numbers from the book's (empty when none); only asked of runs that use the
     book's random stream."""
-    reasons = []
-    if training_args.bf16:
-        reasons.append("bf16 autocast")
-    if training_args.fp16:
-        reasons.append("fp16 autocast")
-    if training_args.tf32:
-        reasons.append("TF32 matrix products")
-    if training_args.torch_compile:
-        reasons.append("torch.compile")
+    flags = {"bf16": "bf16 autocast", "fp16": "fp16 autocast", "tf32": "TF32 matrix products",
+             "torch_compile": "torch.compile"}
+    reasons = [reason for flag, reason in flags.items() if getattr(training_args, flag)]
     if training_args.world_size > 1:
         reasons.append(f"{training_args.world_size} processes")
     if training_args.gradient_accumulation_steps > 1:
@@ -134,7 +116,7 @@ def exactness_breakers(model_args, training_args, model=None):
 
 def warn_if_not_exact(model_args, training_args, model=None):
     """One warning line when a run asks for the book's random stream but computes differently."""
-    if not uses_book_stream(training_args):
+    if "book" not in (training_args.data_order, training_args.rng_order):
         return None
     reasons = exactness_breakers(model_args, training_args, model)
     if reasons and training_args.process_index == 0:

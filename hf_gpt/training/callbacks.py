@@ -33,6 +33,8 @@ class ThroughputCallback(TrainerCallback):
     def on_train_begin(self, args, state, control, **kwargs):
         self._reset_mark(state)
 
+    on_evaluate = on_save = on_log = on_train_begin  # the time they take is not the steps'
+
     def on_step_end(self, args, state, control, **kwargs):
         if self._mark is None:
             self._reset_mark(state)
@@ -41,15 +43,6 @@ class ThroughputCallback(TrainerCallback):
         self._seconds += now - self._mark
         self._tokens += state.num_input_tokens_seen - self._last_tokens
         self._mark, self._last_tokens = now, state.num_input_tokens_seen
-
-    def on_evaluate(self, args, state, control, **kwargs):
-        self._reset_mark(state)
-
-    def on_save(self, args, state, control, **kwargs):
-        self._reset_mark(state)
-
-    def on_log(self, args, state, control, **kwargs):
-        self._reset_mark(state)
 
     def flush(self, world_size=1):
         """Throughput since the last call, as log entries."""
@@ -114,32 +107,25 @@ class SampleCallback(TrainerCallback):
         return tokenizer.decode(out[0], skip_special_tokens=False)
 
     def _sample(self, args, state, model, processing_class):
-        """The sample text, generated on every rank under FSDP (its forward needs all ranks), else on rank 0."""
+        """Generated on every rank under FSDP (its forward needs all ranks), else on rank 0; printed by rank 0."""
         fsdp = bool(getattr(args, "fsdp", None)) or os.environ.get("ACCELERATE_USE_FSDP", "false").lower() == "true"
-        if self.max_new_tokens > 0 and processing_class is not None and model is not None:
-            if fsdp or state.is_world_process_zero:
-                return self.generate(model, processing_class)
-        return None
-
-    def _print_sample(self, args, state, sample):
-        logger.info(sample.replace("\n", " "))
-        with open(Path(args.output_dir) / "samples.jsonl", "a", encoding="utf-8") as f:
-            f.write(json.dumps({"step": state.global_step, "prompt": self.prompt, "text": sample}) + "\n")
+        if self.max_new_tokens <= 0 or processing_class is None or model is None:
+            return
+        if not (fsdp or state.is_world_process_zero):
+            return
+        sample = self.generate(model, processing_class)
+        if state.is_world_process_zero:
+            logger.info(sample.replace("\n", " "))
+            with open(Path(args.output_dir) / "samples.jsonl", "a", encoding="utf-8") as f:
+                f.write(json.dumps({"step": state.global_step, "prompt": self.prompt, "text": sample}) + "\n")
 
     def on_evaluate(self, args, state, control, model=None, processing_class=None, metrics=None, **kwargs):
-        if not metrics or "eval_loss" not in metrics:
-            return
-        each_eval = getattr(args, "sample_strategy", "eval") == "eval"
-        sample = self._sample(args, state, model, processing_class) if each_eval else None
-        if sample is not None and state.is_world_process_zero:
-            self._print_sample(args, state, sample)
+        if metrics and "eval_loss" in metrics and getattr(args, "sample_strategy", "eval") == "eval":
+            self._sample(args, state, model, processing_class)
 
     def on_epoch_end(self, args, state, control, model=None, processing_class=None, **kwargs):
-        if getattr(args, "sample_strategy", "eval") != "epoch":
-            return
-        sample = self._sample(args, state, model, processing_class)
-        if sample is not None and state.is_world_process_zero:
-            self._print_sample(args, state, sample)
+        if getattr(args, "sample_strategy", "eval") == "epoch":
+            self._sample(args, state, model, processing_class)
 
 
 def progress_line(args, state, train_loss, metrics):
@@ -192,12 +178,10 @@ def plot_losses(log_history, path, style="default"):
     ax.set_ylabel("Loss")
     ax.legend(loc="upper right")
     ax.grid(alpha=0.3)
-    every = [(t, e) for t, e in zip(train[0] + val[0], train[1] + val[1])]
-    if every and max(t for t, _ in every) > 0:
-        tokens_per_epoch = max(t / e for t, e in every if e > 0) if any(e > 0 for _, e in every) else None
-        if tokens_per_epoch:
-            top = ax.secondary_xaxis("top", functions=(lambda t: t / tokens_per_epoch, lambda e: e * tokens_per_epoch))
-            top.set_xlabel("Epochs")
+    tokens_per_epoch = max((t / e for t, e in zip(train[0] + val[0], train[1] + val[1]) if e > 0), default=0)
+    if tokens_per_epoch > 0:
+        top = ax.secondary_xaxis("top", functions=(lambda t: t / tokens_per_epoch, lambda e: e * tokens_per_epoch))
+        top.set_xlabel("Epochs")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)

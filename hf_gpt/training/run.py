@@ -89,13 +89,13 @@ def _setup_logging(training_args):
     transformers.utils.logging.disable_progress_bar()
 
 
-def load_datasets(tokenizer, data_args, training_args, plan):
+def load_datasets(tokenizer, model_args, data_args, training_args, plan):
     from ..data import build_lm_datasets
 
     with training_args.main_process_first(desc="tokenizing the text"):
         try:
             return build_lm_datasets(
-                tokenizer,
+                tokenizer if model_args.tokenizer_name else None,  # None: tiktoken's GPT-2, the same ids, faster
                 text_files=data_args.train_files,
                 validation_file=data_args.validation_file,
                 dataset_name=data_args.dataset_name,
@@ -122,7 +122,6 @@ def _take(dataset, n):
 def run_pretraining(model_args, data_args, training_args, callbacks=()):
     """Train as configured; returns {"train": metrics, "eval": metrics}. Raises `UsageError` on bad input
     (before the model is built or the data tokenized) and `NonFiniteLossError` when the loss diverges."""
-    _setup_logging(training_args)
     plan = validate_arguments(model_args, data_args, training_args)
     try:
         return _run(plan, model_args, data_args, training_args, callbacks)
@@ -169,7 +168,7 @@ def _run(plan, model_args, data_args, training_args, callbacks):
                        f"in the main process, which notes where to resume it (hf_gpt.streaming)")
         training_args.dataloader_num_workers = 0
         training_args.dataloader_prefetch_factor, training_args.dataloader_persistent_workers = None, False
-    datasets_ = load_datasets(tokenizer, data_args, training_args, plan)
+    datasets_ = load_datasets(tokenizer, model_args, data_args, training_args, plan)
     train_dataset = datasets_["train"]
     if plan.resume_from_checkpoint is not None and data_args.streaming:
         from ..streaming import resume_from_checkpoint
@@ -189,8 +188,6 @@ def _run(plan, model_args, data_args, training_args, callbacks):
 
     from transformers import set_seed
 
-    if training_args.use_cpu and training_args.cpu_reuse_freed_memory and reuse_freed_memory():
-        logger.info("glibc malloc keeps freed memory for reuse (--cpu_reuse_freed_memory false to turn off)")
     set_seed(training_args.seed)
     model = build_model(model_args, plan)
     after_init = RandomState()
@@ -309,6 +306,10 @@ def main(argv=None, callbacks=()):
     def _main(argv):
         model_args, data_args, training_args = parse_arguments(argv)
         run_state["output_dir"] = training_args.output_dir
+        # What the script's own process opts into; run_pretraining alone leaves the calling process as it is.
+        _setup_logging(training_args)
+        if training_args.use_cpu and training_args.cpu_reuse_freed_memory and reuse_freed_memory():
+            logger.info("glibc malloc keeps freed memory for reuse (--cpu_reuse_freed_memory false to turn off)")
         try:
             run_pretraining(model_args, data_args, training_args, callbacks=callbacks)
         except RunFinished as e:

@@ -8,10 +8,12 @@ import torch
 from transformers import Trainer
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
+from ..cards import write_model_card
 from ..streaming import STATE_FILE, resume_point
 from .book import book_dataloader, evaluate_like_book
 from .checkpoints import last_complete_checkpoint, mark_checkpoint_complete
 from .errors import NonFiniteLossError
+
 
 def decay_parameter_names(model):
     """Parameters that get weight decay: weight matrices and embeddings (2-D and up), never biases or the layer
@@ -53,9 +55,8 @@ class PerplexityMetric:
 
 
 def _fsdp_on_cpu(trainer):
-    """accelerate turns FSDP on only for GPU-like setups: on a CPU-only machine `ACCELERATE_USE_FSDP` leaves the state
-    at MULTI_CPU and the model would be wrapped in DDP. torch's fully_shard runs on CPU with gloo, so switch the
-    state to FSDP with the launcher's plugin, as AcceleratorState does for MULTI_GPU."""
+    """accelerate turns FSDP on only for GPU-like setups (on CPU it would wrap the model in DDP); torch's fully_shard
+    runs on CPU with gloo, so switch the state to FSDP with the launcher's plugin, as AcceleratorState does on GPU."""
     import os
 
     from accelerate import PartialState
@@ -79,8 +80,7 @@ def _fsdp_on_cpu(trainer):
 
 
 class PretrainingTrainer(Trainer):
-    """The Trainer with what the book's loop has or names: decay groups, NaN stop, train-set loss at each
-    evaluation, throughput in the logs, and checkpoints that are only ever taken up when complete."""
+    """Adds throughput to the logs, and checkpoints that are only ever taken up when complete."""
 
     def __init__(self, *args, train_eval_dataset=None, throughput=None, card_info=None, **kwargs):
         super().__init__(*args, **kwargs)
@@ -135,10 +135,8 @@ class PretrainingTrainer(Trainer):
 
     def evaluation_loop(self, dataloader, description, prediction_loss_only=None, ignore_keys=None,
                         metric_key_prefix="eval"):
-        """The loss as the mean of the gathered token NLLs (those the perplexity scores). The Trainer repeats each
-        process's batch loss `eval_batch_size` times and keeps the first `remainder` gathered copies: when accelerate
-        splits a short last batch (a stream's, dispatched: 4 windows a process out of 8) that is rank 0's loss alone.
-        The NLLs are gathered per window, and `gather_for_metrics` drops exactly the windows that pad the batch."""
+        """The loss as the mean of the gathered token NLLs: the Trainer's own keeps only rank 0's loss of a short last
+        batch that accelerate splits, whereas `gather_for_metrics` drops exactly the windows that pad it."""
         output = super().evaluation_loop(dataloader, description, prediction_loss_only, ignore_keys, metric_key_prefix)
         nll, labels = output.predictions, output.label_ids
         if isinstance(nll, np.ndarray) and isinstance(labels, np.ndarray) and nll.shape == labels.shape:
@@ -232,20 +230,9 @@ class PretrainingTrainer(Trainer):
 
     def create_model_card(self, *args, **kwargs):
         """Our model card (hf_gpt.hub), so `push_to_hub` uploads it rather than the Trainer's generic one."""
-        if not self.is_world_process_zero():
-            return
-        if not write_card(self.args.output_dir, self.model.config, self.args, **self.card_info):
-            super().create_model_card(*args, **kwargs)
+        if self.is_world_process_zero():
+            write_card(self.args.output_dir, self.model.config, self.args, **self.card_info)
 
 
-def write_card(output_dir, model_config, training_args, eval_results=None, train_results=None, dataset_name=None,
-               base_model=None):
-    """README.md through hf_gpt.hub when it is there; False when it is not."""
-    try:
-        from ..cards import write_model_card
-    except ImportError:
-        return False
-    write_model_card(output_dir, model_config=model_config, eval_results=eval_results, train_results=train_results,
-                     training_args=training_args, dataset_name=dataset_name, loss_plot="loss.png",
-                     base_model=base_model)
-    return True
+def write_card(output_dir, model_config, training_args, **card_info):
+    write_model_card(output_dir, model_config=model_config, training_args=training_args, **card_info)

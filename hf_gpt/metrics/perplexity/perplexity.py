@@ -1,11 +1,5 @@
-"""Perplexity of a language model from its per-token negative log-likelihoods, as an `evaluate` module.
-
-The Hub's `perplexity` metric loads a model by id and scores texts itself, which needs the network and a second copy
-of the model. This one takes what an evaluation loop already has, the negative log-likelihood (in nats) of each
-predicted token, so it works offline and inside `Trainer.evaluate`. Load it by path:
-
-    evaluate.load(hf_gpt.metrics.PERPLEXITY_PATH)
-"""
+"""Perplexity from per-token negative log-likelihoods, as an `evaluate` module that works offline and inside
+`Trainer.evaluate` (the Hub's loads a second model by id). Load it by `hf_gpt.metrics.PERPLEXITY_PATH`."""
 
 import math
 
