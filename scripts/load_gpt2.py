@@ -3,6 +3,7 @@
     python scripts/load_gpt2.py gpt2-medium
     python scripts/load_gpt2.py "gpt2-small (124M)" --save out/gpt2 --format gpt2
     python scripts/load_gpt2.py path/to/folder --temperature 1.4 --top-k 25
+    python scripts/load_gpt2.py gpt2/124M     # the book's gpt_download.py folder (OpenAI's TensorFlow checkpoint)
 
 Greedy decoding unless --temperature, --top-k or --top-p is given (as in the book's `generate`, a temperature of 0
 means greedy). `--format hf_gpt` saves this package's format (loads with trust_remote_code=True);
@@ -24,7 +25,8 @@ def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], allow_abbrev=False)
     parser.add_argument("model", nargs="?", default="gpt2",
                         help="Hub id (gpt2, gpt2-medium, gpt2-large, gpt2-xl, openai-community/...), a book name "
-                             "such as 'gpt2-small (124M)', or a local folder or weights file (default: gpt2)")
+                             "such as 'gpt2-small (124M)', a local folder (OpenAI's TensorFlow one from the book's "
+                             "gpt_download.py too) or weights file (default: gpt2)")
     parser.add_argument("--save", metavar="DIR", help="save the model and tokenizer to DIR")
     parser.add_argument("--format", choices=("hf_gpt", "gpt2"), default="hf_gpt", help="format of --save")
     parser.add_argument("--prompt", default="Every effort moves you")
@@ -35,7 +37,8 @@ def parse_args(argv=None):
     parser.add_argument("--seed", type=int, default=123)
     parser.add_argument("--context-length", type=int, help="keep only the first N positions (GPT-2 has 1024)")
     parser.add_argument("--dtype", choices=("float32", "bfloat16", "float16"), help="default: as stored")
-    parser.add_argument("--tokenizer", help="tokenizer folder or Hub id (default: GPT-2's, offline if need be)")
+    parser.add_argument("--tokenizer", help="tokenizer folder or Hub id (default: the model folder's own, else "
+                                            "GPT-2's, offline if need be)")
     add_debug_flag(parser)
     return parser.parse_args(argv)
 
@@ -82,6 +85,7 @@ def _main(argv=None):
     args = parse_args(argv)
     check_inputs(args)
     from hf_gpt import GPTForCausalLM, load_tokenizer
+    from hf_gpt.tokenization import folder_tokenizer
 
     overrides = {} if args.context_length is None else {"context_length": args.context_length}
     dtype = getattr(torch, args.dtype) if args.dtype else None
@@ -90,7 +94,7 @@ def _main(argv=None):
     n_params = sum(p.numel() for p in model.parameters())
     print(f"loaded {args.model}: {n_params / 1e6:.1f}M parameters, context {model.config.context_length}, "
           f"in {time.perf_counter() - start:.1f} s", file=sys.stderr)
-    tokenizer = load_tokenizer(args.tokenizer)
+    tokenizer = load_tokenizer(args.tokenizer or folder_tokenizer(args.model))
 
     if args.save:
         if args.format == "gpt2":

@@ -330,8 +330,8 @@ def test_folder_without_weights_says_what_it_looked_for(checkpoints, tmp_path):
     (tmp_path / "config.json").write_bytes((checkpoints["saved"] / "config.json").read_bytes())
     with pytest.raises(FileNotFoundError, match="looked for model.safetensors, .*pytorch_model.bin"):
         GPTForCausalLM.from_gpt2(tmp_path)
-    (tmp_path / "hparams.json").write_text("{}")  # what the book's gpt_download.py leaves in gpt2/124M/
-    with pytest.raises(FileNotFoundError, match="original TensorFlow checkpoint"):
+    (tmp_path / "hparams.json").write_text("{}")  # OpenAI's TensorFlow folder (tests/test_openai_checkpoint.py)
+    with pytest.raises(ValueError, match="hparams.json: no integer n_vocab"):
         GPTForCausalLM.from_gpt2(tmp_path)
     (tmp_path / "model.safetensors").write_bytes((checkpoints["saved"] / "model.safetensors").read_bytes())
     (tmp_path / "config.json").write_text("{not json")

@@ -21,10 +21,12 @@ from transformers import PretrainedConfig
 
 try:
     from .configuration_gpt import GPTConfig, check_config_fields
-    from .weight_files_gpt import DictSource, names as _names, open_weights, resolve_gpt2_checkpoint, torch_load
+    from .weight_files_gpt import (DictSource, names as _names, open_weights, read_gpt2_config, resolve_gpt2_checkpoint,
+                                  torch_load)
 except ImportError:  # loaded as lone files
     from configuration_gpt import GPTConfig, check_config_fields
-    from weight_files_gpt import DictSource, names as _names, open_weights, resolve_gpt2_checkpoint, torch_load
+    from weight_files_gpt import (DictSource, names as _names, open_weights, read_gpt2_config, resolve_gpt2_checkpoint,
+                                 torch_load)
 
 # GPT-2 name -> the book's name, and how the tensor changes from GPT-2 to the book ({i}: the block index):
 #   copy       the same tensor
@@ -370,30 +372,24 @@ def load_gpt2(name_or_path, *, model_class, config=None, dtype=None, **kwargs):
     `config=` is given; other keyword arguments are Hub options (`revision`, `cache_dir`, `token`,
     `local_files_only`, `force_download`) or config overrides (`context_length=256` keeps the first 256
     position embeddings, `drop_rate=0.0`, ...). `dtype` casts the weights (default: as stored).
-    OpenAI's original TensorFlow files (the book's `gpt_download.py`) are not read: the Hub's copies are the same
-    weights.
+    OpenAI's original TensorFlow folder (the book's `gpt_download.py`) is read too, by `hf_gpt.openai_checkpoint`.
     """
     hub_kwargs = {k: kwargs.pop(k) for k in _HUB_KWARGS if k in kwargs}
     config_path, files = resolve_gpt2_checkpoint(name_or_path, **hub_kwargs)
-    gpt2_config = {}
-    if config_path is not None:
-        try:
-            with open(config_path, encoding="utf-8") as f:
-                gpt2_config = json.load(f)
-        except json.JSONDecodeError as err:
-            raise ValueError(f"{config_path}: not valid JSON ({err})") from err
+    gpt2_config = {} if config_path is None else read_gpt2_config(config_path)
+    where = sized = ", ".join(map(str, files))
     if config is not None:
         config = _with_overrides(config, kwargs)
     elif config_path is not None:
         config = gpt2_config_to_gpt_config(gpt2_config, **kwargs)
+        sized = f"{where} as {config_path.name} describes it"  # a size mismatch may be the config file's fault
     else:
         raise ValueError(f"{files[0]}: no config.json beside it; pass config=GPTConfig(...) to load it into.")
-    where = ", ".join(map(str, files))
     source = open_weights(files)
     try:
         names = _gpt2_names(source.keys(), where)
         plan = _gpt2_plan(config, model_class)
-        _check_gpt2_layout(source, names, config, plan, gpt2_config.get("tie_word_embeddings", True), where)
+        _check_gpt2_layout(source, names, config, plan, gpt2_config.get("tie_word_embeddings", True), sized)
         state_dict = _convert_gpt2(source, names, config, plan, dtype)
     finally:
         source.close()

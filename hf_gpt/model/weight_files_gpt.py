@@ -1,6 +1,7 @@
 """Reading a checkpoint's weight files one tensor at a time, and finding them in a folder or on the Hub.
 
-Used by `conversion_gpt` to load OpenAI's GPT-2 and the book's `.pth` files. It ships to the Hub beside
+Used by `conversion_gpt` to load OpenAI's GPT-2 and the book's `.pth` files (OpenAI's original TensorFlow folder
+through `hf_gpt.openai_checkpoint`, which is not remote code). It ships to the Hub beside
 `modeling_gpt.py` (as remote code), so it imports only torch, transformers and huggingface_hub.
 """
 
@@ -21,6 +22,8 @@ except ImportError:  # loaded as a lone file
 
 # transformers' weight file names, in the order it prefers them.
 WEIGHT_FILES = (SAFE_WEIGHTS_NAME, SAFE_WEIGHTS_INDEX_NAME, WEIGHTS_NAME, WEIGHTS_INDEX_NAME)
+# What the book's gpt_download.py leaves in a folder: OpenAI's original TensorFlow checkpoint and its sizes.
+OPENAI_HPARAMS, OPENAI_INDEX = "hparams.json", "model.ckpt.index"
 _MAX_LISTED = 20
 
 
@@ -116,9 +119,36 @@ def torch_load(path):
         raise ValueError(f"{path}: not a readable PyTorch checkpoint ({err}); it may be truncated or corrupt.") from err
 
 
+def _openai_checkpoint(folder):
+    """hf_gpt's reader of OpenAI's TensorFlow GPT-2 folders (the book's `gpt_download.py`). It belongs to the
+    installed package, not to this remote code, which imports only torch, transformers and huggingface_hub."""
+    try:
+        from hf_gpt import openai_checkpoint
+    except ImportError:
+        raise ImportError(f"{folder}: this folder is OpenAI's TensorFlow checkpoint, which the installed hf_gpt "
+                          "package reads (pip install -e . in its repository); or load the Hub's converted copy, "
+                          "e.g. from_gpt2('gpt2-small (124M)').") from None
+    return openai_checkpoint
+
+
+def read_gpt2_config(path):
+    """A GPT-2 `config.json` as a dict; OpenAI's `hparams.json` as the GPT-2 config it stands for."""
+    path = Path(path)
+    if path.name == OPENAI_HPARAMS:
+        return _openai_checkpoint(path.parent).gpt2_config(path)
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{path}: not valid JSON ({err})") from err
+
+
 def open_weights(files):
-    """A tensor source over the weight files of a checkpoint (all `.safetensors`, or all PyTorch pickles)."""
+    """A tensor source over the weight files of a checkpoint (all `.safetensors`, or all PyTorch pickles, or
+    OpenAI's TensorFlow `model.ckpt.index` and the data files it names)."""
     files = [Path(f) for f in files]
+    if len(files) == 1 and files[0].name == OPENAI_INDEX:
+        return _openai_checkpoint(files[0].parent).OpenAICheckpoint(files[0].parent)
     if all(f.suffix == ".safetensors" for f in files):
         return SafetensorsSource(files)
     state_dict = {}
@@ -140,7 +170,9 @@ def _files_from_index(index_path, fetch):
 
 
 def resolve_gpt2_checkpoint(name_or_path, **hub_kwargs):
-    """`(config.json path or None, [weight files])` for a local file or folder, or a Hub id via the HF cache."""
+    """`(config.json path or None, [weight files])` for a local file or folder, or a Hub id via the HF cache; for
+    OpenAI's TensorFlow folder, `(hparams.json, [model.ckpt.index])`, which `read_gpt2_config` and `open_weights`
+    read."""
     if not os.path.exists(os.path.expanduser(os.fspath(name_or_path))):
         preset = GPT2_ALIASES.get(str(name_or_path))
         name_or_path = GPT2_CHECKPOINTS[preset][0] if preset else name_or_path
@@ -156,12 +188,11 @@ def resolve_gpt2_checkpoint(name_or_path, **hub_kwargs):
                 if name.endswith(".index.json"):
                     files = _files_from_index(path / name, lambda shard: path / shard)
                 return (config if config.is_file() else None), files
-        hint = ""
-        if (path / "hparams.json").is_file() or (path / "model.ckpt.index").is_file():
-            hint = (" It holds OpenAI's original TensorFlow checkpoint (what the book's gpt_download.py fetches); "
-                    "load the same weights from the Hub's converted copy instead, e.g. from_gpt2('gpt2-small (124M)').")
+        if (path / OPENAI_HPARAMS).is_file() or (path / OPENAI_INDEX).is_file():
+            return path / OPENAI_HPARAMS, [path / OPENAI_INDEX]  # read by hf_gpt.openai_checkpoint
         raise FileNotFoundError(
-            f"{path}: no GPT-2 weights in this folder; looked for {', '.join(WEIGHT_FILES)}.{hint}"
+            f"{path}: no GPT-2 weights in this folder; looked for {', '.join(WEIGHT_FILES)} "
+            f"(or OpenAI's original {OPENAI_HPARAMS} + {OPENAI_INDEX})."
         )
     return _resolve_on_hub(os.fspath(name_or_path), hub_kwargs)
 

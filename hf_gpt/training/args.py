@@ -38,14 +38,16 @@ class ModelArguments:
     init_from: str | None = field(
         default=None,
         metadata={"help": "Continue pretraining OpenAI's GPT-2 weights: 'gpt2', 'gpt2-medium', 'gpt2-large', "
-                          "'gpt2-xl', a Hub id or a local GPT-2 folder."},
+                          "'gpt2-xl', a Hub id or a local GPT-2 folder (OpenAI's TensorFlow one from the book's "
+                          "gpt_download.py too)."},
     )
     config_overrides: str | None = field(
         default=None,
         metadata={"help": "Override config fields, e.g. 'n_layers=2,emb_dim=64,drop_rate=0.0,init_scheme=gpt2'."},
     )
     tokenizer_name: str | None = field(
-        default=None, metadata={"help": "Tokenizer folder or Hub id (default: GPT-2's BPE, offline fallback)."}
+        default=None, metadata={"help": "Tokenizer folder or Hub id (default: the --init_from folder's own, else "
+                                        "GPT-2's BPE, offline fallback)."}
     )
     pad_vocab_to_multiple_of: int | None = field(
         default=None,

@@ -89,13 +89,14 @@ def _setup_logging(training_args):
     transformers.utils.logging.disable_progress_bar()
 
 
-def load_datasets(tokenizer, model_args, data_args, training_args, plan):
+def load_datasets(tokenizer, data_args, training_args, plan):
+    """`tokenizer` None: tiktoken's GPT-2 (the same ids as the default tokenizer's, faster)."""
     from ..data import build_lm_datasets
 
     with training_args.main_process_first(desc="tokenizing the text"):
         try:
             return build_lm_datasets(
-                tokenizer if model_args.tokenizer_name else None,  # None: tiktoken's GPT-2, the same ids, faster
+                tokenizer,
                 text_files=data_args.train_files,
                 validation_file=data_args.validation_file,
                 dataset_name=data_args.dataset_name,
@@ -156,9 +157,11 @@ def _run(plan, model_args, data_args, training_args, callbacks):
         logger.info(f"Resuming from {plan.resume_from_checkpoint}")
         training_args.eval_on_start = False
 
-    from ..tokenization import load_tokenizer
+    from ..tokenization import folder_tokenizer, load_tokenizer
 
-    tokenizer = load_tokenizer(model_args.tokenizer_name)
+    # A GPT-2 folder's own tokenizer goes with its weights (OpenAI's folder has encoder.json + vocab.bpe).
+    own = folder_tokenizer(model_args.init_from) if model_args.init_from else None
+    tokenizer = load_tokenizer(model_args.tokenizer_name or own)
     if plan.max_length is None:
         raise UsageError("--max_length is needed when the model's context length is only known from its weights.")
     if data_args.streaming and training_args.dataloader_num_workers > 0:
@@ -166,7 +169,8 @@ def _run(plan, model_args, data_args, training_args, callbacks):
                        f"in the main process, which notes where to resume it (hf_gpt.streaming)")
         training_args.dataloader_num_workers = 0
         training_args.dataloader_prefetch_factor, training_args.dataloader_persistent_workers = None, False
-    datasets_ = load_datasets(tokenizer, model_args, data_args, training_args, plan)
+    given = model_args.tokenizer_name or own  # else GPT-2's own, which tiktoken tokenizes faster
+    datasets_ = load_datasets(tokenizer if given else None, data_args, training_args, plan)
     train_dataset = datasets_["train"]
     if plan.resume_from_checkpoint is not None and data_args.streaming:
         from ..streaming import resume_from_checkpoint

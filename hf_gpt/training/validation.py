@@ -62,6 +62,14 @@ def _gpt2_config(init_from, overrides):
         from ..model.conversion_gpt import gpt2_config_to_gpt_config
 
         return gpt2_config_to_gpt_config(json.loads((path / "config.json").read_text()), **overrides)
+    from ..openai_checkpoint import OpenAICheckpoint, gpt2_config, is_openai_folder
+
+    if is_openai_folder(path):  # the book's gpt_download.py folder: its index and data files are checked too
+        from ..model.conversion_gpt import gpt2_config_to_gpt_config
+
+        config = gpt2_config_to_gpt_config(gpt2_config(path / "hparams.json"), **overrides)
+        OpenAICheckpoint(path).close()
+        return config
     return None
 
 
@@ -92,7 +100,7 @@ def resolve_model_config(model_args):
         return GPTConfig.from_preset(model_args.preset, **overrides)
     except UsageError:
         raise
-    except ValueError as e:
+    except (ValueError, FileNotFoundError) as e:  # FileNotFoundError: a file missing from an OpenAI folder
         raise UsageError(str(e)) from e
 
 
