@@ -66,7 +66,7 @@ def disk_full_folder(exc, folder=None):
 def describe(exc, folder=None):
     """`exc` as one line that says what went wrong."""
     notes = "".join(f" {note}" for note in getattr(exc, "__notes__", ()))
-    full = disk_full_folder(exc, folder)
+    full = None if isinstance(exc, UsageError) else disk_full_folder(exc, folder)  # ours says it already
     if full is not None:
         return f"no space left on device in {full}: free some space (or pick a folder on another disk) and run again.{notes}"
     text = (str(exc).strip() or type(exc).__name__) + notes

@@ -2,6 +2,12 @@
 of defect of the issue, at the door where the user meets it (a script's `main(argv)`, or the script as a
 subprocess); each asserts the line, the exit code, and that nothing the user has was changed."""
 
+import errno
+import json
+import os
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -19,8 +25,10 @@ from test_trust import (  # noqa: F401  (fixtures)
     tokenizer,
 )
 
+from hf_gpt import GPTConfig, GPTForCausalLM
 from hf_gpt.training import main
 from hf_gpt.training.checkpoints import remove_incomplete_checkpoints, resolve_resume
+from hf_gpt.writing import written_whole
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -56,3 +64,95 @@ def test_lost_resume_last_keeps_a_checkpoint_whose_weights_are_whole(tmp_path, n
     assert remove_incomplete_checkpoints(out) == []  # what a run does before training: it deletes nothing here
     assert snapshot(out) == before
     assert resolve_resume(_args(out, "last", reset=True)) == str(out / "checkpoint-4")
+
+
+def test_lost_export_into_its_own_source_is_refused(model_folder, tmp_path):
+    source = tmp_path / "model"
+    shutil.copytree(model_folder, source)
+    before = snapshot(source)
+    env = {**os.environ, "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    proc = subprocess.run([sys.executable, str(REPO / "scripts" / "export.py"), str(source), str(source),
+                           "--format", "gpt2", "--overwrite"], capture_output=True, text=True, env=env, timeout=300)
+    assert (proc.returncode, proc.stderr) == (2, f"error: output {str(source)!r} is the model it reads ({source}); "
+                                                 f"writing there would replace the source with the export: pick "
+                                                 f"another folder.\n")
+    assert snapshot(source) == before
+
+
+def test_lost_export_over_another_model_only_with_overwrite(model_folder, tmp_path, capsys):
+    export = load_script("export")
+    other = tmp_path / "other"
+    shutil.copytree(model_folder, other)
+    before = snapshot(other)
+    err = script_error(capsys, export.main([str(model_folder), str(other), "--format", "gpt2"]))
+    assert err == (f"output {str(other)!r} already holds files (README.md, config.json, configuration_gpt.py, "
+                   f"conversion_gpt.py, ...); pick a new or empty folder, or add --overwrite to replace it.")
+    assert snapshot(other) == before
+
+    assert export.main([str(model_folder), str(other), "--format", "gpt2", "--overwrite"]) == 0
+    assert json.loads((other / "config.json").read_text())["model_type"] == "gpt2"
+    assert not list(other.glob("*.py")) and no_partials(tmp_path)  # replaced whole, not mixed with the old model
+
+
+def test_lost_gguf_over_an_existing_file_only_with_overwrite(model_folder, tmp_path, capsys):
+    pytest.importorskip("gguf")
+    export = load_script("export")
+    old = tmp_path / "old.gguf"
+    old.write_bytes(b"GGUF mine")
+    err = script_error(capsys, export.main([str(model_folder), str(old), "--format", "gguf"]))
+    assert err == f"output {str(old)!r} already exists; pick another name, or add --overwrite to replace it."
+    assert old.read_bytes() == b"GGUF mine"
+    assert export.main([str(model_folder), str(old), "--format", "gguf", "--overwrite"]) == 0
+    assert old.read_bytes()[:4] == b"GGUF" and old.stat().st_size > 1000 and no_partials(tmp_path)
+
+
+def test_lost_load_gpt2_save_over_another_model(model_folder, tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(GPTForCausalLM, "from_gpt2", classmethod(lambda *a, **k: pytest.fail("loaded")))
+    other = tmp_path / "other"
+    shutil.copytree(model_folder, other)
+    before = snapshot(other)
+    err = script_error(capsys, load_script("load_gpt2").main(["gpt2", "--save", str(other)]), "load_gpt2.py")
+    assert err.startswith(f"--save {str(other)!r} already holds files (") and "add --overwrite" in err
+    assert snapshot(other) == before
+
+
+# ------------------------------------------------------------------------- whole or not at all; one clear line
+
+
+def test_silent_export_onto_an_existing_file(model_folder, tmp_path, capsys):
+    notes = tmp_path / "notes.txt"
+    notes.write_text("mine")
+    err = script_error(capsys, load_script("export").main([str(model_folder), str(notes), "--format", "gpt2"]))
+    assert err == f"output {str(notes)!r} is an existing file; output takes a folder (it is created if missing)."
+    assert notes.read_text() == "mine"
+    model = GPTForCausalLM(GPTConfig(vocab_size=64, context_length=8, emb_dim=8, n_heads=2, n_layers=1))
+    for save in (model.save_pretrained_gpt2, model.save_pretrained):
+        with pytest.raises(ValueError, match=f"{notes} is an existing file; save_pretrained writes a folder"):
+            save(notes)
+    assert notes.read_text() == "mine"
+
+
+def test_a_full_disk_mid_export_leaves_nothing_half_written(model_folder, tmp_path, capsys, monkeypatch):
+    from hf_gpt.exports import gpt2
+
+    def fill_the_disk(model, output, **kwargs):
+        Path(output).mkdir()
+        (Path(output) / "config.json").write_text("")
+        raise OSError(errno.ENOSPC, "No space left on device", str(Path(output) / "model.safetensors"))
+
+    monkeypatch.setattr(gpt2, "export", fill_the_disk)
+    target = tmp_path / "out"
+    err = script_error(capsys, load_script("export").main([str(model_folder), str(target), "--format", "gpt2"]))
+    assert err == (f"no space left on device in {tmp_path}: free some space (or pick a folder on another disk) and "
+                   f"run again. Nothing was written to {target}.")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_written_whole_keeps_the_old_file_when_writing_fails(tmp_path):
+    target = tmp_path / "results.json"
+    target.write_text("old")
+    with pytest.raises(RuntimeError, match="boom"):
+        with written_whole(target) as partial:
+            partial.write_text("half")
+            raise RuntimeError("boom")
+    assert target.read_text() == "old" and list(tmp_path.iterdir()) == [target]
