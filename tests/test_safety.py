@@ -11,6 +11,8 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
+from safetensors.torch import load_file
 from test_trust import (  # noqa: F401  (fixtures)
     PROMPT,
     REPO,
@@ -156,3 +158,26 @@ def test_written_whole_keeps_the_old_file_when_writing_fails(tmp_path):
             partial.write_text("half")
             raise RuntimeError("boom")
     assert target.read_text() == "old" and list(tmp_path.iterdir()) == [target]
+
+
+# ------------------------------------------------------------------------ silent: "finished" means the model is there
+
+
+def test_silent_a_run_killed_writing_its_final_model_is_finished_from_its_checkpoint(finished_run, tmp_path, capsys):
+    out = tmp_path / "run"
+    shutil.copytree(finished_run[0], out)
+    final = {p.name for p in out.iterdir()} - {"config.json", "training_args.bin", "samples.jsonl"} - {
+        p.name for p in out.glob("*.py")} - {p.name for p in out.glob("checkpoint-*")}
+    for name in final:  # killed after config.json and the .py files: no weights, tokenizer or results
+        (out / name).unlink()
+    checkpoint = out / "checkpoint-3"
+    before = snapshot(checkpoint)
+    assert main(tiny_argv(out, "--max_steps", "3", "--resume_from_checkpoint", "last")) == 0
+    assert {p.name for p in out.iterdir()} >= final
+    assert json.loads((out / "trainer_state.json").read_text())["global_step"] == 3  # no step trained
+    weights, saved = load_file(out / "model.safetensors"), load_file(checkpoint / "model.safetensors")
+    assert all(torch.equal(weights[k], saved[k]) for k in saved)
+    assert snapshot(checkpoint) == before and not (out / "checkpoint-4").exists()
+    capsys.readouterr()
+    assert main(tiny_argv(out, "--max_steps", "3", "--resume_from_checkpoint", "last")) == 0
+    assert "is finished: checkpoint-3 is at step 3" in capsys.readouterr().err

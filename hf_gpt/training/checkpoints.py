@@ -160,6 +160,30 @@ def remove_incomplete_checkpoints(output_dir):
     return removed
 
 
+def final_model_problems(output_dir, step):
+    """What keeps `output_dir` from holding the final model of a run that reached `step` (empty when it does): the
+    end of a run writes the weights, the tokenizer, then trainer_state.json; a run killed on the way has not
+    finished, whatever its last checkpoint says."""
+    from ..tokenization import TOKENIZER_FILES
+
+    out = Path(output_dir)
+    problems = []
+    if (out / "model.safetensors").is_file():
+        problems += _safetensors_problems(out / "model.safetensors")
+    elif not (out / "model.safetensors.index.json").is_file():
+        problems.append("model.safetensors is missing")
+    if not any((out / name).is_file() for name in TOKENIZER_FILES):
+        problems.append("the tokenizer is missing")
+    try:
+        final_step = json.loads((out / "trainer_state.json").read_text(encoding="utf-8")).get("global_step", -1)
+    except (OSError, ValueError):
+        problems.append("trainer_state.json is missing or unreadable")
+    else:
+        if final_step < step:
+            problems.append(f"trainer_state.json is at step {final_step}")
+    return problems
+
+
 def _holds_a_run(output_dir):
     path = Path(output_dir)
     if not path.is_dir():

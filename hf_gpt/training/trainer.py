@@ -166,6 +166,19 @@ class PretrainingTrainer(Trainer):
             logs.update(self.throughput.flush(self.args.world_size))
         super().log(logs, start_time)
 
+    def finish_from_checkpoint(self, checkpoint):
+        """A run that reached its last step but was stopped while writing its final model: take the checkpoint's
+        weights and state as the end of training (no step is trained) so the final model, metrics and card are
+        written from them."""
+        from transformers.trainer_callback import TrainerState
+        from transformers.trainer_utils import TrainOutput
+
+        self._load_from_checkpoint(checkpoint)
+        self.state = TrainerState.load_from_json(str(Path(checkpoint) / "trainer_state.json"))
+        losses = [entry["loss"] for entry in self.state.log_history if "loss" in entry]
+        return TrainOutput(self.state.global_step, losses[-1] if losses else float("nan"),
+                           {"finished_from_checkpoint": Path(checkpoint).name})
+
     def _save_checkpoint(self, model, trial):
         super()._save_checkpoint(model, trial)
         self.accelerator.wait_for_everyone()

@@ -1,6 +1,7 @@
 """Every check of a run's arguments that needs neither the model nor the tokenized data."""
 
 import json
+import logging
 import os
 import tempfile
 from dataclasses import dataclass
@@ -14,7 +15,7 @@ from ..model.configuration_gpt import (
     GPTConfig,
     check_config_fields,
 )
-from .checkpoints import _holds_a_run, resolve_resume
+from .checkpoints import _holds_a_run, final_model_problems, resolve_resume
 from .errors import RunFinished
 from .lock import OutputDirLock
 
@@ -120,6 +121,7 @@ class RunPlan:
     stride: int | None
     resume_from_checkpoint: str | None
     lock: OutputDirLock | None = None
+    finish_only: bool = False  # the run reached its last step: write the final model from the checkpoint
 
 
 def _check_sources(model_args, training_args):
@@ -173,7 +175,9 @@ def _padded(config, multiple):
 
 
 def _check_resume_matches(resume, config, training_args):
-    """A resume continues the run in `resume`: the same architecture, and a step left to train."""
+    """A resume continues the run in `resume`: the same architecture, and a step left to train. Returns True when
+    no step is left but the final model is missing (the run was stopped while writing it): the run then only writes
+    it from the checkpoint."""
     path = Path(resume)
     if config is not None and (path / "config.json").is_file():
         try:
@@ -198,6 +202,12 @@ def _check_resume_matches(resume, config, training_args):
     else:
         return
     if step >= target:
+        missing = final_model_problems(training_args.output_dir, step)
+        if missing:  # killed while writing its final model: finish it from the checkpoint, as the Trainer resumes
+            logging.getLogger("hf_gpt.training").warning(
+                f"The run in {training_args.output_dir} reached step {step} ({path.name}) but its final model is not "
+                f"there ({'; '.join(missing[:3])}): it was stopped while writing it. Writing it from {path.name}.")
+            return True
         raise RunFinished(
             f"the run in {training_args.output_dir} is finished: {path.name} is at step {step} and {how} asks for "
             f"{target}. Nothing was trained and the model is left as it is; raise --max_steps (or --num_train_epochs) "
@@ -247,8 +257,8 @@ def validate_arguments(model_args, data_args, training_args):
     lock = OutputDirLock(training_args.output_dir).acquire() if _is_main_process() else None
     try:
         resume = resolve_resume(training_args)
-        if resume is not None:
-            _check_resume_matches(resume, _padded(config, multiple), training_args)
+        finish_only = resume is not None and bool(_check_resume_matches(resume, _padded(config, multiple),
+                                                                        training_args))
         previous = _holds_a_run(training_args.output_dir)
         if previous and resume is None:
             if not training_args.overwrite_output_dir:
@@ -262,7 +272,8 @@ def validate_arguments(model_args, data_args, training_args):
         if lock is not None:
             lock.release()
         raise
-    return RunPlan(config=config, max_length=max_length, stride=stride, resume_from_checkpoint=resume, lock=lock)
+    return RunPlan(config=config, max_length=max_length, stride=stride, resume_from_checkpoint=resume, lock=lock,
+                   finish_only=finish_only)
 
 
 def _is_main_process():
