@@ -40,14 +40,17 @@ def parse_args(argv=None):
     parser.add_argument("--device", default=None, help="default: cuda if available, else cpu")
     add_debug_flag(parser)
     args = parser.parse_args(argv)
-    for name in ("max_new_tokens", "top_k", "num_beams", "num_return_sequences"):
+    from hf_gpt.sampling import check_sampling
+
+    try:
+        check_sampling(lambda name: f"--{name}", temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
+                       max_new_tokens=args.max_new_tokens, min_new_tokens=1, zero_temperature_is_greedy=False)
+    except UsageError as err:
+        parser.error(str(err))
+    for name in ("num_beams", "num_return_sequences"):
         value = getattr(args, name)
-        if value is not None and value < (0 if name == "top_k" else 1):
-            parser.error(f"--{name} must be {'>= 0' if name == 'top_k' else '>= 1'}, got {value}")
-    if args.top_p is not None and not 0 < args.top_p <= 1:
-        parser.error(f"--top_p must be in (0, 1], got {args.top_p}")
-    if args.temperature is not None and not args.temperature > 0:
-        parser.error(f"--temperature must be > 0, got {args.temperature}")
+        if value is not None and value < 1:
+            parser.error(f"--{name} must be >= 1, got {value}")
     if args.stream and (args.num_return_sequences > 1 or (args.num_beams or 1) > 1):
         parser.error("--stream shows one sequence as it grows: drop --num_beams / --num_return_sequences, or --stream")
     return args

@@ -53,8 +53,10 @@ def check_inputs(args):
 
         local = Path(os.path.expanduser(args.model))
         check_target(args.save, "--save", overwrite=args.overwrite, sources=[local] if local.exists() else [])
-    if args.max_new_tokens < 0:
-        raise UsageError(f"--max-new-tokens must be >= 0, got {args.max_new_tokens}.")
+    from hf_gpt.sampling import check_sampling
+
+    check_sampling(lambda name: "--" + name.replace("_", "-"), temperature=args.temperature, top_k=args.top_k,
+                   top_p=args.top_p, max_new_tokens=args.max_new_tokens)
     if args.context_length is not None and args.context_length < 1:
         raise UsageError(f"--context-length must be >= 1, got {args.context_length}.")
     name = args.model

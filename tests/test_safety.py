@@ -181,3 +181,30 @@ def test_silent_a_run_killed_writing_its_final_model_is_finished_from_its_checkp
     capsys.readouterr()
     assert main(tiny_argv(out, "--max_steps", "3", "--resume_from_checkpoint", "last")) == 0
     assert "is finished: checkpoint-3 is at step 3" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------- silent: sampling flags mean the same in every script
+
+
+@pytest.mark.parametrize("flags, says", [
+    (["--sample_top_p", "0"], "--sample_top_p must be in (0, 1], got 0.0"),
+    (["--sample_max_new_tokens", "-1"], "--sample_max_new_tokens must be >= 0, got -1"),
+    (["--sample_temperature", "-1"], "--sample_temperature must be >= 0 (0: greedy), got -1.0"),
+    (["--sample_prompt", ""], "--sample_prompt is empty: give a prompt, or --sample_max_new_tokens 0 for no sample."),
+])
+def test_pretrain_sample_flags_are_checked_before_tokenizing(tmp_path, nothing_heavy, capsys, flags, says):
+    out = tmp_path / "o"
+    err = pretrain_error(capsys, main(tiny_argv(out, "--max_steps", "1") + flags))
+    assert err.startswith(says), err
+    assert not out.exists() or not any(out.iterdir())
+
+
+@pytest.mark.parametrize("flags, says", [
+    (["--top-p", "0"], "--top-p must be in (0, 1], got 0.0"),
+    (["--temperature", "-1"], "--temperature must be >= 0 (0: greedy), got -1.0"),
+    (["--top-k", "-5"], "--top-k must be >= 0 (0: no top-k cut), got -5"),
+    (["--max-new-tokens", "-1"], "--max-new-tokens must be >= 0, got -1"),
+])
+def test_load_gpt2_sampling_flags_mean_what_generate_says(capsys, monkeypatch, flags, says):
+    monkeypatch.setattr(GPTForCausalLM, "from_gpt2", classmethod(lambda *a, **k: pytest.fail("loaded")))
+    assert script_error(capsys, load_script("load_gpt2").main(["gpt2", *flags]), "load_gpt2.py") == says

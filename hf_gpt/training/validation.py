@@ -167,6 +167,17 @@ def _check_numbers(training_args):
                                f"{training_args.max_steps}.")
 
 
+def _check_flags(model_args, data_args, training_args):
+    """Flags whose bad values the libraries would meet only after tokenizing or building the model (or never)."""
+    from ..sampling import check_sampling
+
+    if training_args.sample_max_new_tokens > 0 and not training_args.sample_prompt:
+        raise UsageError("--sample_prompt is empty: give a prompt, or --sample_max_new_tokens 0 for no sample.")
+    check_sampling(lambda name: f"--sample_{name}", temperature=training_args.sample_temperature,
+                   top_k=training_args.sample_top_k, top_p=training_args.sample_top_p,
+                   max_new_tokens=training_args.sample_max_new_tokens)
+
+
 def _padded(config, multiple):
     """The config as trained: with `--pad_vocab_to_multiple_of`, the vocabulary rounded up."""
     if config is None or not multiple or config.vocab_size % multiple == 0:
@@ -243,6 +254,7 @@ def validate_arguments(model_args, data_args, training_args):
         raise UsageError(f"--pad_vocab_to_multiple_of must be a positive number of rows (64 is usual), got "
                                f"{multiple}.")
     _check_numbers(training_args)
+    _check_flags(model_args, data_args, training_args)
     if training_args.hub_token:
         raise UsageError(
             "--hub_token would be saved in training_args.bin and pushed with it; log in with `hf auth login` or "
