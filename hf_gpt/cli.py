@@ -108,6 +108,26 @@ def run(main, argv=None, *, prog=None, folder=None, interrupted="nothing more wa
     return code if isinstance(code, int) else 0
 
 
+def check_device(value, flag="--device"):
+    """`--device` as torch will take it, or a `UsageError` before anything is loaded: an unknown name, or CUDA (or
+    another accelerator) that this machine does not have."""
+    if value is None:
+        return None
+    import torch
+
+    try:
+        device = torch.device(value)
+    except (RuntimeError, ValueError):
+        raise UsageError(f"{flag} {value!r} is not a device torch knows; use cpu, cuda, cuda:N or mps.") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise UsageError(f"{flag} {value}: this machine has no usable CUDA device; use --device cpu.")
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        raise UsageError(f"{flag} {value}: there are {torch.cuda.device_count()} CUDA device(s), numbered from 0.")
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise UsageError(f"{flag} {value}: MPS is not available here; use --device cpu.")
+    return device
+
+
 def add_debug_flag(parser):
     parser.add_argument("--debug", action="store_true",
                         help=f"show the full traceback on errors (or set {DEBUG_ENV}=1)")

@@ -16,7 +16,7 @@ import json
 import sys
 from pathlib import Path
 
-from hf_gpt.cli import UsageError, run
+from hf_gpt.cli import UsageError, check_device, run
 
 
 class _Parser(argparse.ArgumentParser):
@@ -67,6 +67,7 @@ def _main(argv):
     has_data = args.text_file is not None or args.dataset_name is not None
     if not has_data and not args.tasks:
         raise UsageError("give the data to score: --text_file FILE or --dataset_name NAME (or --tasks)")
+    check_device(args.device)
     spec = resolve_model(args.model, args.config)
     out = {}
     if has_data:

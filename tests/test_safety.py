@@ -3,6 +3,7 @@ of defect of the issue, at the door where the user meets it (a script's `main(ar
 subprocess); each asserts the line, the exit code, and that nothing the user has was changed."""
 
 import errno
+import importlib.util
 import json
 import os
 import shutil
@@ -208,3 +209,58 @@ def test_pretrain_sample_flags_are_checked_before_tokenizing(tmp_path, nothing_h
 def test_load_gpt2_sampling_flags_mean_what_generate_says(capsys, monkeypatch, flags, says):
     monkeypatch.setattr(GPTForCausalLM, "from_gpt2", classmethod(lambda *a, **k: pytest.fail("loaded")))
     assert script_error(capsys, load_script("load_gpt2").main(["gpt2", *flags]), "load_gpt2.py") == says
+
+
+# ------------------------------------------------------------ clear but late: flags checked before any work
+
+
+@pytest.mark.parametrize("flags, says", [
+    (["--seed", "-1"], "--seed must be in [0, 2**32 - 1] (numpy's range), got -1."),
+    (["--attn_implementation", "foo"], "--attn_implementation 'foo': choose one of eager, "),
+    (["--dataloader_num_workers", "-1"], "--dataloader_num_workers must be >= 0 (0: load in the main process), got -1."),
+    (["--validation_fraction", "0"], "no validation split (--validation_fraction 0 and no --validation_file): give "
+                                     "one, or turn evaluation off with --eval_strategy no --eval_on_start false."),
+    (["--gradient_accumulation_steps", "0"], "--gradient_accumulation_steps must be >= 1, got 0."),
+    (["--max_eval_samples", "0"], "--max_eval_samples must be >= 1 (or left out: the whole validation split), got 0."),
+    (["--output_dir", ""], "--output_dir is empty: give the folder the run writes to (default: outputs/pretrain)."),
+])
+def test_pretrain_flags_are_checked_before_tokenizing(tmp_path, nothing_heavy, capsys, flags, says):
+    out = tmp_path / "o"
+    err = pretrain_error(capsys, main(tiny_argv(out, "--max_steps", "1") + flags))
+    assert err.startswith(says), err
+    assert not out.exists() or not any(out.iterdir())
+
+
+def test_pretrain_report_to_a_missing_integration(tmp_path, nothing_heavy, capsys):
+    pytest.importorskip("transformers.integrations")
+    if importlib.util.find_spec("wandb"):
+        pytest.skip("wandb is installed here")
+    err = pretrain_error(capsys, main(tiny_argv(tmp_path / "o", "--max_steps", "1", "--report_to", "wandb")))
+    assert err == "--report_to wandb: WandbCallback requires wandb to be installed. Run `pip install wandb`.\n"
+
+
+@pytest.mark.parametrize("flags, says", [
+    (["--repetition_penalty", "-1"], "--repetition_penalty must be > 0 (1: none), got -1.0"),
+    (["--seed", "-1"], "--seed must be in [0, 2**32 - 1], got -1"),
+    (["--device", "foo"], "--device 'foo' is not a device torch knows; use cpu, cuda, cuda:N or mps."),
+    (["--device", "cuda"], "--device cuda: this machine has no usable CUDA device; use --device cpu."),
+])
+def test_generate_flags_are_checked_before_loading(capsys, flags, says):
+    if flags == ["--device", "cuda"] and torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    with pytest.raises(SystemExit) as info:
+        load_script("generate").parse_args(["folder", PROMPT, *flags])
+    err = capsys.readouterr().err
+    assert info.value.code == 2 and err.rstrip().endswith(f"error: {says}"), err
+
+
+def test_generate_several_sequences_from_a_greedy_folder(model_folder, tmp_path, capsys, monkeypatch):
+    greedy = tmp_path / "greedy"
+    shutil.copytree(model_folder, greedy)
+    (greedy / "generation_config.json").write_text(json.dumps({"do_sample": False}))
+    generate = load_script("generate")
+    monkeypatch.setattr(generate, "load", lambda *a, **k: pytest.fail("loaded"))
+    err = script_error(capsys, generate.main([str(greedy), PROMPT, "--num_return_sequences", "3"]))
+    assert err == (f"--num_return_sequences 3 needs sampling or at least 3 beams, and {greedy} decodes greedily by "
+                   f"default (generation_config.json): add --do_sample (or --top_p/--top_k/--temperature), or "
+                   f"--num_beams 3.")

@@ -98,6 +98,8 @@ def resolve_model_config(model_args):
 
 
 def _check_writable(output_dir):
+    if not str(output_dir or "").strip():
+        raise UsageError("--output_dir is empty: give the folder the run writes to (default: outputs/pretrain).")
     path = Path(output_dir)
     probe_dir = path
     while not probe_dir.exists():
@@ -176,6 +178,36 @@ def _check_flags(model_args, data_args, training_args):
     check_sampling(lambda name: f"--sample_{name}", temperature=training_args.sample_temperature,
                    top_k=training_args.sample_top_k, top_p=training_args.sample_top_p,
                    max_new_tokens=training_args.sample_max_new_tokens)
+    if training_args.gradient_accumulation_steps < 1:
+        raise UsageError(f"--gradient_accumulation_steps must be >= 1, got {training_args.gradient_accumulation_steps}.")
+    if not 0 <= training_args.seed < 2**32:
+        raise UsageError(f"--seed must be in [0, 2**32 - 1] (numpy's range), got {training_args.seed}.")
+    if training_args.dataloader_num_workers < 0:
+        raise UsageError(f"--dataloader_num_workers must be >= 0 (0: load in the main process), got "
+                         f"{training_args.dataloader_num_workers}.")
+    evaluating = training_args.eval_strategy != "no" or training_args.eval_on_start
+    if evaluating and data_args.validation_fraction == 0 and not data_args.validation_file \
+            and not data_args.dataset_name:  # a dataset may bring its own validation split
+        raise UsageError("no validation split (--validation_fraction 0 and no --validation_file): give one, or turn "
+                         "evaluation off with --eval_strategy no --eval_on_start false.")
+    if data_args.max_eval_samples is not None and data_args.max_eval_samples < 1:
+        raise UsageError(f"--max_eval_samples must be >= 1 (or left out: the whole validation split), got "
+                         f"{data_args.max_eval_samples}.")
+    implementation = model_args.attn_implementation
+    if implementation:
+        from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
+
+        known = ["eager", *(name for name in ALL_ATTENTION_FUNCTIONS if "|" not in name)]
+        if implementation not in known and "/" not in implementation:  # "org/kernel": a Hub kernel
+            raise UsageError(f"--attn_implementation {implementation!r}: choose one of {', '.join(known)}.")
+    for name in training_args.report_to or ():
+        from transformers.integrations import get_reporting_integration_callbacks
+
+        try:
+            for callback in get_reporting_integration_callbacks([name]):
+                callback()  # each integration's callback checks its package at construction
+        except (RuntimeError, ImportError, ValueError) as e:
+            raise UsageError(f"--report_to {name}: {' '.join(str(e).split())}") from None
 
 
 def _padded(config, multiple):
