@@ -5,6 +5,7 @@ subprocess); each asserts the line, the exit code, and that nothing the user has
 import errno
 import importlib.util
 import json
+import logging
 import os
 import shutil
 import subprocess
@@ -17,6 +18,7 @@ from safetensors.torch import load_file
 from test_trust import (  # noqa: F401  (fixtures)
     PROMPT,
     REPO,
+    Records,
     _args,
     _checkpoint,
     finished_run,
@@ -29,6 +31,7 @@ from test_trust import (  # noqa: F401  (fixtures)
 )
 
 from hf_gpt import GPTConfig, GPTForCausalLM
+from hf_gpt.resources import THE_VERDICT
 from hf_gpt.training import main
 from hf_gpt.training.checkpoints import remove_incomplete_checkpoints, resolve_resume
 from hf_gpt.writing import written_whole
@@ -264,3 +267,22 @@ def test_generate_several_sequences_from_a_greedy_folder(model_folder, tmp_path,
     assert err == (f"--num_return_sequences 3 needs sampling or at least 3 beams, and {greedy} decodes greedily by "
                    f"default (generation_config.json): add --do_sample (or --top_p/--top_k/--temperature), or "
                    f"--num_beams 3.")
+
+
+def test_silent_train_files_folder_names_the_files_it_skips(tmp_path, tokenizer):
+    from hf_gpt.data import build_lm_datasets
+
+    folder = tmp_path / "text"
+    folder.mkdir()
+    (folder / "a.txt").write_text(THE_VERDICT.read_text()[:4000])
+    (folder / "b.md").write_text(THE_VERDICT.read_text()[4000:8000])
+    (folder / "figure.png").write_bytes(b"\x89PNG")
+    (folder / "table.tsv").write_text("a\tb\n")
+    records = Records()
+    logging.getLogger("hf_gpt.data").addHandler(records)
+    try:
+        build_lm_datasets(tokenizer, text_files=str(folder), max_length=32, stride=32, verbose=False)
+    finally:
+        logging.getLogger("hf_gpt.data").removeHandler(records)
+    assert records.messages == [f"train folder {str(folder)!r}: skipping 2 file(s) of no text format (figure.png, "
+                                f"table.tsv); known formats: .txt, .text, .md, .jsonl, .json, .csv, .parquet"]
