@@ -13,9 +13,9 @@ no overlap); a smaller stride gives each token more context. Prints the results;
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
+from hf_gpt import cli
 from hf_gpt.cli import UsageError, check_device, run
 
 
@@ -97,4 +97,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    cli.exit(main)

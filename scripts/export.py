@@ -6,9 +6,9 @@
 """
 
 import argparse
-import sys
 from pathlib import Path
 
+from hf_gpt import cli
 from hf_gpt.cli import UsageError, run
 from hf_gpt.exports import FORMATS, check_export_target, export, format_module
 
@@ -43,4 +43,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    cli.exit(main)

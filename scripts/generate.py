@@ -12,9 +12,9 @@ greedy decoding. Prints the prompt and its continuation.
 
 import argparse
 import os
-import sys
 from pathlib import Path
 
+from hf_gpt import cli
 from hf_gpt.cli import UsageError, add_debug_flag, check_device, run
 
 
@@ -181,4 +181,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    cli.exit(main)

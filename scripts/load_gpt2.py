@@ -17,6 +17,7 @@ from pathlib import Path
 
 import torch
 
+from hf_gpt import cli
 from hf_gpt.cli import UsageError, add_debug_flag, run
 
 
@@ -116,5 +117,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    code = main()
-    sys.exit(code if isinstance(code, int) else 0)
+    cli.exit(main)

@@ -10,6 +10,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -286,3 +287,33 @@ def test_silent_train_files_folder_names_the_files_it_skips(tmp_path, tokenizer)
         logging.getLogger("hf_gpt.data").removeHandler(records)
     assert records.messages == [f"train folder {str(folder)!r}: skipping 2 file(s) of no text format (figure.png, "
                                 f"table.tsv); known formats: .txt, .text, .md, .jsonl, .json, .csv, .parquet"]
+
+
+# ------------------------------------------------------------------------------ Ctrl-C is never lost on the way
+
+
+def test_a_ctrl_c_swallowed_on_the_way_still_stops_with_its_line(capsys):
+    """A KeyboardInterrupt that lands in a finalizer, or in a library's `except BaseException`, is lost; the
+    handler of `cli.run` has recorded the signal, so the script still stops with exit code 130 and its line, and the
+    training loop raises it again at its next step (`raise_if_interrupted`)."""
+    import signal
+
+    from hf_gpt import cli
+
+    seen = []
+
+    def main_that_swallows(argv):
+        try:
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(5)  # the handler raises here
+        except KeyboardInterrupt:  # what a finalizer or a careless library does
+            seen.append("swallowed")
+        with pytest.raises(KeyboardInterrupt):
+            cli.raise_if_interrupted()  # what each training step and checkpoint does
+        return 0
+
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    assert cli.run(main_that_swallows, [], prog="x.py", interrupted="stopped.") == 130
+    assert seen == ["swallowed"]
+    assert capsys.readouterr().err == "x.py: interrupted (Ctrl-C); stopped.\n"
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # put back

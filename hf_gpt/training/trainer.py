@@ -8,6 +8,7 @@ import torch
 from transformers import Trainer
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
+from ..cli import raise_if_interrupted
 from .book import book_dataloader, evaluate_like_book
 from .checkpoints import last_complete_checkpoint, mark_checkpoint_complete
 from .errors import NonFiniteLossError
@@ -105,6 +106,7 @@ class PretrainingTrainer(Trainer):
         return super().get_train_dataloader()
 
     def training_step(self, model, inputs, num_items_in_batch=None):
+        raise_if_interrupted()  # a Ctrl-C whose KeyboardInterrupt was swallowed on the way (hf_gpt.cli)
         loss = super().training_step(model, inputs, num_items_in_batch)
         bad = (~torch.isfinite(loss)).float()
         if self.args.world_size > 1:
@@ -180,6 +182,7 @@ class PretrainingTrainer(Trainer):
                            {"finished_from_checkpoint": Path(checkpoint).name})
 
     def _save_checkpoint(self, model, trial):
+        raise_if_interrupted()
         super()._save_checkpoint(model, trial)
         self.accelerator.wait_for_everyone()
         if self.args.should_save:
