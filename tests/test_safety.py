@@ -317,3 +317,29 @@ def test_a_ctrl_c_swallowed_on_the_way_still_stops_with_its_line(capsys):
     assert seen == ["swallowed"]
     assert capsys.readouterr().err == "x.py: interrupted (Ctrl-C); stopped.\n"
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # put back
+
+
+# ------------------------------------------------------- recipe values are parsed as flags are, named by their file
+
+
+@pytest.mark.parametrize("text, says", [
+    ("max_steps: 2.5\n", "max_steps: invalid int value: '2.5'; see `--help`."),
+    ("per_device_train_batch_size: [4]\n", "per_device_train_batch_size takes one value, got a list [4]"),
+])
+def test_recipe_values_are_type_checked_and_name_their_file(tmp_path, nothing_heavy, capsys, text, says):
+    recipe = tmp_path / "args.yaml"
+    recipe.write_text(text)
+    err = pretrain_error(capsys, main([str(recipe), *tiny_argv(tmp_path / "o")]))
+    assert err.startswith(f"{recipe}: {says}"), err
+
+
+def test_recipe_values_and_flags_mean_the_same(tmp_path):
+    from hf_gpt.training.args import parse_arguments
+
+    recipe = tmp_path / "args.yaml"
+    recipe.write_text("sample_prompt: 123\nnum_train_epochs: 3\nlr_scheduler_kwargs: {min_lr_rate: 0.1}\n"
+                      "train_files: [a.txt, b.txt]\nbf16: false\nmax_length: null\nseed: 7\n")
+    _, data, args = parse_arguments([str(recipe), "--seed", "8"])
+    assert args.sample_prompt == "123" and args.num_train_epochs == 3.0  # the field's type, as from a flag
+    assert args.lr_scheduler_kwargs == {"min_lr_rate": 0.1} and data.train_files == ["a.txt", "b.txt"]
+    assert args.bf16 is False and data.max_length is None and args.seed == 8  # the command line wins
