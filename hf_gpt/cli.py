@@ -66,7 +66,7 @@ def disk_full_folder(exc, folder=None):
 def describe(exc, folder=None):
     """`exc` as one line that says what went wrong."""
     notes = "".join(f" {note}" for note in getattr(exc, "__notes__", ()))
-    full = disk_full_folder(exc, folder)
+    full = None if isinstance(exc, UsageError) else disk_full_folder(exc, folder)  # ours says it already
     if full is not None:
         return f"no space left on device in {full}: free some space (or pick a folder on another disk) and run again.{notes}"
     text = (str(exc).strip() or type(exc).__name__) + notes
@@ -91,21 +91,127 @@ def report(prog, exc, folder=None, expected=(ValueError, OSError, LookupError, I
     return getattr(exc, "exit_code", EXIT_ERROR)
 
 
+# Ctrl-C. Python raises KeyboardInterrupt wherever the main thread is when the signal is seen, and that exception
+# is lost when it lands in a finalizer (`__del__`, a weakref or GC callback: "Exception ignored in ..."), so the
+# run would go on. The handler below also records the signal: `raise_if_interrupted()` (called at each training
+# step and checkpoint) raises it again, and a process started as a script (`cli.exit`) that has not stopped
+# INTERRUPT_GRACE_S seconds later says its line and exits. A second Ctrl-C exits at once.
+INTERRUPT_GRACE_S = 10.0
+_interrupt = {"seen": 0, "script": False, "say": None, "said": False}
+
+
+def raise_if_interrupted():
+    """Raise KeyboardInterrupt again when a Ctrl-C was seen but swallowed on the way (see above)."""
+    if _interrupt["seen"]:
+        raise KeyboardInterrupt
+
+
+def _stop_now():
+    """Say the interrupted line and leave without the interpreter's teardown (see `exit`)."""
+    if _interrupt["say"] is not None and not _interrupt["said"]:
+        try:
+            _interrupt["say"]()
+        except Exception:
+            pass
+    _leave(EXIT_INTERRUPTED)
+
+
+def _on_sigint(signum, frame):
+    _interrupt["seen"] += 1
+    if _interrupt["seen"] > 1:
+        _stop_now()
+    if _interrupt["script"]:
+        import threading
+
+        timer = threading.Timer(INTERRUPT_GRACE_S, _stop_now)
+        timer.daemon = True
+        timer.start()
+    raise KeyboardInterrupt
+
+
+def _leave(code):
+    """Flush, run the atexit handlers, and end the process without the interpreter's teardown: after a large
+    import graph (torch, transformers, datasets) its final garbage collection takes seconds of CPU, many more on a
+    busy machine, between the last line and the exit."""
+    import atexit
+
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except Exception:
+            pass
+    try:
+        atexit._run_exitfuncs()
+    finally:
+        os._exit(code)
+
+
+def exit(main):
+    """A script's `__main__`: `cli.exit(main)` runs `main()` and exits with its code; after Ctrl-C without the
+    slow interpreter teardown, and with the grace period above armed."""
+    _interrupt["script"] = True
+    code = main()
+    code = code if isinstance(code, int) else 0
+    if code == EXIT_INTERRUPTED:
+        _leave(code)
+    sys.exit(code)
+
+
 def run(main, argv=None, *, prog=None, folder=None, interrupted="nothing more was done."):
     """The error shell of every script: call `main(argv)` and turn whatever it raises into one line and an exit code
     (0 when it returns normally). `folder` (or a function of the run's state giving it) names where a full disk
     was met; `interrupted` (or a function giving it) says what Ctrl-C left."""
+    import signal
+    import threading
+
     argv = list(sys.argv[1:] if argv is None else argv)
+
+    def say_interrupted():
+        _interrupt["said"] = True
+        say(prog, f"interrupted (Ctrl-C); {interrupted() if callable(interrupted) else interrupted}")
+
+    own_handler = (threading.current_thread() is threading.main_thread()
+                   and signal.getsignal(signal.SIGINT) is signal.default_int_handler)
+    if own_handler:
+        _interrupt.update(seen=0, say=say_interrupted, said=False)
+        signal.signal(signal.SIGINT, _on_sigint)
     try:
         code = main(argv)
+        raise_if_interrupted()  # a Ctrl-C swallowed on the way still stops with its line
     except KeyboardInterrupt:
-        say(prog, f"interrupted (Ctrl-C); {interrupted() if callable(interrupted) else interrupted}")
+        if own_handler:
+            signal.signal(signal.SIGINT, signal.SIG_IGN)  # saying where to resume is not itself interrupted
+        say_interrupted()
         return EXIT_INTERRUPTED
     except Exception as exc:
         if debug_requested(argv):
             raise
         return report(prog, exc, folder() if callable(folder) else folder)
+    finally:
+        if own_handler:
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+            _interrupt.update(say=None)
     return 0 if code is None else code
+
+
+def check_device(value, flag="--device"):
+    """`--device` as torch will take it, or a `UsageError` before anything is loaded: an unknown name, or CUDA (or
+    another accelerator) that this machine does not have."""
+    if value is None:
+        return None
+    import torch
+
+    try:
+        device = torch.device(value)
+    except (RuntimeError, ValueError):
+        raise UsageError(f"{flag} {value!r} is not a device torch knows; use cpu, cuda, cuda:N or mps.") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise UsageError(f"{flag} {value}: this machine has no usable CUDA device; use --device cpu.")
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        raise UsageError(f"{flag} {value}: there are {torch.cuda.device_count()} CUDA device(s), numbered from 0.")
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise UsageError(f"{flag} {value}: MPS is not available here; use --device cpu.")
+    return device
 
 
 def add_debug_flag(parser):

@@ -23,4 +23,25 @@ def sampling_kwargs(*, temperature=None, top_k=None, top_p=None, greedy=False, d
     return {"do_sample": True, **(defaults or {}), **given}
 
 
-__all__ = ["BOOK_SAMPLING", "sampling_kwargs"]
+def check_sampling(flag, *, temperature=None, top_k=None, top_p=None, max_new_tokens=None, min_new_tokens=0,
+                   zero_temperature_is_greedy=True):
+    """Refuse, as one `UsageError` naming the script's flag (`flag("top_p")` -> e.g. "--sample_top_p"), a value
+    that means the same nowhere: transformers would decode greedily with top_p 0 and generate nothing with a
+    negative length, without a word. A temperature of 0 is the book's greedy where `zero_temperature_is_greedy`
+    (scripts with a --greedy flag ask for that instead)."""
+    from .cli import UsageError
+
+    if temperature is not None:
+        low_ok = temperature >= 0 if zero_temperature_is_greedy else temperature > 0
+        if not (low_ok and temperature != float("inf")):
+            raise UsageError(f"{flag('temperature')} must be "
+                             f"{'>= 0 (0: greedy)' if zero_temperature_is_greedy else '> 0'}, got {temperature}")
+    if top_k is not None and top_k < 0:
+        raise UsageError(f"{flag('top_k')} must be >= 0 (0: no top-k cut), got {top_k}")
+    if top_p is not None and not 0 < top_p <= 1:
+        raise UsageError(f"{flag('top_p')} must be in (0, 1], got {top_p}")
+    if max_new_tokens is not None and max_new_tokens < min_new_tokens:
+        raise UsageError(f"{flag('max_new_tokens')} must be >= {min_new_tokens}, got {max_new_tokens}")
+
+
+__all__ = ["BOOK_SAMPLING", "check_sampling", "sampling_kwargs"]

@@ -4,6 +4,7 @@
 import codecs
 import glob
 import hashlib
+import logging
 import os
 import re
 from pathlib import Path
@@ -34,6 +35,11 @@ def expand_files(files, role):
             found = sorted(p for p in glob.glob(os.path.join(f, "*")) if Path(p).suffix.lower() in FORMATS)
             if not found:
                 raise FileNotFoundError(f"{role} folder {f!r} holds no {'/'.join(FORMATS)} file")
+            skipped = sorted(p.name for p in Path(f).iterdir() if p.is_file() and p.suffix.lower() not in FORMATS)
+            if skipped:  # a folder may hold other files; say which are left out, in one line
+                logging.getLogger("hf_gpt.data").warning(
+                    f"{role} folder {f!r}: skipping {len(skipped)} file(s) of no text format ({', '.join(skipped[:8])}"
+                    f"{', ...' if len(skipped) > 8 else ''}); known formats: {', '.join(FORMATS)}")
             out += found
         elif os.path.isfile(f):
             out.append(f)

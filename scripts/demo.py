@@ -11,11 +11,11 @@ The page also shows what the folder knows: size, context length, its card's vali
 import argparse
 import os
 import socket
-import sys
 import threading
 import time
 from pathlib import Path
 
+from hf_gpt import cli
 from hf_gpt.cli import UsageError, add_debug_flag, run
 
 GREEDY, SAMPLE = "greedy", "sample"
@@ -170,4 +170,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    cli.exit(main)

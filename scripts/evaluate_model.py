@@ -13,10 +13,10 @@ no overlap); a smaller stride gives each token more context. Prints the results;
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
-from hf_gpt.cli import UsageError, run
+from hf_gpt import cli
+from hf_gpt.cli import UsageError, check_device, run
 
 
 class _Parser(argparse.ArgumentParser):
@@ -77,6 +77,7 @@ def _main(argv):
     has_data = args.text_file is not None or args.dataset_name is not None
     if not has_data and not args.tasks:
         raise UsageError("give the data to score: --text_file FILE or --dataset_name NAME (or --tasks)")
+    check_device(args.device)
     spec = resolve_model(args.model, args.config)
     if args.cpu_reuse_freed_memory == "true" and _on_cpu(args.device):
         from hf_gpt.training.hardware import reuse_freed_memory
@@ -110,4 +111,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    cli.exit(main)

@@ -6,11 +6,11 @@
 """
 
 import argparse
-import sys
 from pathlib import Path
 
+from hf_gpt import cli
 from hf_gpt.cli import UsageError, run
-from hf_gpt.exports import FORMATS, export, format_module
+from hf_gpt.exports import FORMATS, check_export_target, export, format_module
 
 
 def parse_args(argv=None):
@@ -19,6 +19,8 @@ def parse_args(argv=None):
     parser.add_argument("output", help="where to write the export")
     parser.add_argument("--format", required=True, choices=sorted(FORMATS),
                         help="; ".join(f"{name}: {format_module(name).__doc__.splitlines()[0]}" for name in FORMATS))
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace what the output already holds (without it such an output is refused)")
     return parser.parse_args(argv)
 
 
@@ -30,7 +32,8 @@ def _main(argv):
     if config.get("model_type") != "hf_gpt":
         raise UsageError(f"{args.folder} holds a {config.get('model_type')!r} model, not an hf_gpt one; export reads "
                          "hf_gpt folders (scripts/pretrain.py's output or model.save_pretrained).")
-    written = export(args.folder, args.output, args.format)
+    check_export_target(args.output, args.format, overwrite=args.overwrite, source=args.folder, flag="output")
+    written = export(args.folder, args.output, args.format, overwrite=args.overwrite)
     print(f"wrote {written} ({args.format})")
 
 
@@ -40,4 +43,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    cli.exit(main)

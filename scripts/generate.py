@@ -11,9 +11,11 @@ greedy decoding. Prints the prompt and its continuation.
 """
 
 import argparse
-import sys
+import os
+from pathlib import Path
 
-from hf_gpt.cli import add_debug_flag, run
+from hf_gpt import cli
+from hf_gpt.cli import UsageError, add_debug_flag, check_device, run
 from hf_gpt.generation import generation_kwargs as library_generation_kwargs
 from hf_gpt.generation import load, prompt_inputs
 
@@ -40,17 +42,52 @@ def parse_args(argv=None):
     parser.add_argument("--device", default=None, help="default: cuda if available, else cpu")
     add_debug_flag(parser)
     args = parser.parse_args(argv)
-    for name in ("max_new_tokens", "top_k", "num_beams", "num_return_sequences"):
+    from hf_gpt.sampling import check_sampling
+
+    try:
+        check_sampling(lambda name: f"--{name}", temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
+                       max_new_tokens=args.max_new_tokens, min_new_tokens=1, zero_temperature_is_greedy=False)
+    except UsageError as err:
+        parser.error(str(err))
+    for name in ("num_beams", "num_return_sequences"):
         value = getattr(args, name)
-        if value is not None and value < (0 if name == "top_k" else 1):
-            parser.error(f"--{name} must be {'>= 0' if name == 'top_k' else '>= 1'}, got {value}")
-    if args.top_p is not None and not 0 < args.top_p <= 1:
-        parser.error(f"--top_p must be in (0, 1], got {args.top_p}")
-    if args.temperature is not None and not args.temperature > 0:
-        parser.error(f"--temperature must be > 0, got {args.temperature}")
+        if value is not None and value < 1:
+            parser.error(f"--{name} must be >= 1, got {value}")
+    if args.repetition_penalty is not None and not 0 < args.repetition_penalty < float("inf"):
+        parser.error(f"--repetition_penalty must be > 0 (1: none), got {args.repetition_penalty}")
+    if args.seed is not None and not 0 <= args.seed < 2**32:
+        parser.error(f"--seed must be in [0, 2**32 - 1], got {args.seed}")
+    try:
+        check_device(args.device)
+    except UsageError as err:
+        parser.error(str(err))
     if args.stream and (args.num_return_sequences > 1 or (args.num_beams or 1) > 1):
         parser.error("--stream shows one sequence as it grows: drop --num_beams / --num_return_sequences, or --stream")
     return args
+
+
+def check_num_return_sequences(args, folder):
+    """Several sequences need sampling or as many beams; greedy decoding (--greedy, or the folder's default) gives
+    one, and transformers would refuse only after loading the weights."""
+    n = args.num_return_sequences
+    if n <= 1:
+        return
+    defaults = {}
+    if (Path(folder) / "generation_config.json").is_file():
+        import json
+
+        try:
+            defaults = json.loads((Path(folder) / "generation_config.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return  # the loader names the file
+    sampling = not args.greedy and (args.do_sample or any(v is not None for v in (args.temperature, args.top_k,
+                                                                                   args.top_p))
+                                    or (args.num_beams is None and defaults.get("do_sample", False)))
+    beams = args.num_beams or (1 if args.greedy else defaults.get("num_beams", 1))
+    if not sampling and beams < n:
+        why = "--greedy" if args.greedy else f"{folder} decodes greedily by default (generation_config.json)"
+        raise UsageError(f"--num_return_sequences {n} needs sampling or at least {n} beams, and {why}: add "
+                         f"--do_sample (or --top_p/--top_k/--temperature), or --num_beams {n}.")
 
 
 def generation_kwargs(model, args):
@@ -65,6 +102,8 @@ def _main(argv=None):
     import torch
     from transformers import TextStreamer, set_seed
 
+    if Path(os.path.expanduser(args.model)).is_dir():
+        check_num_return_sequences(args, Path(os.path.expanduser(args.model)))
     model, tokenizer = load(args.model, trust_remote_code=args.trust_remote_code)
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     model.to(device).eval()
@@ -88,4 +127,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    cli.exit(main)

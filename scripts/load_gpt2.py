@@ -18,6 +18,7 @@ from pathlib import Path
 
 import torch
 
+from hf_gpt import cli
 from hf_gpt.cli import UsageError, add_debug_flag, run
 
 
@@ -29,6 +30,8 @@ def parse_args(argv=None):
                              "gpt_download.py too) or weights file (default: gpt2)")
     parser.add_argument("--save", metavar="DIR", help="save the model and tokenizer to DIR")
     parser.add_argument("--format", choices=("hf_gpt", "gpt2"), default="hf_gpt", help="format of --save")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="let --save replace a folder that already holds files (without it that is refused)")
     parser.add_argument("--prompt", default="Every effort moves you")
     parser.add_argument("--max-new-tokens", type=int, default=25)
     parser.add_argument("--temperature", type=float, help="sample with this temperature (0: greedy)")
@@ -50,19 +53,14 @@ def check_inputs(args):
     from hf_gpt.locations import check_source
 
     if args.save:
-        save = Path(os.path.expanduser(args.save))
-        if save.exists() and not save.is_dir():
-            raise UsageError(f"--save {args.save!r} is an existing file; --save takes a folder (it is created if "
-                             f"missing).")
-        probe = save
-        while not probe.exists() and probe != probe.parent:
-            probe = probe.parent
-        if not probe.is_dir():
-            raise UsageError(f"--save {args.save!r}: {probe} is a file, not a folder.")
-        if not os.access(probe, os.W_OK | os.X_OK):
-            raise UsageError(f"--save {args.save!r} is not writable (no write permission on {probe}).")
-    if args.max_new_tokens < 0:
-        raise UsageError(f"--max-new-tokens must be >= 0, got {args.max_new_tokens}.")
+        from hf_gpt.writing import check_target
+
+        local = Path(os.path.expanduser(args.model))
+        check_target(args.save, "--save", overwrite=args.overwrite, sources=[local] if local.exists() else [])
+    from hf_gpt.sampling import check_sampling
+
+    check_sampling(lambda name: "--" + name.replace("_", "-"), temperature=args.temperature, top_k=args.top_k,
+                   top_p=args.top_p, max_new_tokens=args.max_new_tokens)
     if args.context_length is not None and args.context_length < 1:
         raise UsageError(f"--context-length must be >= 1, got {args.context_length}.")
     name = args.model
@@ -97,11 +95,14 @@ def _main(argv=None):
     tokenizer = load_tokenizer(args.tokenizer or folder_tokenizer(args.model))
 
     if args.save:
-        if args.format == "gpt2":
-            model.save_pretrained_gpt2(args.save)
-        else:
-            model.save_pretrained(args.save)
-        tokenizer.save_pretrained(args.save)
+        from hf_gpt.writing import written_whole
+
+        with written_whole(Path(os.path.expanduser(args.save))) as partial:
+            if args.format == "gpt2":
+                model.save_pretrained_gpt2(partial)
+            else:
+                model.save_pretrained(partial)
+            tokenizer.save_pretrained(partial)
         print(f"saved ({args.format} format) to {args.save}", file=sys.stderr)
 
     torch.manual_seed(args.seed)
@@ -120,5 +121,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    code = main()
-    sys.exit(code if isinstance(code, int) else 0)
+    cli.exit(main)

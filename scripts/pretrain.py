@@ -13,9 +13,9 @@ gradient clipping).
 `--help` lists every argument with its default. The work is done by `hf_gpt.training`.
 """
 
-import sys
 
+from hf_gpt import cli
 from hf_gpt.training import main
 
 if __name__ == "__main__":
-    sys.exit(main())
+    cli.exit(main)

@@ -10,10 +10,10 @@ folder contents, login) is checked before anything is uploaded.
 """
 
 import argparse
-import sys
 
 from huggingface_hub.errors import HfHubHTTPError
 
+from hf_gpt import cli
 from hf_gpt.cli import UsageError, add_debug_flag, run
 from hf_gpt.hub import push_folder
 
@@ -49,4 +49,4 @@ def _main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    cli.exit(main)

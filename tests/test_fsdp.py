@@ -6,7 +6,6 @@ normal full model in the output folder."""
 import json
 import math
 import sys
-from pathlib import Path
 
 import pytest
 import torch

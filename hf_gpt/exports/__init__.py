@@ -1,7 +1,11 @@
 """Exports of a trained model, one module per format, chosen by name: `export(folder_or_model, out, "gpt2")`.
 
 A format module has `export(model, output, *, tokenizer=None, **options) -> Path` and a docstring whose first line
-says what it writes. Adding a format is adding its module here and its name to `FORMATS`.
+says what it writes; one that writes a file rather than a folder also has `target(output) -> Path`, the file it
+writes for `output`. Adding a format is adding its module here and its name to `FORMATS`.
+
+Every export is written whole or not at all (`hf_gpt.writing`): into a temporary name beside the target, renamed
+into place at the end. A target that already holds something is refused unless `overwrite=True`.
 """
 
 import importlib
@@ -23,11 +27,33 @@ def format_module(name):
     return importlib.import_module(FORMATS[name])
 
 
-def export(model, output, format, *, tokenizer=None, **options):
+def export_target(output, format):
+    """What `export` writes for `output`: a file for the formats that have `target`, else the folder `output`."""
+    module = format_module(format)
+    return Path(module.target(output)) if hasattr(module, "target") else Path(output)
+
+
+def check_export_target(output, format, *, overwrite=False, source=None, flag="output"):
+    """The export's target refused (`UsageError`) when it is the source, or holds something and not `overwrite`."""
+    from ..writing import check_target
+
+    module = format_module(format)
+    return check_target(export_target(output, format), flag, overwrite=overwrite,
+                        sources=[source] if source is not None else [],
+                        kind="file" if hasattr(module, "target") else "folder")
+
+
+def export(model, output, format, *, tokenizer=None, overwrite=False, **options):
     """Write `model` (a `GPTForCausalLM` or an hf_gpt folder) to `output` in `format`; returns what was written.
 
-    From a folder, its tokenizer comes along unless `tokenizer` is given."""
+    From a folder, its tokenizer comes along unless `tokenizer` is given. The export is written whole or not at
+    all; a target that already holds something is refused unless `overwrite`, and a folder is never its own target.
+    """
+    from ..writing import written_whole
+
     module = format_module(format)
+    target = check_export_target(output, format, overwrite=overwrite,
+                                 source=model if isinstance(model, (str, Path)) else None)
     if isinstance(model, (str, Path)):
         from transformers import AutoTokenizer
 
@@ -37,7 +63,9 @@ def export(model, output, format, *, tokenizer=None, **options):
         model = GPTForCausalLM.from_pretrained(folder)
         if tokenizer is None and any((folder / name).is_file() for name in TOKENIZER_FILES):
             tokenizer = AutoTokenizer.from_pretrained(folder)
-    return module.export(model, output, tokenizer=tokenizer, **options)
+    with written_whole(target) as partial:
+        written = Path(module.export(model, partial, tokenizer=tokenizer, **options))
+    return target / written.relative_to(partial) if written != partial else target
 
 
-__all__ = ["FORMATS", "export", "format_module"]
+__all__ = ["FORMATS", "check_export_target", "export", "export_target", "format_module"]

@@ -18,6 +18,12 @@ FILE_TYPES = {"f32": 0, "f16": 1}  # gguf.LlamaFileType: ALL_F32, MOSTLY_F16 (1-
 SPECIAL_TOKENS = ("bos", "eos", "unk", "sep", "pad", "mask")  # gguf.SpecialVocab's, less cls (no GGUF key)
 
 
+def target(output):
+    """The file written for `output`: itself when it ends in `.gguf`, else `model.gguf` in that folder."""
+    output = Path(output)
+    return output if output.suffix == ".gguf" else output / "model.gguf"
+
+
 def export(model, output, *, tokenizer=None, dtype="f32", name=None):
     """Write `model` as GGUF to `output` (a `.gguf` file path; any other path is taken as a folder and gets
     `model.gguf`). Returns the file's path.
@@ -31,8 +37,7 @@ def export(model, output, *, tokenizer=None, dtype="f32", name=None):
 
     if dtype not in FILE_TYPES:
         raise ValueError(f"GGUF export: dtype must be one of {sorted(FILE_TYPES)}, got {dtype!r}.")
-    output = Path(output)
-    path = output if output.suffix == ".gguf" else output / "model.gguf"
+    path = target(output)
     path.parent.mkdir(parents=True, exist_ok=True)
     config = model.config
     if tokenizer is None:

@@ -496,9 +496,17 @@ def to_gpt2(model):
     return _to_gpt2(model, share=False)
 
 
+def _refuse_file_as_folder(save_directory):
+    """transformers' `save_pretrained` only logs, writes nothing and returns None when handed an existing file."""
+    if os.path.isfile(save_directory):
+        raise ValueError(f"{save_directory} is an existing file; save_pretrained writes a folder: give a folder path "
+                         f"(it is created if missing).")
+
+
 def save_pretrained_gpt2(model, save_directory, **kwargs):
     """Save `model` as a stock `gpt2` folder (`model_type: gpt2`, `model.safetensors`) that any GPT-2 tool loads
     without remote code. `kwargs` go to `GPT2LMHeadModel.save_pretrained` (e.g. `max_shard_size`, `push_to_hub`)."""
+    _refuse_file_as_folder(save_directory)
     return _to_gpt2(model, share=True).save_pretrained(save_directory, **kwargs)
 
 

@@ -48,12 +48,12 @@ def _one_cache(cache, past_key_values):
 
 try:
     from .configuration_gpt import GPTConfig
-    from .conversion_gpt import (BOOK_BACKBONE_MODULES, book_key_to_model_key, load_book_checkpoint, load_gpt2,
-                                 save_pretrained_gpt2, to_gpt2)
+    from .conversion_gpt import (BOOK_BACKBONE_MODULES, _refuse_file_as_folder, book_key_to_model_key,
+                                 load_book_checkpoint, load_gpt2, save_pretrained_gpt2, to_gpt2)
 except ImportError:  # loaded as lone files
     from configuration_gpt import GPTConfig
-    from conversion_gpt import (BOOK_BACKBONE_MODULES, book_key_to_model_key, load_book_checkpoint, load_gpt2,
-                                save_pretrained_gpt2, to_gpt2)
+    from conversion_gpt import (BOOK_BACKBONE_MODULES, _refuse_file_as_folder, book_key_to_model_key,
+                                load_book_checkpoint, load_gpt2, save_pretrained_gpt2, to_gpt2)
 
 
 class LayerNorm(nn.Module):
@@ -197,6 +197,7 @@ class GPTPreTrainedModel(PreTrainedModel):
 
     def save_pretrained(self, save_directory, *args, **kwargs):
         """`auto_map` names only the saved class; add the backbone so `AutoModel` loads any hf_gpt folder too."""
+        _refuse_file_as_folder(save_directory)
         module = type(self).__module__.rsplit(".", 1)[-1]
         self.config.auto_map = {**(getattr(self.config, "auto_map", None) or {}), "AutoModel": f"{module}.GPTModel"}
         return super().save_pretrained(save_directory, *args, **kwargs)

@@ -10,7 +10,7 @@ from .args import (
     build_parser,
     parse_arguments,
 )
-from .callbacks import LossPlotCallback, SampleCallback, ThroughputCallback, plot_losses
+from .callbacks import plot_losses
 from .checkpoints import (
     is_complete_checkpoint,
     last_complete_checkpoint,
@@ -26,6 +26,7 @@ from .validation import validate_arguments
 __all__ = [
     "DataArguments", "ModelArguments", "NonFiniteLossError", "PretrainingArguments", "UsageError",
     "PretrainingTrainer", "build_parser", "decay_parameter_names", "default_bf16", "default_tf32",
-    "is_complete_checkpoint", "last_complete_checkpoint", "main", "parse_arguments", "plot_losses",
+    "is_complete_checkpoint", "last_complete_checkpoint", "main", "mark_checkpoint_complete", "parse_arguments",
+    "plot_losses", "remove_incomplete_checkpoints",
     "reuse_freed_memory", "run_pretraining", "validate_arguments",
 ]

@@ -3,6 +3,7 @@
 import json
 import logging
 import os
+import re
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -261,6 +262,22 @@ def build_parser():
     return HfArgumentParser((ModelArguments, DataArguments, PretrainingArguments), allow_abbrev=False)
 
 
+def _as_flags(values):
+    """A recipe's `{name: value}` as the flags that say the same: lists as several values, mappings as JSON (as
+    TrainingArguments takes its dict fields), booleans as true/false."""
+    argv = []
+    for name, value in values.items():
+        if isinstance(value, bool):
+            argv += [f"--{name}", str(value).lower()]
+        elif isinstance(value, (list, tuple)):
+            argv += [f"--{name}", *(json.dumps(v) if isinstance(v, dict) else str(v) for v in value)]
+        elif isinstance(value, dict):
+            argv += [f"--{name}", json.dumps(value)]
+        else:
+            argv += [f"--{name}", str(value)]
+    return argv
+
+
 def parse_arguments(argv=None):
     """CLI arguments; a `.json`/`.yaml` file as the first argument gives defaults that later flags override."""
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -289,7 +306,24 @@ def parse_arguments(argv=None):
         unknown = sorted(set(values) - known)
         if unknown:
             raise UsageError(f"{path}: unknown argument(s) {unknown}; see `--help`.")
-        parser.set_defaults(**values)
+        # The file's values go through the same parsing (types, choices) as flags: as flags before the command
+        # line's, which win. First alone, so that a wrong value is named with its file. `null` (no flag form) stays
+        # a default.
+        actions = {action.dest: action for action in parser._actions}
+        for name, value in values.items():
+            if isinstance(value, (list, tuple)) and actions[name].nargs not in ("+", "*"):
+                raise UsageError(f"{path}: {name} takes one value, got a list {value!r}; see `--help`.")
+        file_argv = _as_flags({k: v for k, v in values.items() if v is not None})
+        checker = build_parser()
+
+        def refuse(message):
+            message = re.sub(r"argument --(\w+)(/--[\w-]+)*: ", r"\1: ", message)  # the key as the file has it
+            raise UsageError(f"{path}: {message}; see `--help`.")
+
+        checker.error = refuse
+        checker.parse_known_args(file_argv)
+        parser.set_defaults(**{k: v for k, v in values.items() if v is None})
+        argv = file_argv + argv
     try:
         return parser.parse_args_into_dataclasses(args=argv)
     except UsageError:

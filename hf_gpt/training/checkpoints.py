@@ -68,6 +68,8 @@ def checkpoint_problems(path):
                     problems.append(f"{name} is missing")
                 elif f.stat().st_size != size:
                     problems.append(f"{name} has {f.stat().st_size} bytes, not the {size} it was written with")
+            if not problems and (path / "model.safetensors").is_file():  # same size, other bytes: corrupt in place
+                problems = _safetensors_problems(path / "model.safetensors")
             return problems
     try:
         state = json.loads((path / "trainer_state.json").read_text(encoding="utf-8"))
@@ -85,6 +87,30 @@ def checkpoint_problems(path):
         return [f"unreadable ({type(e).__name__}: {e})"]
     return [f"{name} is missing or not a zip archive" for name in TRAINING_STATE_FILES
             if not _training_state_readable(path, name)]
+
+
+def _safetensors_problems(path):
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            list(f.keys())
+    except Exception as e:
+        return [f"{path.name} is unreadable ({type(e).__name__}: {e})"]
+    return []
+
+
+def _interrupted_write(path):
+    """A checkpoint whose run was killed while writing it: ours write checkpoint_complete.json last, and the Trainer
+    writes trainer_state.json after the weights and optimizer; with neither, its save never finished. Any other
+    incomplete checkpoint was whole once and lost files since (people delete optimizer.pt to save space): its
+    weights may be all that is left of that step, so it is never deleted."""
+    return not (path / CHECKPOINT_COMPLETE).is_file() and not (path / "trainer_state.json").is_file()
+
+
+def _only_training_state(problems):
+    """True when the weights are whole and only optimizer/scheduler state is missing or unreadable."""
+    return all(problem.startswith(TRAINING_STATE_FILES) for problem in problems)
 
 
 def _training_state_readable(path, name):
@@ -123,14 +149,39 @@ def last_complete_checkpoint(output_dir):
 
 
 def remove_incomplete_checkpoints(output_dir):
-    """Delete the broken checkpoints a killed run left, so checkpoint rotation and `last` never meet them."""
+    """Delete the checkpoints a run was killed while writing (never finished: see `_interrupted_write`), so checkpoint
+    rotation and `last` never meet them. A checkpoint that lost files since it was written is left alone."""
     removed = []
     for _, path, ok in find_checkpoints(output_dir):
-        if not ok:
+        if not ok and _interrupted_write(path):
             logger.warning(f"Removing incomplete checkpoint {path} (its run was interrupted while writing it).")
             shutil.rmtree(path, ignore_errors=True)
             removed.append(str(path))
     return removed
+
+
+def final_model_problems(output_dir, step):
+    """What keeps `output_dir` from holding the final model of a run that reached `step` (empty when it does): the
+    end of a run writes the weights, the tokenizer, then trainer_state.json; a run killed on the way has not
+    finished, whatever its last checkpoint says."""
+    from ..tokenization import TOKENIZER_FILES
+
+    out = Path(output_dir)
+    problems = []
+    if (out / "model.safetensors").is_file():
+        problems += _safetensors_problems(out / "model.safetensors")
+    elif not (out / "model.safetensors.index.json").is_file():
+        problems.append("model.safetensors is missing")
+    if not any((out / name).is_file() for name in TOKENIZER_FILES):
+        problems.append("the tokenizer is missing")
+    try:
+        final_step = json.loads((out / "trainer_state.json").read_text(encoding="utf-8")).get("global_step", -1)
+    except (OSError, ValueError):
+        problems.append("trainer_state.json is missing or unreadable")
+    else:
+        if final_step < step:
+            problems.append(f"trainer_state.json is at step {final_step}")
+    return problems
 
 
 def _holds_a_run(output_dir):
@@ -150,16 +201,29 @@ def resolve_resume(training_args):
         return None
     reset = bool(getattr(training_args, "resume_reset_optimizer", False))
     if str(value).lower() in ("last", "latest", "true"):
-        path = last_complete_checkpoint(training_args.output_dir)
-        if path is None:
-            broken = find_checkpoints(training_args.output_dir)
+        found = [(path, checkpoint_problems(path)) for _, path, _ in find_checkpoints(training_args.output_dir)
+                 if not _interrupted_write(path)]  # those are removed before training
+        usable = [(path, problems) for path, problems in found if _only_training_state(problems)]
+        if not usable:
             why = ""
-            if broken:
-                step, newest, _ = broken[-1]
-                why = f"; {newest.name} is incomplete: {'; '.join(checkpoint_problems(newest)[:3])}"
+            if found:
+                newest, problems = found[-1]
+                why = f"; {newest.name} is incomplete: {'; '.join(problems[:3])}"
             raise UsageError(
                 f"--resume_from_checkpoint {value}: no complete checkpoint in {training_args.output_dir!r} to resume "
                 f"from{'' if Path(training_args.output_dir).is_dir() else ' (the folder does not exist)'}{why}."
+            )
+        path, problems = usable[-1]
+        for skipped, why in found[found.index(usable[-1]) + 1:]:
+            logger.warning(f"Skipping {skipped} (incomplete: {'; '.join(why[:3])}); it is left as it is.")
+        if problems and not reset:
+            earlier = [p for p, probs in usable[:-1] if not probs]
+            raise UsageError(
+                f"--resume_from_checkpoint {value}: the newest checkpoint, {path}, has whole weights but "
+                f"{'; '.join(problems[:3])} (removed since it was written?). Add --resume_reset_optimizer to resume "
+                f"its weights with a fresh optimizer and schedule"
+                + (f", or resume from an earlier one: --resume_from_checkpoint {earlier[-1]}." if earlier else ".")
+                + " Nothing was deleted."
             )
     else:
         path = Path(value)

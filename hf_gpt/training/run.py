@@ -232,7 +232,9 @@ def _run(plan, model_args, data_args, training_args, callbacks):
     if training_args.rng_order == "book":
         after_init.restore()
 
-    if training_args.max_steps == 0:  # the Trainer would read 0 as "not set" and run the epochs
+    if plan.finish_only:  # resumed at its last step, the Trainer would train one step more
+        train_result = trainer.finish_from_checkpoint(plan.resume_from_checkpoint)
+    elif training_args.max_steps == 0:  # the Trainer would read 0 as "not set" and run the epochs
         logger.info("--max_steps 0: no training step; the model is evaluated and saved as initialised")
         from transformers.trainer_utils import TrainOutput
 

@@ -9,6 +9,7 @@ from transformers import Trainer
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 from ..cards import write_model_card
+from ..cli import raise_if_interrupted
 from ..streaming import STATE_FILE, resume_point
 from .book import book_dataloader, evaluate_like_book
 from .checkpoints import last_complete_checkpoint, mark_checkpoint_complete
@@ -106,6 +107,7 @@ class PretrainingTrainer(Trainer):
         return super().get_train_dataloader()
 
     def training_step(self, model, inputs, num_items_in_batch=None):
+        raise_if_interrupted()  # a Ctrl-C whose KeyboardInterrupt was swallowed on the way (hf_gpt.cli)
         loss = super().training_step(model, inputs, num_items_in_batch)
         bad = (~torch.isfinite(loss)).float()
         if self.args.world_size > 1:
@@ -165,7 +167,21 @@ class PretrainingTrainer(Trainer):
             logs.update(self.throughput.flush(self.args.world_size))
         super().log(logs, start_time)
 
+    def finish_from_checkpoint(self, checkpoint):
+        """A run that reached its last step but was stopped while writing its final model: take the checkpoint's
+        weights and state as the end of training (no step is trained) so the final model, metrics and card are
+        written from them."""
+        from transformers.trainer_callback import TrainerState
+        from transformers.trainer_utils import TrainOutput
+
+        self._load_from_checkpoint(checkpoint)
+        self.state = TrainerState.load_from_json(str(Path(checkpoint) / "trainer_state.json"))
+        losses = [entry["loss"] for entry in self.state.log_history if "loss" in entry]
+        return TrainOutput(self.state.global_step, losses[-1] if losses else float("nan"),
+                           {"finished_from_checkpoint": Path(checkpoint).name})
+
     def _save_checkpoint(self, model, trial):
+        raise_if_interrupted()
         super()._save_checkpoint(model, trial)
         self.accelerator.wait_for_everyone()
         if self.args.should_save:

@@ -1,6 +1,7 @@
 """Every check of a run's arguments that needs neither the model nor the tokenized data."""
 
 import json
+import logging
 import os
 import tempfile
 from dataclasses import dataclass
@@ -14,7 +15,7 @@ from ..model.configuration_gpt import (
     GPTConfig,
     check_config_fields,
 )
-from .checkpoints import _holds_a_run, resolve_resume
+from .checkpoints import _holds_a_run, final_model_problems, resolve_resume
 from .errors import RunFinished
 from .lock import OutputDirLock
 
@@ -105,6 +106,8 @@ def resolve_model_config(model_args):
 
 
 def _check_writable(output_dir):
+    if not str(output_dir or "").strip():
+        raise UsageError("--output_dir is empty: give the folder the run writes to (default: outputs/pretrain).")
     path = Path(output_dir)
     probe_dir = path
     while not probe_dir.exists():
@@ -128,6 +131,7 @@ class RunPlan:
     stride: int | None
     resume_from_checkpoint: str | None
     lock: OutputDirLock | None = None
+    finish_only: bool = False  # the run reached its last step: write the final model from the checkpoint
 
 
 def _check_sources(model_args, training_args):
@@ -173,6 +177,47 @@ def _check_numbers(training_args):
                                f"{training_args.max_steps}.")
 
 
+def _check_flags(model_args, data_args, training_args):
+    """Flags whose bad values the libraries would meet only after tokenizing or building the model (or never)."""
+    from ..sampling import check_sampling
+
+    if training_args.sample_max_new_tokens > 0 and not training_args.sample_prompt:
+        raise UsageError("--sample_prompt is empty: give a prompt, or --sample_max_new_tokens 0 for no sample.")
+    check_sampling(lambda name: f"--sample_{name}", temperature=training_args.sample_temperature,
+                   top_k=training_args.sample_top_k, top_p=training_args.sample_top_p,
+                   max_new_tokens=training_args.sample_max_new_tokens)
+    if training_args.gradient_accumulation_steps < 1:
+        raise UsageError(f"--gradient_accumulation_steps must be >= 1, got {training_args.gradient_accumulation_steps}.")
+    if not 0 <= training_args.seed < 2**32:
+        raise UsageError(f"--seed must be in [0, 2**32 - 1] (numpy's range), got {training_args.seed}.")
+    if training_args.dataloader_num_workers < 0:
+        raise UsageError(f"--dataloader_num_workers must be >= 0 (0: load in the main process), got "
+                         f"{training_args.dataloader_num_workers}.")
+    evaluating = training_args.eval_strategy != "no" or training_args.eval_on_start
+    if evaluating and data_args.validation_fraction == 0 and not data_args.validation_file \
+            and not data_args.dataset_name:  # a dataset may bring its own validation split
+        raise UsageError("no validation split (--validation_fraction 0 and no --validation_file): give one, or turn "
+                         "evaluation off with --eval_strategy no --eval_on_start false.")
+    if data_args.max_eval_samples is not None and data_args.max_eval_samples < 1:
+        raise UsageError(f"--max_eval_samples must be >= 1 (or left out: the whole validation split), got "
+                         f"{data_args.max_eval_samples}.")
+    implementation = model_args.attn_implementation
+    if implementation:
+        from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
+
+        known = ["eager", *(name for name in ALL_ATTENTION_FUNCTIONS if "|" not in name)]
+        if implementation not in known and "/" not in implementation:  # "org/kernel": a Hub kernel
+            raise UsageError(f"--attn_implementation {implementation!r}: choose one of {', '.join(known)}.")
+    for name in training_args.report_to or ():
+        from transformers.integrations import get_reporting_integration_callbacks
+
+        try:
+            for callback in get_reporting_integration_callbacks([name]):
+                callback()  # each integration's callback checks its package at construction
+        except (RuntimeError, ImportError, ValueError) as e:
+            raise UsageError(f"--report_to {name}: {' '.join(str(e).split())}") from None
+
+
 def _padded(config, multiple):
     """The config as trained: with `--pad_vocab_to_multiple_of`, the vocabulary rounded up."""
     if config is None or not multiple or config.vocab_size % multiple == 0:
@@ -181,7 +226,9 @@ def _padded(config, multiple):
 
 
 def _check_resume_matches(resume, config, training_args):
-    """A resume continues the run in `resume`: the same architecture, and a step left to train."""
+    """A resume continues the run in `resume`: the same architecture, and a step left to train. Returns True when
+    no step is left but the final model is missing (the run was stopped while writing it): the run then only writes
+    it from the checkpoint."""
     path = Path(resume)
     if config is not None and (path / "config.json").is_file():
         try:
@@ -206,6 +253,12 @@ def _check_resume_matches(resume, config, training_args):
     else:
         return
     if step >= target:
+        missing = final_model_problems(training_args.output_dir, step)
+        if missing:  # killed while writing its final model: finish it from the checkpoint, as the Trainer resumes
+            logging.getLogger("hf_gpt.training").warning(
+                f"The run in {training_args.output_dir} reached step {step} ({path.name}) but its final model is not "
+                f"there ({'; '.join(missing[:3])}): it was stopped while writing it. Writing it from {path.name}.")
+            return True
         raise RunFinished(
             f"the run in {training_args.output_dir} is finished: {path.name} is at step {step} and {how} asks for "
             f"{target}. Nothing was trained and the model is left as it is; raise --max_steps (or --num_train_epochs) "
@@ -241,6 +294,7 @@ def validate_arguments(model_args, data_args, training_args):
         raise UsageError(f"--pad_vocab_to_multiple_of must be a positive number of rows (64 is usual), got "
                                f"{multiple}.")
     _check_numbers(training_args)
+    _check_flags(model_args, data_args, training_args)
     if training_args.hub_token:
         raise UsageError(
             "--hub_token would be saved in training_args.bin and pushed with it; log in with `hf auth login` or "
@@ -255,8 +309,8 @@ def validate_arguments(model_args, data_args, training_args):
     lock = OutputDirLock(training_args.output_dir).acquire() if _is_main_process() else None
     try:
         resume = resolve_resume(training_args)
-        if resume is not None:
-            _check_resume_matches(resume, _padded(config, multiple), training_args)
+        finish_only = resume is not None and bool(_check_resume_matches(resume, _padded(config, multiple),
+                                                                        training_args))
         previous = _holds_a_run(training_args.output_dir)
         if previous and resume is None:
             if not training_args.overwrite_output_dir:
@@ -270,7 +324,8 @@ def validate_arguments(model_args, data_args, training_args):
         if lock is not None:
             lock.release()
         raise
-    return RunPlan(config=config, max_length=max_length, stride=stride, resume_from_checkpoint=resume, lock=lock)
+    return RunPlan(config=config, max_length=max_length, stride=stride, resume_from_checkpoint=resume, lock=lock,
+                   finish_only=finish_only)
 
 
 def _is_main_process():
