@@ -1,13 +1,8 @@
 """The GPT of *Build a Large Language Model (From Scratch)* (ch. 4) as a `transformers` causal LM.
 
-Modules and parameter names are the book's (`tok_emb`, `trf_blocks.N.att.W_query`, `ff.layers.0`, `norm1.scale`,
-`out_head`, ...). As in every `transformers` LM, the head sits on a backbone that returns hidden states: `GPTModel`
-(`model.gpt`, the `base_model`) holds the book's embeddings, blocks and final norm, `GPTForCausalLM` adds `out_head`.
-The state dict therefore reads `gpt.tok_emb.weight`, `gpt.trf_blocks.0.att.W_query.weight`, ..., `out_head.weight`;
-a state dict saved by the book's code (flat keys) still loads with `load_state_dict` and gives the same logits, and
-`model.trf_blocks`, `model.final_norm`, ... still reach the backbone's modules, as the book's code uses them. The math
-is the book's, computed with fused kernels: scaled_dot_product_attention, native layer norm, tanh-GELU.
-This file imports only torch and transformers because it ships to the Hub as remote code.
+The book's module and parameter names (`tok_emb`, `trf_blocks.N.att.W_query`, `norm1.scale`, `out_head`), under a
+backbone `GPTModel` (`model.gpt`) as every `transformers` LM has one; the book's flat state dicts and attributes
+(`model.trf_blocks`) still work. It ships to the Hub as remote code, so it imports only torch and transformers.
 """
 
 import math
@@ -122,24 +117,14 @@ class MultiHeadAttention(nn.Module):
         cache = _one_cache(cache, past_key_values)
         b, t, _ = x.shape
         heads = (b, t, self.num_heads, self.head_dim)
-        query, key, value = self.W_query(x), self.W_key(x), self.W_value(x)
-        query = query.view(heads).transpose(1, 2)
-        key = key.view(heads).transpose(1, 2)
-        value = value.view(heads).transpose(1, 2)
+        query, key, value = (W(x).view(heads).transpose(1, 2) for W in (self.W_query, self.W_key, self.W_value))
         if cache is not None:
             key, value = cache.update(key, value, self.layer_idx)
 
         attention = ALL_ATTENTION_FUNCTIONS.get_interface(self.config._attn_implementation, eager_attention_forward)
-        context, attn_weights = attention(
-            self,
-            query,
-            key,
-            value,
-            attention_mask,
-            dropout=self.dropout.p if self.training else 0.0,
-            scaling=self.scaling,
-            **kwargs,
-        )
+        dropout = self.dropout.p if self.training else 0.0
+        context, attn_weights = attention(self, query, key, value, attention_mask, dropout=dropout,
+                                          scaling=self.scaling, **kwargs)
         return self.out_proj(context.reshape(b, t, -1)), attn_weights
 
 
@@ -162,6 +147,7 @@ class GPTPreTrainedModel(PreTrainedModel):
     config_class = GPTConfig
     config: GPTConfig
     base_model_prefix = "gpt"
+    _input_embed_layer = "tok_emb"
     supports_gradient_checkpointing = True
     _no_split_modules = ["TransformerBlock"]
     _skip_keys_device_placement = [CACHE]
@@ -222,12 +208,6 @@ class GPTModel(GPTPreTrainedModel):
         self.final_norm = LayerNorm(config.emb_dim, config.layer_norm_eps)
         self.post_init()
 
-    def get_input_embeddings(self):
-        return self.tok_emb
-
-    def set_input_embeddings(self, value):
-        self.tok_emb = value
-
     def _check_input_ids(self, input_ids):
         """Bad token ids fail here with what is wrong, not deep inside the embedding or attention."""
         if input_ids.dim() != 2:
@@ -235,30 +215,19 @@ class GPTModel(GPTPreTrainedModel):
                              f"sequence add the batch dimension: input_ids.unsqueeze(0) (or tokenizer(..., "
                              f"return_tensors='pt')).")
         if input_ids.shape[1] == 0:
-            raise ValueError("input_ids holds no tokens (shape "
-                             f"{tuple(input_ids.shape)}); give at least one token, e.g. the tokenizer's "
-                             "<|endoftext|> as a start.")
+            raise ValueError(f"input_ids holds no tokens (shape {tuple(input_ids.shape)}); give at least one token, "
+                             "e.g. the tokenizer's <|endoftext|> as a start.")
         if torch.compiler.is_compiling() or input_ids.is_meta:
             return
         low, high = (v.item() for v in torch.aminmax(input_ids))
         if low < 0 or high >= self.config.vocab_size:
-            bad = low if low < 0 else high
-            raise ValueError(f"token id {bad} is outside the vocabulary: ids must be in [0, {self.config.vocab_size - 1}]"
-                             f" (vocab_size={self.config.vocab_size}); was the text tokenized with this model's "
-                             f"tokenizer?")
+            vocab = self.config.vocab_size
+            raise ValueError(f"token id {low if low < 0 else high} is outside the vocabulary: ids must be in "
+                             f"[0, {vocab - 1}] (vocab_size={vocab}); was the text tokenized with this model's tokenizer?")
 
     @capture_outputs
-    def forward(
-        self,
-        input_ids=None,
-        attention_mask=None,
-        position_ids=None,
-        past_key_values=None,
-        inputs_embeds=None,
-        use_cache=None,
-        cache=None,
-        **kwargs,
-    ):
+    def forward(self, input_ids=None, attention_mask=None, position_ids=None, past_key_values=None,
+                inputs_embeds=None, use_cache=None, cache=None, **kwargs):
         cache = _one_cache(cache, past_key_values)
         if (input_ids is None) == (inputs_embeds is None):
             raise ValueError("Pass exactly one of `input_ids` or `inputs_embeds`.")
@@ -277,11 +246,10 @@ class GPTModel(GPTPreTrainedModel):
         # fullgraph refuses), so there it is left to eager runs; `generate` crops the window before the forward.
         traced_len = isinstance(past_len, torch.Tensor) and torch.compiler.is_compiling()
         if not traced_len and past_len + seq_len > self.config.context_length:
-            raise ValueError(
-                f"The model sees at most context_length={self.config.context_length} tokens, got {past_len + seq_len}"
-                f" ({past_len} cached + {seq_len} new). Crop the input to its last {self.config.context_length} tokens,"
-                " as the book's generate_text_simple does (`generate` crops like that by itself)."
-            )
+            raise ValueError(f"The model sees at most context_length={self.config.context_length} tokens, got "
+                             f"{past_len + seq_len} ({past_len} cached + {seq_len} new). Crop the input to its last "
+                             f"{self.config.context_length} tokens, as the book's generate_text_simple does "
+                             "(`generate` crops like that by itself).")
         # Positions the caller gave may mark packed sequences (a reset restarts the causal mask); the ones made here
         # never do, so they are not handed to the mask: `transformers` would otherwise scan them for resets, a host
         # sync in eager and, compiled, a mask tensor that keeps SDPA off its flash kernels.
@@ -330,12 +298,6 @@ class GPTForCausalLM(GPTPreTrainedModel, GenerationMixin):
         else:
             super().__setattr__(name, value)
 
-    def get_input_embeddings(self):
-        return self.gpt.tok_emb
-
-    def set_input_embeddings(self, value):
-        self.gpt.tok_emb = value
-
     def get_output_embeddings(self):
         return self.out_head
 
@@ -349,20 +311,9 @@ class GPTForCausalLM(GPTPreTrainedModel, GenerationMixin):
         self.gpt = decoder
 
     @can_return_tuple
-    def forward(
-        self,
-        input_ids=None,
-        attention_mask=None,
-        position_ids=None,
-        past_key_values=None,
-        inputs_embeds=None,
-        labels=None,
-        shift_labels=None,
-        use_cache=None,
-        logits_to_keep=0,
-        cache=None,
-        **kwargs,
-    ):
+    def forward(self, input_ids=None, attention_mask=None, position_ids=None, past_key_values=None,
+                inputs_embeds=None, labels=None, shift_labels=None, use_cache=None, logits_to_keep=0, cache=None,
+                **kwargs):
         r"""
         labels: the `transformers` convention, `labels = input_ids`, shifted inside; -100 is ignored.
         shift_labels: targets already aligned with the inputs, the book's `target_ids` (token i+1 for input i), so a
@@ -371,38 +322,25 @@ class GPTForCausalLM(GPTPreTrainedModel, GenerationMixin):
         """
         if labels is not None and shift_labels is not None:
             raise ValueError("Pass `labels` (shifted inside) or `shift_labels` (already shifted), not both.")
-        outputs = self.gpt(
-            input_ids=input_ids,
-            attention_mask=attention_mask,
-            position_ids=position_ids,
-            inputs_embeds=inputs_embeds,
-            use_cache=use_cache,
-            cache=_one_cache(cache, past_key_values),
-            **kwargs,
-        )
+        outputs = self.gpt(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
+                           inputs_embeds=inputs_embeds, use_cache=use_cache, cache=_one_cache(cache, past_key_values),
+                           **kwargs)
         logits = self.out_head(slice_logits_to_keep(outputs.last_hidden_state, logits_to_keep))
 
         loss = None
         if labels is not None or shift_labels is not None:
             if shift_labels is not None:
                 shift_labels = shift_labels.contiguous()
-            loss = self.loss_function(
-                logits, labels, vocab_size=self.config.vocab_size, shift_labels=shift_labels, **kwargs
-            )
-        return CausalLMOutputWithPast(
-            loss=loss,
-            logits=logits,
-            hidden_states=outputs.hidden_states,
-            attentions=outputs.attentions,
-            **{CACHE: getattr(outputs, CACHE)},
-        )
+            loss = self.loss_function(logits, labels, vocab_size=self.config.vocab_size, shift_labels=shift_labels,
+                                      **kwargs)
+        return CausalLMOutputWithPast(loss=loss, logits=logits, hidden_states=outputs.hidden_states,
+                                      attentions=outputs.attentions, **{CACHE: getattr(outputs, CACHE)})
 
     def prepare_inputs_for_generation(self, input_ids, attention_mask=None, inputs_embeds=None, **kwargs):
         """Past `context_length` tokens, crop to the last `context_length` and recompute, like the book's
         `generate_text_simple` (positions restart at 0 for the cropped window, so the cache cannot be reused)."""
-        inputs = super().prepare_inputs_for_generation(
-            input_ids, attention_mask=attention_mask, inputs_embeds=inputs_embeds, **kwargs
-        )
+        inputs = super().prepare_inputs_for_generation(input_ids, attention_mask=attention_mask,
+                                                       inputs_embeds=inputs_embeds, **kwargs)
         context = self.config.context_length
         if input_ids.shape[1] <= context:  # the whole sequence fits; skip reading a static cache's length (a GPU sync)
             return inputs
