@@ -1,14 +1,8 @@
 """OpenAI's GPT-2 checkpoints and the book's `model.pth` in and out of `GPTForCausalLM`, through one table.
 
-GPT-2 files store Conv1D weights as (in, out) and fuse query/key/value into one `c_attn`; the book's model has
-nn.Linear weights (out, in) and separate `W_query`/`W_key`/`W_value`. `GPT2_WEIGHT_MAP` says, once, which GPT-2
-tensor is which of the book's and how it changes on the way; loading and exporting both read it. Loading checks
-every name and shape against the target config before reading any tensor data, then converts tensor by tensor into
-a model built on the meta device (`load_state_dict(assign=True)`), so a bad file fails fast, no second full copy of
-the weights is ever held, and a model a caller already holds is only written once everything has been validated.
-
-It ships to the Hub beside `modeling_gpt.py` (as remote code), so it imports only torch, transformers and
-huggingface_hub: `from_gpt2`, `from_book_checkpoint`, `to_gpt2` and `save_pretrained_gpt2` work there too.
+`GPT2_WEIGHT_MAP` says once which GPT-2 tensor is which of the book's; loading and exporting both read it. Loading
+checks every name and shape before reading tensor data, then fills a model built on the meta device, so a bad file
+fails fast and no second copy of the weights is held. It ships to the Hub as remote code beside `modeling_gpt.py`.
 """
 
 import copy
@@ -52,13 +46,11 @@ GPT2_WEIGHT_MAP = (
     ("ln_f.weight", "final_norm.scale", "copy"),
     ("ln_f.bias", "final_norm.shift", "copy"),
 )
-QKV = ("query", "key", "value")
 GPT2_ACTIVATIONS = ("gelu_new", "gelu_pytorch_tanh")
 _HUB_KWARGS = ("revision", "cache_dir", "token", "local_files_only", "force_download")
 # Causal-mask buffers that old GPT-2 files (and the book's state dicts) carry; the model builds its mask itself.
 _GPT2_BUFFER = re.compile(r"h\.\d+\.attn\.(bias|masked_bias)")
 _BOOK_BUFFER = re.compile(r"(gpt\.)?trf_blocks\.\d+\.att\.mask")
-_MAX_LISTED = 20
 
 # The book's top-level module names that now live in the backbone: `model.trf_blocks`, `model.final_norm = ...` (the
 # book's chapter 6 code) still reach them on `GPTForCausalLM`, while the state dict names them `gpt.trf_blocks...`.
@@ -77,21 +69,15 @@ def weight_map(config):
     rows = []
     for gpt2, book, op in GPT2_WEIGHT_MAP:
         for i in range(config.n_layers) if "{i}" in gpt2 else [None]:
-            names = [book.format(i=i, qkv=n) for n in QKV] if op == "qkv" else [book.format(i=i)]
+            names = [book.format(i=i, qkv=n) for n in ("query", "key", "value")] if op == "qkv" else [book.format(i=i)]
             targets = [book_key_to_model_key(name) for name in names]
             rows.append((gpt2.format(i=i), targets, op))
     return rows
 
 
-# --------------------------------------------------------------------------------------------------- configs
-
-
 def gpt2_config_to_gpt_config(gpt2_config, **overrides):
-    """The `GPTConfig` that mirrors a GPT-2 config (a `GPT2Config` or its `config.json` dict) exactly.
-
-    Refuses the GPT-2 variants the book's block cannot reproduce. `overrides` (e.g. `context_length=256`,
-    `drop_rate=0.0`) replace fields afterwards.
-    """
+    """The `GPTConfig` that mirrors a GPT-2 config (a `GPT2Config` or its `config.json` dict) exactly, refusing the
+    GPT-2 variants the book's block cannot reproduce; `overrides` (e.g. `context_length=256`) replace fields."""
     cfg = gpt2_config if isinstance(gpt2_config, dict) else gpt2_config.to_dict()
     get = cfg.get
     if get("model_type", "gpt2") != "gpt2":
@@ -116,23 +102,14 @@ def gpt2_config_to_gpt_config(gpt2_config, **overrides):
             refusals.append(f"{flag}=True")
     if refusals:
         raise ValueError("This GPT-2 variant cannot be mirrored by the book's GPT: " + "; ".join(refusals) + ".")
-    pdrops = {get(k, 0.1) for k in ("resid_pdrop", "embd_pdrop", "attn_pdrop")}
-    fields = {
-        "vocab_size": get("vocab_size", 50257),
-        "context_length": get("n_positions", get("n_ctx", 1024)),
-        "emb_dim": n_embd,
-        "n_heads": get("n_head", 12),
-        "n_layers": get("n_layer", 12),
-        # One dropout rate in the book; GPT-2's three are equal in every released config.
-        "drop_rate": get("resid_pdrop", 0.1) if len(pdrops) > 1 else pdrops.pop(),
-        "qkv_bias": True,
-        "layer_norm_eps": get("layer_norm_epsilon", 1e-5),
-        "initializer_range": get("initializer_range", 0.02),
-        "tie_word_embeddings": get("tie_word_embeddings", True),
-        "bos_token_id": get("bos_token_id", 50256),
-        "eos_token_id": get("eos_token_id", 50256),
-        "pad_token_id": get("pad_token_id"),
-    }
+    fields = dict(
+        vocab_size=get("vocab_size", 50257), context_length=get("n_positions", get("n_ctx")), emb_dim=n_embd,
+        n_heads=cfg["n_head"], n_layers=cfg["n_layer"], qkv_bias=True,
+        drop_rate=get("resid_pdrop", 0.1),  # the book has one rate; GPT-2's three are equal in every released config
+        layer_norm_eps=get("layer_norm_epsilon", 1e-5), initializer_range=get("initializer_range", 0.02),
+        tie_word_embeddings=get("tie_word_embeddings", True), bos_token_id=get("bos_token_id", 50256),
+        eos_token_id=get("eos_token_id", 50256), pad_token_id=get("pad_token_id"),
+    )
     return GPTConfig(**{**fields, **check_config_fields(overrides)})
 
 
@@ -140,77 +117,33 @@ def gpt_config_to_gpt2_config(config):
     """The stock `GPT2Config` with the same architecture as a `GPTConfig`."""
     from transformers import GPT2Config
 
+    ctx, p = config.context_length, config.drop_rate
     return GPT2Config(
-        vocab_size=config.vocab_size,
-        n_positions=config.context_length,
-        n_ctx=config.context_length,  # not written by transformers 5; llama.cpp's convert_hf_to_gguf.py requires it
-        n_embd=config.emb_dim,
-        n_layer=config.n_layers,
-        n_head=config.n_heads,
-        n_inner=None,
-        activation_function="gelu_new",
-        resid_pdrop=config.drop_rate,
-        embd_pdrop=config.drop_rate,
-        attn_pdrop=config.drop_rate,
-        layer_norm_epsilon=config.layer_norm_eps,
-        initializer_range=config.initializer_range,
-        use_cache=config.use_cache,
-        bos_token_id=config.bos_token_id,
-        eos_token_id=config.eos_token_id,
-        pad_token_id=config.pad_token_id,
-        tie_word_embeddings=config.tie_word_embeddings,
+        vocab_size=config.vocab_size, n_embd=config.emb_dim, n_layer=config.n_layers, n_head=config.n_heads,
+        n_positions=ctx, n_ctx=ctx,  # n_ctx: not written by transformers 5; llama.cpp's convert_hf_to_gguf.py needs it
+        n_inner=None, activation_function="gelu_new", resid_pdrop=p, embd_pdrop=p, attn_pdrop=p,
+        layer_norm_epsilon=config.layer_norm_eps, initializer_range=config.initializer_range,
+        use_cache=config.use_cache, bos_token_id=config.bos_token_id, eos_token_id=config.eos_token_id,
+        pad_token_id=config.pad_token_id, tie_word_embeddings=config.tie_word_embeddings,
         architectures=["GPT2LMHeadModel"],
     )
 
 
-def _with_overrides(config, overrides):
-    overrides = check_config_fields(overrides)
-    if not overrides:
-        return copy.deepcopy(config)
-    return type(config)(**{**config.to_dict(), **overrides})
-
-
 def _book_config(config, overrides):
-    """A `GPTConfig` from a `GPTConfig`, the book's config dict, or a path to a JSON file of either."""
+    """A new `GPTConfig` from a `GPTConfig`, the book's config dict, or a path to a JSON file of either."""
     if isinstance(config, (str, os.PathLike)):
         with open(config, encoding="utf-8") as f:
             config = json.load(f)
     if isinstance(config, dict):
         return GPTConfig(**{**config, **check_config_fields(overrides)})
     if isinstance(config, PretrainedConfig):  # also the Hub copy's GPTConfig, a class of another module
-        return _with_overrides(config, overrides)
+        return type(config)(**{**config.to_dict(), **check_config_fields(overrides)})
     raise TypeError(f"config must be a GPTConfig, the book's config dict or a path to its JSON, got {type(config)}")
 
 
-# ------------------------------------------------------------------------------------------- GPT-2 -> book
-
-
 def _gpt2_plan(config, model_class):
-    """Each GPT-2 tensor the model needs: `(expected shape, convert)`; `convert` gives the book's tensors."""
-    d, ctx = config.emb_dim, config.context_length
-
-    def owned(t):
-        return t.clone(memory_format=torch.contiguous_format)
-
-    def convert(gpt2, targets, op):
-        if op == "copy":
-            return lambda t: {targets[0]: t}
-        if op == "positions":
-            return lambda t: {targets[0]: t if t.shape[0] == ctx else owned(t[:ctx])}
-        if op == "transpose":
-            return lambda t: {targets[0]: owned(t.t())}
-        if targets[0].endswith(".weight"):
-            return lambda t: {name: owned(part.t()) for name, part in zip(targets, t.split(d, dim=1))}
-
-        def qkv_bias(t):
-            if config.qkv_bias:
-                return {name: owned(part) for name, part in zip(targets, t.split(d))}
-            if torch.count_nonzero(t):
-                raise ValueError(f"{gpt2} has non-zero query/key/value biases but the config has qkv_bias=False; "
-                                 "load with qkv_bias=True.")
-            return {}
-        return qkv_bias
-
+    """Each GPT-2 tensor the model needs: `{GPT-2 name: (expected shape, [the model's names], op)}`."""
+    d = config.emb_dim
     with torch.device("meta"):
         book_shapes = _unique_state_keys(model_class(config))
     plan = {}
@@ -219,45 +152,58 @@ def _gpt2_plan(config, model_class):
             shape = (d, 3 * d) if targets[0].endswith(".weight") else (3 * d,)
         else:
             shape = book_shapes[targets[0]][::-1] if op == "transpose" else book_shapes[targets[0]]
-        plan[gpt2] = (shape, convert(gpt2, targets, op))
+        plan[gpt2] = (shape, targets, op)
     return plan
 
 
 def gpt2_tensor_shapes(config, model_class):
     """The GPT-2 checkpoint of `config`'s architecture: `{GPT-2 name: shape}`, read off `GPT2_WEIGHT_MAP`."""
-    return {name: shape for name, (shape, _) in _gpt2_plan(config, model_class).items()}
+    return {name: shape for name, (shape, _, _) in _gpt2_plan(config, model_class).items()}
+
+
+def _from_gpt2(t, name, targets, op, config):
+    """The model's tensors from one GPT-2 tensor; converted ones get memory of their own."""
+    def owned(x):
+        return x.clone(memory_format=torch.contiguous_format)
+
+    if op == "copy":
+        return {targets[0]: t}
+    if op == "positions":
+        return {targets[0]: t if t.shape[0] == config.context_length else owned(t[:config.context_length])}
+    if op == "transpose":
+        return {targets[0]: owned(t.t())}
+    if t.dim() == 2:
+        return {target: owned(part.t()) for target, part in zip(targets, t.split(config.emb_dim, dim=1))}
+    if config.qkv_bias:
+        return {target: owned(part) for target, part in zip(targets, t.split(config.emb_dim))}
+    if torch.count_nonzero(t):
+        raise ValueError(f"{name} has non-zero query/key/value biases but the config has qkv_bias=False; "
+                         "load with qkv_bias=True.")
+    return {}
 
 
 def _gpt2_names(keys, where):
     """GPT-2 names without the `transformer.` prefix `GPT2LMHeadModel.save_pretrained` writes -> names in the file."""
-    names = {}
-    for key in keys:
-        name = key.removeprefix("transformer.")
-        if name in names:
-            raise ValueError(f"{where}: {name!r} appears twice (as {names[name]!r} and {key!r})")
-        names[name] = key
+    names = {key.removeprefix("transformer."): key for key in keys}
+    if len(names) < len(keys):
+        raise ValueError(f"{where}: some tensors appear both with and without the `transformer.` prefix")
     return names
 
 
 def _check_gpt2_layout(source, names, config, plan, source_tied, where):
     """Every problem with names and shapes, in one ValueError, before any tensor data is read."""
-    problems = []
-    for name, (shape, _) in plan.items():
-        if name not in names:
-            continue
-        found = source.shape(names[name])
-        ok = found == shape or (name == "wpe.weight" and len(found) == 2 and found[1] == shape[1] and found[0] >= shape[0])
-        if not ok:
-            problems.append(f"{names[name]}: checkpoint {found}, model expects {shape}")
+    shapes = {name: shape for name, (shape, _, _) in plan.items()}
+    shapes["lm_head.weight"] = (config.vocab_size, config.emb_dim)
     head_needed = not config.tie_word_embeddings and not source_tied
-    missing = [n for n in plan if n not in names] + (["lm_head.weight"] if head_needed and "lm_head.weight" not in names else [])
-    unexpected = [key for name, key in names.items()
-                  if name not in plan and name != "lm_head.weight" and not _GPT2_BUFFER.fullmatch(name)]
-    if "lm_head.weight" in names:
-        found = source.shape(names["lm_head.weight"])
-        if found != (config.vocab_size, config.emb_dim):
-            problems.append(f"{names['lm_head.weight']}: checkpoint {found}, "
-                            f"model expects {(config.vocab_size, config.emb_dim)}")
+    problems = []
+    for name, shape in shapes.items():
+        if name in names:
+            found = source.shape(names[name])
+            more_positions = name == "wpe.weight" and len(found) == 2 and found[1] == shape[1] and found[0] >= shape[0]
+            if found != shape and not more_positions:
+                problems.append(f"{names[name]}: checkpoint {found}, model expects {shape}")
+    missing = [n for n in shapes if n not in names and (n != "lm_head.weight" or head_needed)]
+    unexpected = [key for name, key in names.items() if name not in shapes and not _GPT2_BUFFER.fullmatch(name)]
     _raise_if(problems, missing, unexpected, where, _gpt2_hint(source, names, config))
 
 
@@ -276,9 +222,7 @@ def _raise_if(problems, missing, unexpected, where, hint=""):
     lines = [f"Cannot load {where}:"]
     if problems:
         lines.append(f"  {len(problems)} tensor(s) of another size:")
-        lines += [f"    {p}" for p in problems[:_MAX_LISTED]]
-        if len(problems) > _MAX_LISTED:
-            lines.append(f"    ... and {len(problems) - _MAX_LISTED} more")
+        lines.append("    " + _names(problems, sep="\n    "))
     if missing:
         lines.append(f"  {len(missing)} missing key(s): {_names(missing)}")
     if unexpected:
@@ -288,57 +232,45 @@ def _raise_if(problems, missing, unexpected, where, hint=""):
     raise ValueError("\n".join(lines))
 
 
-def _convert_gpt2(source, names, config, plan, dtype):
-    """The book's state dict, converting (and freeing) one GPT-2 tensor at a time."""
+def _convert_gpt2(source, config, model_class, where, source_tied=True, dtype=None):
+    """The book's state dict, after checking every name and shape, converting one GPT-2 tensor at a time."""
 
     def cast(t):
         return t if dtype is None else t.to(dtype)
 
+    names = _gpt2_names(source.keys(), where)
+    plan = _gpt2_plan(config, model_class)
+    _check_gpt2_layout(source, names, config, plan, source_tied, where)
     tok_emb = book_key_to_model_key("tok_emb.weight")
     out = {}
-    for name, (_, convert) in plan.items():
-        tensor = source.get(names[name])
-        out.update({k: cast(v) for k, v in convert(tensor).items()})
-        del tensor
+    for name, (_, targets, op) in plan.items():
+        out.update({k: cast(v) for k, v in _from_gpt2(source.get(names[name]), name, targets, op, config).items()})
     if "lm_head.weight" in names:
         head = cast(source.get(names["lm_head.weight"]))
         if not config.tie_word_embeddings:
             out["out_head.weight"] = head
         elif not torch.equal(head, out[tok_emb]):
-            raise ValueError(
-                f"{names['lm_head.weight']} differs from {names['wte.weight']} but the config ties the output head "
-                "to the token embedding; load with tie_word_embeddings=False to keep the separate head."
-            )
+            raise ValueError(f"{names['lm_head.weight']} differs from {names['wte.weight']} but the config ties the "
+                             "output head to the token embedding; load with tie_word_embeddings=False to keep the "
+                             "separate head.")
     elif not config.tie_word_embeddings:
-        # GPT-2 ties its head to wte; an untied model starts from a copy of it, as the book's load_weights_into_gpt does.
+        # GPT-2 ties its head to wte; an untied model starts from a copy, as the book's load_weights_into_gpt does.
         out["out_head.weight"] = out[tok_emb].clone()
     return out
 
 
-def convert_gpt2_state_dict(state_dict, config, model_class, *, dtype=None):
-    """A GPT-2 state dict (either layout) as the book's state dict for `config`, after checking every name and shape."""
-    source = DictSource(state_dict)
-    names = _gpt2_names(source.keys(), "GPT-2 state dict")
-    plan = _gpt2_plan(config, model_class)
-    _check_gpt2_layout(source, names, config, plan, source_tied=True, where="GPT-2 state dict")
-    return _convert_gpt2(source, names, config, plan, dtype)
-
-
-# ----------------------------------------------------------------------------------------- into the model
-
-
 def _unique_state_keys(model):
     """State-dict keys and shapes, without the second name of a tied parameter."""
-    seen, out = set(), {}
+    unique = {}
     for name, tensor in model.state_dict(keep_vars=True).items():
-        if id(tensor) in seen:
-            continue
-        seen.add(id(tensor))
-        out[name] = tuple(tensor.shape)
-    return out
+        unique.setdefault(id(tensor), (name, tuple(tensor.shape)))
+    return dict(unique.values())
 
 
-def _check_against_model(model, state_dict, where):
+def _new_model(model_class, config, state_dict, where):
+    """`model_class(config)` built on the meta device, its parameters then taken over from `state_dict`."""
+    with torch.device("meta"):
+        model = model_class(config)
     expected = _unique_state_keys(model)
     problems = [f"{k}: checkpoint {tuple(v.shape)}, model expects {expected[k]}"
                 for k, v in state_dict.items() if k in expected and tuple(v.shape) != expected[k]]
@@ -350,13 +282,6 @@ def _check_against_model(model, state_dict, where):
     elif any(k.endswith("att.W_query.bias") for k in missing):
         hint = "The checkpoint has no query/key/value biases: use qkv_bias=False."
     _raise_if(problems, missing, unexpected, where, hint)
-
-
-def _new_model(model_class, config, state_dict, where):
-    """`model_class(config)` built on the meta device, its parameters then taken over from `state_dict`."""
-    with torch.device("meta"):
-        model = model_class(config)
-    _check_against_model(model, state_dict, where)
     model.load_state_dict(state_dict, strict=False, assign=True)
     model.tie_weights()
     left = [n for n, t in [*model.named_parameters(), *model.named_buffers()] if t.is_meta]
@@ -366,20 +291,16 @@ def _new_model(model_class, config, state_dict, where):
 
 
 def load_gpt2(name_or_path, *, model_class, config=None, dtype=None, **kwargs):
-    """OpenAI's GPT-2 (a Hub id, a book name such as `gpt2-small (124M)`, a folder or a weights file) as a book GPT.
-
-    The config comes from the checkpoint's `config.json` (context_length = n_positions, qkv_bias, tied head) unless
-    `config=` is given; other keyword arguments are Hub options (`revision`, `cache_dir`, `token`,
-    `local_files_only`, `force_download`) or config overrides (`context_length=256` keeps the first 256
-    position embeddings, `drop_rate=0.0`, ...). `dtype` casts the weights (default: as stored).
-    OpenAI's original TensorFlow folder (the book's `gpt_download.py`) is read too, by `hf_gpt.openai_checkpoint`.
-    """
+    """OpenAI's GPT-2 (a Hub id, a book name such as `gpt2-small (124M)`, a folder, a weights file or OpenAI's
+    TensorFlow folder) as a book GPT, configured by its `config.json` unless `config=` is given. Other keyword
+    arguments are Hub options (`revision`, `token`, ...) or config overrides (`context_length=256` keeps the first
+    256 position embeddings); `dtype` casts the weights (default: as stored)."""
     hub_kwargs = {k: kwargs.pop(k) for k in _HUB_KWARGS if k in kwargs}
     config_path, files = resolve_gpt2_checkpoint(name_or_path, **hub_kwargs)
     gpt2_config = {} if config_path is None else read_gpt2_config(config_path)
     where = sized = ", ".join(map(str, files))
     if config is not None:
-        config = _with_overrides(config, kwargs)
+        config = _book_config(config, kwargs)
     elif config_path is not None:
         config = gpt2_config_to_gpt_config(gpt2_config, **kwargs)
         sized = f"{where} as {config_path.name} describes it"  # a size mismatch may be the config file's fault
@@ -387,39 +308,31 @@ def load_gpt2(name_or_path, *, model_class, config=None, dtype=None, **kwargs):
         raise ValueError(f"{files[0]}: no config.json beside it; pass config=GPTConfig(...) to load it into.")
     source = open_weights(files)
     try:
-        names = _gpt2_names(source.keys(), where)
-        plan = _gpt2_plan(config, model_class)
-        _check_gpt2_layout(source, names, config, plan, gpt2_config.get("tie_word_embeddings", True), sized)
-        state_dict = _convert_gpt2(source, names, config, plan, dtype)
+        state_dict = _convert_gpt2(source, config, model_class, sized, gpt2_config.get("tie_word_embeddings", True),
+                                   dtype)
     finally:
         source.close()
     return _new_model(model_class, config, state_dict, where)
 
 
 def load_gpt2_state_dict(model, state_dict):
-    """Load a GPT-2 state dict (either layout) into an existing model, all or nothing.
-
-    Names, shapes and values are checked and converted first; the model is written only when all of them fit,
-    so a bad state dict leaves it exactly as it was.
-    """
-    converted = convert_gpt2_state_dict(state_dict, model.config, type(model))
-    _check_against_model(model, converted, "GPT-2 state dict")
+    """Load a GPT-2 state dict (either layout) into an existing model, all or nothing: everything is checked and
+    converted before the model is written, so a bad state dict leaves it as it was."""
+    converted = _convert_gpt2(DictSource(state_dict), model.config, type(model), "GPT-2 state dict")
     with torch.no_grad():
         model.load_state_dict(converted, strict=False)
     model.tie_weights()
     return model
 
 
-# ----------------------------------------------------------------------------------------------- the book
-
-
 def _book_state_dict(obj, path):
-    """The model weights in what the book saves: `model.state_dict()` or `{"model_state_dict", "optimizer_state_dict"}`."""
+    """The model weights in what the book saves: `model.state_dict()` or `{"model_state_dict", ...}`."""
     if isinstance(obj, dict) and "model_state_dict" in obj:
         obj = obj["model_state_dict"]
     if not isinstance(obj, dict) or not obj or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        keys = _names(list(obj)[:5]) if isinstance(obj, dict) else "-"
         raise ValueError(f"{path}: expected the book's model state dict or a dict with 'model_state_dict', "
-                         f"found {type(obj).__name__} with keys {_names(list(obj)[:5]) if isinstance(obj, dict) else '-'}")
+                         f"found {type(obj).__name__} with keys {keys}")
     for prefix in ("_orig_mod.", "module."):  # torch.compile and DistributedDataParallel wrappers
         if all(k.startswith(prefix) for k in obj):
             obj = {k.removeprefix(prefix): v for k, v in obj.items()}
@@ -428,10 +341,8 @@ def _book_state_dict(obj, path):
 
 
 def load_book_checkpoint(path, config, *, model_class, dtype=None, **overrides):
-    """A `model.pth` or `model_and_optimizer.pth` saved by the book's code, in a `GPTForCausalLM`.
-
-    `config` is a `GPTConfig`, the book's config dict (e.g. `GPT_CONFIG_124M`) or a path to a JSON file of it.
-    """
+    """A `model.pth` or `model_and_optimizer.pth` saved by the book's code, in a `GPTForCausalLM`; `config` is a
+    `GPTConfig`, the book's config dict (e.g. `GPT_CONFIG_124M`) or a path to a JSON file of it."""
     config = _book_config(config, overrides)
     state_dict = _book_state_dict(torch_load(path), path)
     if dtype is not None:
@@ -445,16 +356,9 @@ def load_book_checkpoint(path, config, *, model_class, dtype=None, **overrides):
     return _new_model(model_class, config, state_dict, str(path))
 
 
-# -------------------------------------------------------------------------------------------- book -> GPT-2
-
-
 def gpt_to_gpt2_state_dict(model, *, share=False):
-    """The stock `GPT2LMHeadModel` state dict (`transformer.` prefix, `lm_head.weight` when untied) of a book GPT.
-
-    `GPT2_WEIGHT_MAP` read backwards: linear weights become Conv1D (in, out); query/key/value are fused into
-    `c_attn`, with zero biases when the model has none. `share=True` lets tensors that need no conversion share
-    memory with the model.
-    """
+    """The stock `GPT2LMHeadModel` state dict (`transformer.` prefix, `lm_head.weight` when untied) of a book GPT,
+    by `GPT2_WEIGHT_MAP` read backwards. `share=True` lets tensors that need no conversion share the model's memory."""
     config = model.config
     sd = model.state_dict()
     out = {}
@@ -468,32 +372,28 @@ def gpt_to_gpt2_state_dict(model, *, share=False):
         elif config.qkv_bias:
             tensor = torch.cat([sd[name] for name in targets])
         else:
-            weight = sd[targets[0].removesuffix(".bias") + ".weight"]
-            tensor = weight.new_zeros(3 * config.emb_dim)
+            tensor = sd[targets[0].removesuffix(".bias") + ".weight"].new_zeros(3 * config.emb_dim)
         out["transformer." + gpt2] = tensor
     if not config.tie_word_embeddings:
         out["lm_head.weight"] = sd["out_head.weight"] if share else sd["out_head.weight"].clone()
     return out
 
 
-def _to_gpt2(model, share):
+def to_gpt2(model, share=False):
+    """A stock `transformers.GPT2LMHeadModel` with the same logits, in memory of its own unless `share=True` (tensors
+    that need no conversion then stay the model's, as saving needs no copy)."""
     from transformers import GPT2LMHeadModel
 
     state_dict = gpt_to_gpt2_state_dict(model, share=share)
     with torch.device("meta"):
         gpt2 = GPT2LMHeadModel(gpt_config_to_gpt2_config(model.config))
-    result = gpt2.load_state_dict(state_dict, strict=False, assign=True)
+    unexpected = gpt2.load_state_dict(state_dict, strict=False, assign=True).unexpected_keys
     gpt2.tie_weights()
     left = [n for n, t in [*gpt2.named_parameters(), *gpt2.named_buffers()] if t.is_meta]
-    if result.unexpected_keys or left:
-        raise RuntimeError(f"GPT2LMHeadModel does not match the export: unexpected {result.unexpected_keys}, unfilled {left}")
+    if unexpected or left:
+        raise RuntimeError(f"GPT2LMHeadModel does not match the export: unexpected {unexpected}, unfilled {left}")
     gpt2.generation_config = copy.deepcopy(model.generation_config)
     return gpt2.train(model.training)
-
-
-def to_gpt2(model):
-    """A stock `transformers.GPT2LMHeadModel` with the same logits, independent of `model` (its own memory)."""
-    return _to_gpt2(model, share=False)
 
 
 def _refuse_file_as_folder(save_directory):
@@ -507,20 +407,9 @@ def save_pretrained_gpt2(model, save_directory, **kwargs):
     """Save `model` as a stock `gpt2` folder (`model_type: gpt2`, `model.safetensors`) that any GPT-2 tool loads
     without remote code. `kwargs` go to `GPT2LMHeadModel.save_pretrained` (e.g. `max_shard_size`, `push_to_hub`)."""
     _refuse_file_as_folder(save_directory)
-    return _to_gpt2(model, share=True).save_pretrained(save_directory, **kwargs)
+    return to_gpt2(model, share=True).save_pretrained(save_directory, **kwargs)
 
 
-__all__ = [
-    "GPT2_WEIGHT_MAP",
-    "convert_gpt2_state_dict",
-    "gpt2_config_to_gpt_config",
-    "gpt_config_to_gpt2_config",
-    "gpt2_tensor_shapes",
-    "gpt_to_gpt2_state_dict",
-    "load_book_checkpoint",
-    "load_gpt2",
-    "load_gpt2_state_dict",
-    "save_pretrained_gpt2",
-    "to_gpt2",
-    "weight_map",
-]
+__all__ = ["GPT2_WEIGHT_MAP", "gpt2_config_to_gpt_config", "gpt_config_to_gpt2_config", "gpt2_tensor_shapes",
+           "gpt_to_gpt2_state_dict", "load_book_checkpoint", "load_gpt2", "load_gpt2_state_dict",
+           "save_pretrained_gpt2", "to_gpt2", "weight_map"]
