@@ -11,15 +11,8 @@ import inspect
 
 from transformers import AutoConfig, PretrainedConfig
 
-GPT_CONFIG_124M = {
-    "vocab_size": 50257,
-    "context_length": 256,
-    "emb_dim": 768,
-    "n_heads": 12,
-    "n_layers": 12,
-    "drop_rate": 0.1,
-    "qkv_bias": False,
-}
+GPT_CONFIG_124M = {"vocab_size": 50257, "context_length": 256, "emb_dim": 768, "n_heads": 12, "n_layers": 12,
+                   "drop_rate": 0.1, "qkv_bias": False}
 
 # OpenAI's released GPT-2 sizes (the book's ch. 5 table): preset -> (Hub id, the book's size label). These presets
 # match the weights: context 1024, biases on the query/key/value projections, head tied to the token embedding.
@@ -36,7 +29,8 @@ GPT2_ALIASES = {
     for preset, (hub_id, size) in GPT2_CHECKPOINTS.items()
     for alias in (preset, f"{preset} ({size})", size, hub_id, hub_id.split("/")[1])
 }
-_GPT2_BASE = {"vocab_size": 50257, "context_length": 1024, "drop_rate": 0.1, "qkv_bias": True, "tie_word_embeddings": True}
+_GPT2_BASE = {"vocab_size": 50257, "context_length": 1024, "drop_rate": 0.1, "qkv_bias": True,
+              "tie_word_embeddings": True}
 PRESETS = {
     "GPT_CONFIG_124M": dict(GPT_CONFIG_124M),
     "gpt2-small": {**_GPT2_BASE, "emb_dim": 768, "n_layers": 12, "n_heads": 12},
@@ -54,41 +48,20 @@ INIT_SCHEMES = ("book", "gpt2")
 class GPTConfig(PretrainedConfig):
     """The book's `GPT_CONFIG_*` dict as a `transformers` config.
 
-    `init_scheme="book"` (the default) keeps PyTorch's default initialisation, exactly what the book's `GPTModel`
-    gets, so the same seed gives the same weights and the same numbers as the book. `init_scheme="gpt2"` is
-    GPT-2's: normal(0, 0.02), zero biases, residual projections scaled by 1/sqrt(2 * n_layers); it trains
-    better from scratch and is offered for that.
-    """
+    `init_scheme="book"` keeps PyTorch's default initialisation, so a seed gives the book's weights and numbers;
+    `init_scheme="gpt2"` (normal(0, 0.02), residual projections scaled by 1/sqrt(2 * n_layers)) trains better from
+    scratch."""
 
     model_type = "hf_gpt"
     _auto_class = "AutoConfig"  # save_pretrained writes `auto_map` and copies this file
-    keys_to_ignore_at_inference = ["past_key_values", "cache"]  # the KV cache, named so before / since transformers 5.24
-    attribute_map = {
-        "hidden_size": "emb_dim",
-        "num_attention_heads": "n_heads",
-        "num_hidden_layers": "n_layers",
-        "max_position_embeddings": "context_length",
-    }
+    keys_to_ignore_at_inference = ["past_key_values", "cache"]  # the KV cache's names before / since transformers 5.24
+    attribute_map = {"hidden_size": "emb_dim", "num_attention_heads": "n_heads", "num_hidden_layers": "n_layers",
+                     "max_position_embeddings": "context_length"}
 
-    def __init__(
-        self,
-        vocab_size=50257,
-        context_length=256,
-        emb_dim=768,
-        n_heads=12,
-        n_layers=12,
-        drop_rate=0.1,
-        qkv_bias=False,
-        init_scheme="book",
-        initializer_range=0.02,
-        layer_norm_eps=1e-5,
-        tie_word_embeddings=False,
-        use_cache=True,
-        bos_token_id="<|endoftext|>",
-        eos_token_id="<|endoftext|>",
-        pad_token_id=None,
-        **kwargs,
-    ):
+    def __init__(self, vocab_size=50257, context_length=256, emb_dim=768, n_heads=12, n_layers=12, drop_rate=0.1,
+                 qkv_bias=False, init_scheme="book", initializer_range=0.02, layer_norm_eps=1e-5,
+                 tie_word_embeddings=False, use_cache=True, bos_token_id="<|endoftext|>",
+                 eos_token_id="<|endoftext|>", pad_token_id=None, **kwargs):
         self.vocab_size = vocab_size
         self.context_length = context_length
         self.emb_dim = emb_dim
@@ -118,22 +91,21 @@ class GPTConfig(PretrainedConfig):
             if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
                 raise ValueError(f"GPTConfig: `{name}` must be a positive integer, got {value!r}.")
         if self.emb_dim % self.n_heads:
-            raise ValueError(
-                f"GPTConfig: `emb_dim` ({self.emb_dim}) must be divisible by `n_heads` ({self.n_heads}); "
-                f"pick n_heads among {[h for h in range(1, self.emb_dim + 1) if self.emb_dim % h == 0][:12]}..."
-            )
+            divisors = [h for h in range(1, self.emb_dim + 1) if self.emb_dim % h == 0][:12]
+            raise ValueError(f"GPTConfig: `emb_dim` ({self.emb_dim}) must be divisible by `n_heads` ({self.n_heads}); "
+                             f"pick n_heads among {divisors}...")
         for name in ("qkv_bias", "tie_word_embeddings", "use_cache"):
             value = getattr(self, name)
             if not isinstance(value, bool):
                 raise ValueError(f"GPTConfig: `{name}` must be a boolean (True or False), got {value!r}.")
-        if isinstance(self.drop_rate, bool) or not isinstance(self.drop_rate, (int, float)) or not 0 <= self.drop_rate < 1:
+        rate = self.drop_rate
+        if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0 <= rate < 1:
             raise ValueError(f"GPTConfig: `drop_rate` must be in [0, 1), got {self.drop_rate!r}.")
         if self.init_scheme not in INIT_SCHEMES:
             raise ValueError(f"GPTConfig: unknown `init_scheme` {self.init_scheme!r}; choose one of {INIT_SCHEMES}.")
-        if not self.initializer_range > 0:
-            raise ValueError(f"GPTConfig: `initializer_range` must be > 0, got {self.initializer_range!r}.")
-        if not self.layer_norm_eps > 0:
-            raise ValueError(f"GPTConfig: `layer_norm_eps` must be > 0, got {self.layer_norm_eps!r}.")
+        for name in ("initializer_range", "layer_norm_eps"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"GPTConfig: `{name}` must be > 0, got {getattr(self, name)!r}.")
 
     @property
     def head_dim(self):
@@ -141,16 +113,11 @@ class GPTConfig(PretrainedConfig):
 
     @classmethod
     def from_preset(cls, name, **overrides):
-        """A config from the book's table (`"gpt2-small"`, `"gpt2-small (124M)"`, `"gpt2"`, ..., `"GPT_CONFIG_124M"`)."""
+        """A config from the book's table (`"gpt2-small"`, `"gpt2-small (124M)"`, `"gpt2"`, `"GPT_CONFIG_124M"`...)."""
         name = GPT2_ALIASES.get(name, name)
         if name not in PRESETS:
             raise ValueError(f"Unknown preset {name!r}; choose one of {sorted(PRESETS)}.")
         return cls(**{**PRESETS[name], **check_config_fields(overrides)})
-
-    @classmethod
-    def field_names(cls):
-        """The fields `GPTConfig(...)` takes under the book's names, and their `transformers` aliases."""
-        return (set(inspect.signature(cls.__init__).parameters) - {"self", "kwargs"}) | set(cls.attribute_map)
 
     def to_book_dict(self):
         """The book's config dict, e.g. to build the book's own `GPTModel` from this config."""
@@ -160,7 +127,9 @@ class GPTConfig(PretrainedConfig):
 def _pretrained_config_keys():
     """Keys `PretrainedConfig` itself takes (what `config.json` holds besides our fields: `architectures`,
     `auto_map`, `dtype`, `transformers_version`, generation defaults of old configs, ...)."""
-    keys = {f.name for f in dataclasses.fields(PretrainedConfig)} if dataclasses.is_dataclass(PretrainedConfig) else set()
+    keys = set()
+    if dataclasses.is_dataclass(PretrainedConfig):
+        keys = {f.name for f in dataclasses.fields(PretrainedConfig)}
     try:
         from transformers import GenerationConfig
 
@@ -179,7 +148,7 @@ def _pretrained_config_keys():
 def check_config_fields(fields):
     """Config fields under the book's or `transformers`' names, as the book's names; an unknown name is a typo, not
     a silent extra attribute, so it raises, naming the closest field."""
-    known = GPTConfig.field_names()
+    known = (set(inspect.signature(GPTConfig.__init__).parameters) - {"self", "kwargs"}) | set(GPTConfig.attribute_map)
     out = {}
     for key, value in fields.items():
         if key not in known:
