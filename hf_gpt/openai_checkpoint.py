@@ -1,16 +1,9 @@
 """OpenAI's original GPT-2 checkpoint (the folder the book's `gpt_download.py` fetches), read without TensorFlow.
 
-The folder holds `hparams.json` (the sizes), `encoder.json` + `vocab.bpe` (GPT-2's BPE) and a TensorFlow tensor
-bundle: `model.ckpt.index` says where each variable's bytes lie in `model.ckpt.data-0000N-of-0000M`, which holds them
-raw and little-endian. The index is a LevelDB-format table (the `SSTable` TensorFlow's `tensor_bundle` writes) whose
-values are `BundleEntryProto` messages; this module decodes exactly the parts of both formats those files use.
-
-`OpenAICheckpoint` is a tensor source like those in `hf_gpt.model.weight_files_gpt` (`keys`, `shape`, `get`, `close`)
-under GPT-2's Hugging Face names, so the usual GPT-2 conversion checks and loads it. Everything that can be checked
-without reading tensor data (index, shards, sizes, dtypes, variables) is checked when it is opened. The tensors'
-crc32c checksums are not verified (Python has no fast crc32c); a truncated file is caught by its size.
-
-This is not part of the Hub payload: it imports only the standard library, numpy and torch.
+`model.ckpt.index` is a LevelDB-format table of `BundleEntryProto` messages saying where each variable's raw
+little-endian bytes lie in `model.ckpt.data-*`; this module decodes exactly the parts of both formats those files
+use. `OpenAICheckpoint` is a tensor source like those of `hf_gpt.model.weight_files_gpt`, under GPT-2's Hugging Face
+names, checked when opened (crc32c checksums are not: Python has no fast crc32c; a truncated file is caught by size).
 """
 
 import json
@@ -23,7 +16,6 @@ import torch
 
 PREFIX = "model.ckpt"
 HPARAMS = "hparams.json"
-BPE_FILES = ("encoder.json", "vocab.bpe")
 _TABLE_MAGIC = 0xDB4775248B80FB57
 # TensorFlow's DataType enum (tensorflow/core/framework/types.proto) -> torch; GPT-2's files are all float32.
 _DTYPES = {1: torch.float32, 2: torch.float64, 14: torch.bfloat16, 19: torch.float16}
@@ -70,9 +62,6 @@ def hf_name(tf_name):
     if m and f"{m[2]}/{m[3]}" in _LAYER_VARIABLES:
         return f"h.{m[1]}.{m[2].replace('/', '.')}.{'bias' if m[3] == 'b' else 'weight'}"
     return tf_name
-
-
-# ------------------------------------------------------------------------------------ the two wire formats
 
 
 def _varint(buf, pos):
@@ -153,19 +142,14 @@ def read_index(path):
         raise ValueError(f"{path}: a corrupt checkpoint index ({err}): {_DOWNLOAD_AGAIN}") from None
 
 
-# ------------------------------------------------------------------------------------------- the checkpoint
-
-
 class OpenAICheckpoint:
-    """The tensors of `folder/model.ckpt.*` under GPT-2's Hugging Face names, read one at a time as numpy arrays.
+    """The tensors of `folder/model.ckpt.*` under GPT-2's Hugging Face names, read one at a time. Conv1D weights are
+    stored as [1, in, out] (OpenAI multiplies by them as 1x1 convolutions); the leading 1 is dropped, giving Hugging
+    Face's Conv1D layout (in, out)."""
 
-    Conv1D weights are stored as [1, in, out] (OpenAI's code multiplies by them as 1x1 convolutions): `shape` and
-    `get` drop the leading 1, giving Hugging Face's Conv1D layout (in, out).
-    """
-
-    def __init__(self, folder, prefix=PREFIX):
+    def __init__(self, folder):
         self.folder = Path(folder)
-        index = self.folder / f"{prefix}.index"
+        index = self.folder / f"{PREFIX}.index"
         if not index.is_file():
             raise FileNotFoundError(f"{index}: missing, so the folder's TensorFlow checkpoint cannot be read: "
                                     f"{_DOWNLOAD_AGAIN}")
@@ -175,12 +159,10 @@ class OpenAICheckpoint:
             raise ValueError(f"{index}: a big-endian checkpoint; only little-endian ones (every TensorFlow on x86 and "
                              "ARM writes those) are read")
         shards = header.get(1, [1])[0]
-        self._paths = [self.folder / f"{prefix}.data-{i:05d}-of-{shards:05d}" for i in range(shards)]
-        sizes = {}
-        for path in self._paths:
+        paths = [self.folder / f"{PREFIX}.data-{i:05d}-of-{shards:05d}" for i in range(shards)]
+        for path in paths:
             if not path.is_file():
                 raise FileNotFoundError(f"{path}: missing (the index names {shards} data file(s)): {_DOWNLOAD_AGAIN}")
-            sizes[path] = path.stat().st_size
         self._entries = {}
         for name, fields in entries.items():
             dtype = _DTYPES.get(fields.get(1, [0])[0])
@@ -193,16 +175,15 @@ class OpenAICheckpoint:
             dims = fields[2]
             shape = tuple(dims[1:] if len(dims) == 3 and dims[0] == 1 else dims)
             shard, offset, nbytes = (fields.get(k, [0])[0] for k in (3, 4, 5))
-            path = self._paths[shard] if shard < shards else None
+            path = paths[shard] if shard < shards else None
             if nbytes != math.prod(dims) * dtype.itemsize or path is None:
                 raise ValueError(f"{index}: the entry of {name!r} is corrupt (shape {dims}, {nbytes} bytes in shard "
                                  f"{shard}): {_DOWNLOAD_AGAIN}")
-            if offset + nbytes > sizes[path]:
+            if offset + nbytes > path.stat().st_size:
                 raise ValueError(f"{path}: truncated: {name!r} ends at byte {offset + nbytes:,} but the file has "
-                                 f"{sizes[path]:,} bytes; {_DOWNLOAD_AGAIN}")
+                                 f"{path.stat().st_size:,} bytes; {_DOWNLOAD_AGAIN}")
             self._entries[hf_name(name)] = (name, path, offset, nbytes, dtype, shape)
         self._check_variables(index, entries)
-        self._files = {}
 
     @staticmethod
     def _check_variables(index, names):
@@ -224,16 +205,13 @@ class OpenAICheckpoint:
 
     def get(self, key):
         name, path, offset, nbytes, dtype, shape = self._entries[key]
-        if path not in self._files:
-            self._files[path] = open(path, "rb")
-        f = self._files[path]
-        f.seek(offset)
         raw = np.empty(nbytes, dtype=np.uint8)
-        if f.readinto(memoryview(raw)) != nbytes:
+        with open(path, "rb") as f:
+            f.seek(offset)
+            read = f.readinto(memoryview(raw))
+        if read != nbytes:
             raise ValueError(f"{path}: truncated: {name!r} ends past the end of the file; {_DOWNLOAD_AGAIN}")
         return torch.from_numpy(raw).view(dtype).view(shape)
 
     def close(self):
-        for f in self._files.values():
-            f.close()
-        self._files = {}
+        pass

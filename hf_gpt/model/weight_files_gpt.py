@@ -1,9 +1,6 @@
-"""Reading a checkpoint's weight files one tensor at a time, and finding them in a folder or on the Hub.
-
-Used by `conversion_gpt` to load OpenAI's GPT-2 and the book's `.pth` files (OpenAI's original TensorFlow folder
-through `hf_gpt.openai_checkpoint`, which is not remote code). It ships to the Hub beside
-`modeling_gpt.py` (as remote code), so it imports only torch, transformers and huggingface_hub.
-"""
+"""Reading a checkpoint's weight files one tensor at a time, and finding them in a folder or on the Hub, for
+`conversion_gpt`. It ships to the Hub as remote code beside `modeling_gpt.py` (OpenAI's TensorFlow folder is read
+by `hf_gpt.openai_checkpoint`, which does not)."""
 
 import json
 import os
@@ -27,19 +24,18 @@ OPENAI_HPARAMS, OPENAI_INDEX = "hparams.json", "model.ckpt.index"
 _MAX_LISTED = 20
 
 
-def names(keys):
+def names(keys, sep=", "):
     """Keys for an error message: the first 20, then how many more."""
     keys = list(keys)
     more = f" ... and {len(keys) - _MAX_LISTED} more" if len(keys) > _MAX_LISTED else ""
-    return ", ".join(keys[:_MAX_LISTED]) + more
+    return sep.join(keys[:_MAX_LISTED]) + more
 
 
 def check_safetensors(path):
-    """A header that parses and a file as long as it says, or one ValueError naming the file: a truncated copy fails
-    here, before any model is built, not deep in loading."""
+    """The file opened with `safe_open`, or one ValueError naming it: a truncated copy fails here, before any model
+    is built, not deep in loading."""
     try:
-        with safe_open(str(path), framework="pt"):
-            pass
+        return safe_open(str(path), framework="pt")
     except FileNotFoundError:
         raise
     except Exception as err:
@@ -51,11 +47,9 @@ class SafetensorsSource:
     """Tensors of one or more `.safetensors` files, read one at a time through `safetensors.safe_open`."""
 
     def __init__(self, paths):
-        self._handles, self._where = [], {}
+        self._where = {}
         for path in paths:
-            check_safetensors(path)
-            handle = safe_open(str(path), framework="pt")
-            self._handles.append(handle)
+            handle = check_safetensors(path)
             for key in handle.keys():
                 if key in self._where:
                     raise ValueError(f"{path}: tensor {key!r} is also in {self._where[key][0]}")
@@ -72,7 +66,7 @@ class SafetensorsSource:
         return self._where[key][1].get_tensor(key).clone()
 
     def close(self):
-        self._handles, self._where = [], {}
+        self._where = {}
 
 
 class DictSource:
@@ -111,17 +105,14 @@ def torch_load(path):
     except FileNotFoundError:
         raise
     except pickle.UnpicklingError as err:
-        raise ValueError(
-            f"{path}: torch.load(weights_only=True) refused it ({str(err).splitlines()[0]}). Save a state dict "
-            "(`torch.save(model.state_dict(), path)`), not a pickled model object."
-        ) from err
+        raise ValueError(f"{path}: torch.load(weights_only=True) refused it ({str(err).splitlines()[0]}). Save a "
+                         "state dict (`torch.save(model.state_dict(), path)`), not a pickled model object.") from err
     except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as err:
         raise ValueError(f"{path}: not a readable PyTorch checkpoint ({err}); it may be truncated or corrupt.") from err
 
 
 def _openai_checkpoint(folder):
-    """hf_gpt's reader of OpenAI's TensorFlow GPT-2 folders (the book's `gpt_download.py`). It belongs to the
-    installed package, not to this remote code, which imports only torch, transformers and huggingface_hub."""
+    """hf_gpt's reader of OpenAI's TensorFlow GPT-2 folders, from the installed package: it is no remote code."""
     try:
         from hf_gpt import openai_checkpoint
     except ImportError:
@@ -158,9 +149,6 @@ def open_weights(files):
             raise ValueError(f"{f}: expected a state dict, found a {type(part).__name__}")
         state_dict.update(part)
     return DictSource(state_dict, consume=True, where=", ".join(map(str, files)))
-
-
-# ---------------------------------------------------------------------------------------- finding the files
 
 
 def _files_from_index(index_path, fetch):
@@ -204,12 +192,10 @@ def _resolve_on_hub(repo_id, hub_kwargs):
     def fetch(filename):
         return Path(hf_hub_download(repo_id, filename, **hub_kwargs))
 
-    if constants.HF_HUB_OFFLINE:
-        where = "in the local Hugging Face cache (offline mode: HF_HUB_OFFLINE is set)"
-    elif hub_kwargs.get("local_files_only"):
-        where = "in the local Hugging Face cache (local_files_only=True)"
-    else:
-        where = "on the Hub"
+    where = "on the Hub"
+    if constants.HF_HUB_OFFLINE or hub_kwargs.get("local_files_only"):
+        why = "offline mode: HF_HUB_OFFLINE is set" if constants.HF_HUB_OFFLINE else "local_files_only=True"
+        where = f"in the local Hugging Face cache ({why})"
     try:
         config = fetch("config.json")
     except HFValidationError as err:
