@@ -64,19 +64,12 @@ class LayerNorm(nn.Module):
         return F.layer_norm(x, self.scale.shape, self.scale, self.shift, self.eps)
 
 
-class GELU(nn.Module):
-    """The book's GELU is the tanh approximation; torch has it as one kernel."""
-
-    def forward(self, x):
-        return F.gelu(x, approximate="tanh")
-
-
 class FeedForward(nn.Module):
     def __init__(self, config):
         super().__init__()
         self.layers = nn.Sequential(
             nn.Linear(config.emb_dim, 4 * config.emb_dim),
-            GELU(),
+            nn.GELU(approximate="tanh"),  # the book's GELU, as one kernel
             nn.Linear(4 * config.emb_dim, config.emb_dim),
         )
         self.layers[2].is_residual_projection = True
@@ -156,10 +149,7 @@ class GPTPreTrainedModel(PreTrainedModel):
     _supports_flex_attn = True
     _supports_attention_backend = True
     _can_compile_fullgraph = True
-    _can_record_outputs = {
-        "hidden_states": TransformerBlock,
-        "attentions": OutputRecorder(MultiHeadAttention, index=1),
-    }
+    _can_record_outputs = {"hidden_states": TransformerBlock, "attentions": OutputRecorder(MultiHeadAttention, index=1)}
     # The book's models carry a causal-mask buffer per block; SDPA makes it unnecessary.
     _keys_to_ignore_on_load_unexpected = [r"att\.mask"]
 
@@ -223,7 +213,8 @@ class GPTModel(GPTPreTrainedModel):
         if low < 0 or high >= self.config.vocab_size:
             vocab = self.config.vocab_size
             raise ValueError(f"token id {low if low < 0 else high} is outside the vocabulary: ids must be in "
-                             f"[0, {vocab - 1}] (vocab_size={vocab}); was the text tokenized with this model's tokenizer?")
+                             f"[0, {vocab - 1}] (vocab_size={vocab}); was the text tokenized with this model's "
+                             "tokenizer?")
 
     @capture_outputs
     def forward(self, input_ids=None, attention_mask=None, position_ids=None, past_key_values=None,
@@ -352,8 +343,7 @@ class GPTForCausalLM(GPTPreTrainedModel, GenerationMixin):
             cache.reset()
         inputs["input_ids"] = input_ids[:, -context:].contiguous()
         if attention_mask is not None and attention_mask.ndim == 2:
-            window = attention_mask[:, -context:]
-            inputs["attention_mask"] = window
+            inputs["attention_mask"] = window = attention_mask[:, -context:]
             inputs["position_ids"] = (window.long().cumsum(-1) - 1).clamp(min=0)
         else:
             inputs.pop("attention_mask", None)
