@@ -250,5 +250,5 @@ def document_starts(ds):
     import numpy as np
 
     if PART_COLUMN not in (ds.column_names or ()):
-        return None
+        return np.arange(len(ds))
     return np.flatnonzero(~ds.data.column(PART_COLUMN).to_numpy(zero_copy_only=False))

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from .sources import PART_COLUMN
-from .windows import book_cut, cut_texts, too_few_tokens, window_features, window_view
+from .windows import cut_texts, plan_splits, too_few_tokens, window_features, window_view
 
 logger = logging.getLogger(__name__)
 
@@ -139,22 +139,7 @@ def build_streaming(splits, encoder, text_column, max_length, stride, validation
     """`build_lm_datasets(streaming=True)`: the same splits as the prepared path, as `IterableDataset`s."""
     import datasets
 
-    train = splits["train"]
-    if "validation" in splits:
-        plan = {"train": (train, None), "validation": (splits["validation"], None)}
-    elif validation_fraction == 0:
-        plan = {"train": (train, None)}
-    else:
-        starts, lengths = _scan_documents(train, text_column)  # one pass, no tokenizing
-        if len(starts) == 0:
-            raise ValueError("the corpus is empty: it holds no documents")
-        if len(starts) == 1:
-            row, offset = book_cut(lengths, 1 - validation_fraction)
-            plan = {"train": (train.take(row + 1), ("head", row, offset)),
-                    "validation": (train.skip(row), ("tail", 0, offset))}
-        else:
-            n_train = min(max(int((1 - validation_fraction) * len(starts)), 1), len(starts) - 1)
-            plan = {"train": (train.take(starts[n_train]), None), "validation": (train.skip(starts[n_train]), None)}
+    plan = plan_splits(splits, validation_fraction, lambda train: _scan_documents(train, text_column))
     out = datasets.IterableDatasetDict()
     for split, (source, char_cut) in plan.items():
         notes = StreamNotes(stride)
