@@ -19,6 +19,19 @@ class UsageError(ValueError):
     field or file and the fix; scripts print it as `error: ...` and exit 2."""
 
 
+def read_json(path, what):
+    """The JSON object in a file the user gave, or a `UsageError` naming it as `what`."""
+    import json
+
+    try:
+        value = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as err:
+        raise UsageError(f"{what} {path} is not readable JSON ({err.__class__.__name__}: {err})") from None
+    if not isinstance(value, dict):
+        raise UsageError(f"{what} {path} holds a JSON {type(value).__name__}, not an object")
+    return value
+
+
 def is_main_process():
     """Rank 0 of a distributed run (torchrun's RANK, else LOCAL_RANK), or a lone process: the one that speaks."""
     return int(os.environ.get("RANK", os.environ.get("LOCAL_RANK", "0")) or 0) == 0
