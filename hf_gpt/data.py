@@ -1,8 +1,6 @@
-"""Language-modelling data windowed exactly like the book's `GPTDatasetV1`, built with `datasets`.
-
-A split's documents are joined with `<|endoftext|>` into one token stream, tokenized by a cached `.map`, then cut into
-the book's windows by a second `.map` that reads ahead across batches, so the data stays on disk. Rows hold
-`input_ids` and `shift_labels` (the book's `target_ids`); with the Trainer, pass `label_names=["shift_labels"]`.
+"""Language-modelling data windowed exactly like the book's `GPTDatasetV1`, built with cached `datasets` maps that
+keep the data on disk. Rows hold `input_ids` and `shift_labels` (the book's `target_ids`); with the Trainer, pass
+`label_names=["shift_labels"]`.
 """
 
 import hashlib

@@ -1,9 +1,6 @@
-"""Score a finished model on a text: the book's loss and perplexity, strided for texts longer than the context.
-
-Windows are the book's (`max_length` inputs, the same shifted by one as targets) and start every `stride` tokens, as
-in Hugging Face's perplexity guide: each token is scored once, by the first window that holds it as a target, so at
-`stride == max_length` the mean loss is the book's `calc_loss_loader`. Texts are read and tokenized in parts, so a
-1 GB text needs no more memory than a few MB of it; every bad input is refused before any weights are read.
+"""Score a finished model on a text: the book's loss and perplexity, strided as in Hugging Face's perplexity guide
+(each token scored once, so at `stride == max_length` the loss is the book's `calc_loss_loader`). Texts are read and
+tokenized in parts, so a 1 GB text needs a few MB; every bad input is refused before any weights are read.
 """
 
 import itertools
@@ -90,9 +87,7 @@ def strided_nll(model, ids, *, max_length, stride, batch_size=4, bf16=False, pro
     import torch
 
     ids = torch.as_tensor(ids, dtype=torch.long).flatten()
-    n_pairs = ids.numel() - 1
-    if n_pairs < 1:
-        raise UsageError(f"the text is {ids.numel()} token(s) long; scoring needs at least 2 (one token pair)")
+    n_pairs = max(ids.numel() - 1, 0)
     token_nll = torch.full((n_pairs,), float("nan"), dtype=torch.float64) if return_token_nll else None
 
     def keep_token_nll(batch, nll):

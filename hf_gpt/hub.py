@@ -31,10 +31,8 @@ PUSH_IGNORE_PATTERNS = ["_*", "checkpoint-*"]
 # What a Hub model repo can hold as a loadable transformers folder (hf_gpt.exports has the other formats).
 PUSH_FORMATS = ("hf_gpt", "gpt2")
 _SHARD = re.compile(r"(model|pytorch_model)-\d+-of-\d+\.(safetensors|bin)")
-HOW_TO_LOG_IN = (
-    "Log in once with `hf auth login` (or `huggingface-cli login`), or set the HF_TOKEN environment variable to a "
-    "token with write access (create one at https://huggingface.co/settings/tokens)."
-)
+HOW_TO_LOG_IN = ("Log in once with `hf auth login` (or `huggingface-cli login`), or set the HF_TOKEN environment "
+                 "variable to a token with write access (create one at https://huggingface.co/settings/tokens).")
 
 
 class NotAModelFolderError(UsageError):
@@ -133,10 +131,9 @@ def _refuse_if_token_inside(folder, token, files):
         with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as data:  # weights can be GBs
             found = data.find(needle) != -1
         if found:
-            raise UsageError(
-                f"{name} contains your Hugging Face token; refusing to upload it. Delete the file or write it again "
-                f"without the token (log in with `hf auth login` instead of passing --hub_token), then push again."
-            )
+            raise UsageError(f"{name} contains your Hugging Face token; refusing to upload it. Delete the file or write "
+                             f"it again without the token (log in with `hf auth login` instead of passing --hub_token), "
+                             f"then push again.")
 
 
 def export_folder(folder, output):
@@ -217,22 +214,17 @@ def push_folder(folder, repo_id, *, private=None, revision=None, format="hf_gpt"
             if revision:
                 api.create_branch(repo_url.repo_id, branch=revision, exist_ok=True)
             log(f"Uploading {len(files)} files to {repo_url.repo_id}" + (f" (branch {revision})" if revision else ""))
-            info = api.upload_folder(
-                repo_id=repo_url.repo_id,
-                folder_path=upload_dir,
-                revision=revision,
-                commit_message=commit_message or ("Upload stock GPT-2 export" if exported else "Upload model"),
-                ignore_patterns=list(PUSH_IGNORE_PATTERNS),
-            )
+            message = commit_message or ("Upload stock GPT-2 export" if exported else "Upload model")
+            info = api.upload_folder(repo_id=repo_url.repo_id, folder_path=upload_dir, revision=revision,
+                                     commit_message=message, ignore_patterns=list(PUSH_IGNORE_PATTERNS))
         except _transport_error() as err:
-            raise UsageError(f"Could not reach the Hub at {api.endpoint}: {err}. Check the connection (and HF_ENDPOINT).") from None
+            raise UsageError(f"Could not reach the Hub at {api.endpoint}: {err}. Check the connection (and "
+                             f"HF_ENDPOINT).") from None
         except HfHubHTTPError as err:
             status = getattr(err.response, "status_code", None)
             if status in (401, 403):
-                raise UsageError(
-                    f"The Hub refused the token for {repo_id!r} (HTTP {status}): it may be invalid, read-only, or "
-                    f"without rights on that namespace. {HOW_TO_LOG_IN}"
-                ) from None
+                raise UsageError(f"The Hub refused the token for {repo_id!r} (HTTP {status}): it may be invalid, "
+                                 f"read-only, or without rights on that namespace. {HOW_TO_LOG_IN}") from None
             raise
     log(f"Done: {info.commit_url}")
     return info.commit_url

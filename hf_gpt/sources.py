@@ -1,5 +1,5 @@
-"""Where the text comes from (files, folders, globs, a dataset, or the default corpus: Python's help texts), as
-`datasets` splits; every check here is cheap and runs before any tokenizing."""
+"""Where the text comes from (files, folders, globs, a dataset, or Python's help texts), as `datasets` splits,
+checked cheaply before any tokenizing."""
 
 import codecs
 import glob
