@@ -1,6 +1,5 @@
 """A model folder's sampling defaults and its `README.md` model card, rendered from the templates in `model_cards/`."""
 
-import json
 import os
 import re
 import sys
@@ -10,7 +9,7 @@ from huggingface_hub import EvalResult, ModelCard, ModelCardData
 from huggingface_hub.errors import HFValidationError
 from huggingface_hub.utils import validate_repo_id
 
-from .cli import UsageError
+from .cli import read_json
 from .metrics import perplexity
 
 SAMPLING_DEFAULTS = {"do_sample": True, "top_p": 0.9, "top_k": 0, "temperature": 1.0, "max_new_tokens": 100}
@@ -26,13 +25,6 @@ HYPERPARAMETERS = (
 )
 _USAGE_BLOCK = re.compile(r"(<!-- hf_gpt:usage -->\n)(.*?)(\n<!-- /hf_gpt:usage -->)", re.S)
 _DATA_FILE_SUFFIXES = (".txt", ".json", ".jsonl", ".csv", ".tsv", ".parquet", ".arrow", ".md")
-
-
-def _read_json(path):
-    try:
-        return json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, ValueError) as err:
-        raise UsageError(f"{path} is not readable JSON ({err.__class__.__name__}: {err}).") from None
 
 
 def sampling_generation_config(model_config, previous=None, **overrides):
@@ -56,17 +48,17 @@ def sampling_generation_config(model_config, previous=None, **overrides):
 
 def _template_dir():
     """`model_cards/` beside the package (a checkout or editable install), else where a wheel installs it."""
-    for candidate in (Path(__file__).resolve().parents[1] / "model_cards", Path(sys.prefix, "share/hf_gpt/model_cards")):
+    share = Path(sys.prefix, "share/hf_gpt/model_cards")
+    for candidate in (Path(__file__).resolve().parents[1] / "model_cards", share):
         if (candidate / CARD_TEMPLATE).is_file():
             return candidate
-    raise FileNotFoundError(f"model card templates ({CARD_TEMPLATE}) not found beside hf_gpt nor in {sys.prefix}/share/hf_gpt")
+    raise FileNotFoundError(f"model card templates ({CARD_TEMPLATE}) not found beside hf_gpt nor in {share.parent}")
 
 
 def _arch(model_config):
     """Architecture facts under transformers' standard names, which both GPTConfig and GPT2Config answer to."""
     model_type = getattr(model_config, "model_type", "hf_gpt")
     return {
-        "model_type": model_type,
         "n_layers": model_config.num_hidden_layers,
         "n_heads": model_config.num_attention_heads,
         "emb_dim": model_config.hidden_size,
@@ -110,20 +102,13 @@ def _hyperparameters(training_args):
     if training_args is None:
         return {}
     values = {k: getattr(training_args, k, None) for k in HYPERPARAMETERS}
+    values = {k: getattr(v, "value", v) for k, v in values.items()}  # Enums such as SchedulerType
     if values["per_device_train_batch_size"] is not None:
         world = getattr(training_args, "world_size", 1) or 1
-        accumulation = values["gradient_accumulation_steps"] or 1
-        values["total_train_batch_size"] = values["per_device_train_batch_size"] * accumulation * world
-    out = {}
-    for key in HYPERPARAMETERS:
-        value = values.get(key)
-        if hasattr(value, "value"):  # Enums such as SchedulerType
-            value = value.value
-        if value is None or (key == "max_steps" and value in (-1, 0)) or (key in ("bf16", "fp16") and not value):
-            continue
-        if isinstance(value, (int, float, str, bool)):
-            out[key] = value
-    return out
+        values["total_train_batch_size"] = (values["per_device_train_batch_size"]
+                                            * (values["gradient_accumulation_steps"] or 1) * world)
+    return {k: v for k, v in values.items() if isinstance(v, (int, float, str, bool))
+            and not (k == "max_steps" and v in (-1, 0)) and not (k in ("bf16", "fp16") and not v)}
 
 
 def _is_hub_dataset(name):
@@ -139,7 +124,7 @@ def _is_hub_dataset(name):
 
 def _generation(folder):
     path = Path(folder) / "generation_config.json"
-    return json.loads(path.read_text()) if path.is_file() else None
+    return read_json(path, "generation config") if path.is_file() else None
 
 
 def _sampling_summary(generation_config):
@@ -155,8 +140,7 @@ def render_usage(repo_id, *, stock_gpt2=False, generation_config=None):
 
     template = (_template_dir() / USAGE_TEMPLATE).read_text(encoding="utf-8")
     return jinja2.Template(template, keep_trailing_newline=False).render(
-        repo_id=repo_id, stock_gpt2=stock_gpt2, sampling=_sampling_summary(generation_config)
-    ).strip()
+        repo_id=repo_id, stock_gpt2=stock_gpt2, sampling=_sampling_summary(generation_config)).strip()
 
 
 def write_model_card(save_directory, *, model_config, eval_results=None, train_results=None, training_args=None,
@@ -169,7 +153,7 @@ def write_model_card(save_directory, *, model_config, eval_results=None, train_r
     save_directory = Path(save_directory)
     save_directory.mkdir(parents=True, exist_ok=True)
     arch = _arch(model_config)
-    stock_gpt2 = arch["model_type"] == "gpt2"
+    stock_gpt2 = getattr(model_config, "model_type", "hf_gpt") == "gpt2"
     model_name = repo_id or save_directory.resolve().name
     eval_metrics = _numbers(eval_results)
     if "perplexity" not in eval_metrics and "eval_perplexity" in eval_metrics:
@@ -179,48 +163,27 @@ def write_model_card(save_directory, *, model_config, eval_results=None, train_r
 
     hub_dataset = _is_hub_dataset(dataset_name)
     shown_dataset = dataset_name if hub_dataset or not dataset_name else Path(dataset_name).name
-    index = [
-        EvalResult(
-            task_type="text-generation",
-            task_name="Causal language modeling",
-            dataset_type=dataset_name if hub_dataset else "text",
-            dataset_name=shown_dataset or "unrecorded text",
-            dataset_split="validation",
-            metric_type=metric,
-            metric_name=label,
-            metric_value=float(eval_metrics[key]),
-        )
-        for key, metric, label in (("eval_loss", "loss", "Validation loss"), ("perplexity", "perplexity", "Perplexity"))
-        if key in eval_metrics
-    ]
-    card_data = ModelCardData(
-        language="en",
-        license="apache-2.0",
-        library_name="transformers",
-        pipeline_tag="text-generation",
-        tags=CARD_TAGS + ["gpt2" if stock_gpt2 else "custom_code"],
-        datasets=[dataset_name] if hub_dataset else None,
-        base_model=base_model,
-        model_name=model_name,
-        eval_results=index or None,
-    )
+    metrics = (("eval_loss", "loss", "Validation loss"), ("perplexity", "perplexity", "Perplexity"))
+    index = [EvalResult(task_type="text-generation", task_name="Causal language modeling",
+                        dataset_type=dataset_name if hub_dataset else "text",
+                        dataset_name=shown_dataset or "unrecorded text", dataset_split="validation",
+                        metric_type=metric, metric_name=label, metric_value=float(eval_metrics[key]))
+             for key, metric, label in metrics if key in eval_metrics]
+    tags = CARD_TAGS + ["gpt2" if stock_gpt2 else "custom_code"]
+    card_data = ModelCardData(language="en", license="apache-2.0", library_name="transformers",
+                              pipeline_tag="text-generation", tags=tags,
+                              datasets=[dataset_name] if hub_dataset else None, base_model=base_model,
+                              model_name=model_name, eval_results=index or None)
+    usage = render_usage(repo_id or "<your-username>/<model-name>", stock_gpt2=stock_gpt2,
+                         generation_config=_generation(save_directory))
     card = ModelCard.from_template(
-        card_data,
-        template_path=str(_template_dir() / CARD_TEMPLATE),
-        model_name=model_name,
-        trained=bool(train_results or training_args),
-        stock_gpt2=stock_gpt2,
-        base_model=base_model,
-        dataset_name=shown_dataset,
-        num_parameters_human=_human(arch["num_parameters"]),
-        usage=render_usage(repo_id or "<your-username>/<model-name>", stock_gpt2=stock_gpt2,
-                           generation_config=_generation(save_directory)),
+        card_data, template_path=str(_template_dir() / CARD_TEMPLATE), model_name=model_name,
+        trained=bool(train_results or training_args), stock_gpt2=stock_gpt2, base_model=base_model,
+        dataset_name=shown_dataset, num_parameters_human=_human(arch["num_parameters"]), usage=usage,
         hyperparameters=_hyperparameters(training_args),
         train_metrics={k: _fmt(v) for k, v in _numbers(train_results).items()},
         eval_metrics={k: _fmt(v) for k, v in eval_metrics.items()},
-        loss_plot=LOSS_PLOT if (save_directory / LOSS_PLOT).is_file() else None,
-        **{k: v for k, v in arch.items() if k != "model_type"},
-    )
+        loss_plot=LOSS_PLOT if (save_directory / LOSS_PLOT).is_file() else None, **arch)
     card.save(save_directory / "README.md")
     return card
 
@@ -232,11 +195,11 @@ def card_from_folder(folder, **card_kwargs):
     from .model.configuration_gpt import GPTConfig
 
     folder = Path(folder)
-    gpt2 = _read_json(folder / "config.json").get("model_type") == "gpt2"
+    gpt2 = read_json(folder / "config.json", "model config").get("model_type") == "gpt2"
     model_config = (AutoConfig if gpt2 else GPTConfig).from_pretrained(folder)
     for key, name in (("eval_results", "eval_results.json"), ("train_results", "train_results.json")):
         if key not in card_kwargs and (folder / name).is_file():
-            card_kwargs[key] = _read_json(folder / name)
+            card_kwargs[key] = read_json(folder / name, "results file")
     return write_model_card(folder, model_config=model_config, **card_kwargs)
 
 
@@ -255,7 +218,7 @@ def read_eval_results(folder):
                 results[names[entry.metric_type]] = float(entry.metric_value)
                 results["dataset"] = entry.dataset_name
     if "eval_loss" not in results and (folder / "eval_results.json").is_file():
-        numbers = _numbers(_read_json(folder / "eval_results.json"))
+        numbers = _numbers(read_json(folder / "eval_results.json", "results file"))
         results.update({k: float(numbers[k]) for k in ("eval_loss", "perplexity") if k in numbers})
     if "eval_loss" in results and "perplexity" not in results:
         results["perplexity"] = perplexity(results["eval_loss"])
@@ -269,12 +232,11 @@ def _set_card_repo(folder, repo_id, *, stock_gpt2=None):
     card = ModelCard.load(path)
     if card.data.get("eval_results"):
         card.data.model_name = repo_id
+    tags = card.data.tags or []
     if stock_gpt2 is None:
-        stock_gpt2 = "gpt2" in (card.data.tags or []) and "custom_code" not in (card.data.tags or [])
+        stock_gpt2 = "gpt2" in tags and "custom_code" not in tags
     if stock_gpt2:
-        card.data.tags = [t for t in (card.data.tags or []) if t != "custom_code"] + (
-            [] if "gpt2" in (card.data.tags or []) else ["gpt2"]
-        )
+        card.data.tags = [t for t in tags if t != "custom_code"] + ([] if "gpt2" in tags else ["gpt2"])
     usage = render_usage(repo_id, stock_gpt2=stock_gpt2, generation_config=_generation(folder))
     card.text = _USAGE_BLOCK.sub(lambda m: m.group(1) + usage + m.group(3), card.text)
     card.save(path)

@@ -1,7 +1,6 @@
-"""What every script shares when something goes wrong: one `error: ...` line on stderr and exit code 2, no traceback
-unless `--debug` (the scripts that have it) or `HF_GPT_DEBUG=1` asks for one; Ctrl-C stops with a line, not a
-traceback; a full disk says 'no space left on device' and names the folder, whichever layer noticed it (Python's
-`OSError(ENOSPC)` or torch's zip writer, which reports only `inline_container.cc:...`)."""
+"""What every script shares when something goes wrong: one `error: ...` line and exit code 2 (a traceback only with
+`--debug` or `HF_GPT_DEBUG=1`), a line for Ctrl-C, and 'no space left on device' naming the folder, whichever layer
+noticed it (torch's zip writer reports only `inline_container.cc:...`)."""
 
 import errno
 import os
@@ -17,6 +16,19 @@ EXIT_INTERRUPTED = 130  # 128 + SIGINT, what shells report for Ctrl-C
 class UsageError(ValueError):
     """The one class of user error: a bad input or a fault the user can fix, said in one line that names the flag,
     field or file and the fix; scripts print it as `error: ...` and exit 2."""
+
+
+def read_json(path, what):
+    """The JSON object in a file the user gave, or a `UsageError` naming it as `what`."""
+    import json
+
+    try:
+        value = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as err:
+        raise UsageError(f"{what} {path} is not readable JSON ({err.__class__.__name__}: {err})") from None
+    if not isinstance(value, dict):
+        raise UsageError(f"{what} {path} holds a JSON {type(value).__name__}, not an object")
+    return value
 
 
 def is_main_process():
@@ -68,12 +80,12 @@ def describe(exc, folder=None):
     notes = "".join(f" {note}" for note in getattr(exc, "__notes__", ()))
     full = None if isinstance(exc, UsageError) else disk_full_folder(exc, folder)  # ours says it already
     if full is not None:
-        return f"no space left on device in {full}: free some space (or pick a folder on another disk) and run again.{notes}"
+        return (f"no space left on device in {full}: free some space (or pick a folder on another disk) and run "
+                f"again.{notes}")
     text = (str(exc).strip() or type(exc).__name__) + notes
-    if isinstance(exc, (KeyError,)) and text.startswith("'"):
+    if isinstance(exc, KeyError) and text.startswith("'"):
         text = f"missing {text}"
-    lines = [line.strip() for line in text.splitlines() if line.strip()]
-    return " ".join(lines)
+    return " ".join(line.strip() for line in text.splitlines() if line.strip())
 
 
 def say(prog, message):
@@ -83,18 +95,15 @@ def say(prog, message):
 
 
 def report(prog, exc, folder=None, expected=(ValueError, OSError, LookupError, ImportError)):
-    """Say `exc` as one `prog: error: ...` line; unexpected kinds get a pointer to the traceback switch. Returns the
-    exit code: the exception's own `exit_code`, else 2."""
+    """Say `exc` as one `prog: error: ...` line (unexpected kinds point to the traceback switch); the exit code."""
     hint = "" if isinstance(exc, expected) or disk_full_folder(exc, folder) else (
         f" ({type(exc).__name__}; set {DEBUG_ENV}=1 for the traceback)")
     say(prog, f"error: {describe(exc, folder)}{hint}")
     return getattr(exc, "exit_code", EXIT_ERROR)
 
 
-# Ctrl-C. Python raises KeyboardInterrupt wherever the main thread is when the signal is seen, and that exception
-# is lost when it lands in a finalizer (`__del__`, a weakref or GC callback: "Exception ignored in ..."), so the
-# run would go on. The handler below also records the signal: `raise_if_interrupted()` (called at each training
-# step and checkpoint) raises it again, and a process started as a script (`cli.exit`) that has not stopped
+# A KeyboardInterrupt that lands in a finalizer is lost and the run would go on, so the handler also records the
+# signal: `raise_if_interrupted()` raises it again at each step, and a script (`cli.exit`) still running
 # INTERRUPT_GRACE_S seconds later says its line and exits. A second Ctrl-C exits at once.
 INTERRUPT_GRACE_S = 10.0
 _interrupt = {"seen": 0, "script": False, "say": None, "said": False}
@@ -130,9 +139,8 @@ def _on_sigint(signum, frame):
 
 
 def _leave(code):
-    """Flush, run the atexit handlers, and end the process without the interpreter's teardown: after a large
-    import graph (torch, transformers, datasets) its final garbage collection takes seconds of CPU, many more on a
-    busy machine, between the last line and the exit."""
+    """End the process after the atexit handlers but without the interpreter's teardown, whose final garbage
+    collection of torch, transformers and datasets takes seconds."""
     import atexit
 
     for stream in (sys.stdout, sys.stderr):
@@ -147,8 +155,7 @@ def _leave(code):
 
 
 def exit(main):
-    """A script's `__main__`: `cli.exit(main)` runs `main()` and exits with its code; after Ctrl-C without the
-    slow interpreter teardown, and with the grace period above armed."""
+    """A script's `__main__`: runs `main()` and exits with its code, with the Ctrl-C grace period armed."""
     _interrupt["script"] = True
     code = main()
     code = code if isinstance(code, int) else 0
@@ -158,9 +165,8 @@ def exit(main):
 
 
 def run(main, argv=None, *, prog=None, folder=None, interrupted="nothing more was done."):
-    """The error shell of every script: call `main(argv)` and turn whatever it raises into one line and an exit code
-    (0 when it returns normally). `folder` (or a function of the run's state giving it) names where a full disk
-    was met; `interrupted` (or a function giving it) says what Ctrl-C left."""
+    """The error shell of every script: `main(argv)`, whatever it raises turned into one line and an exit code.
+    `folder` names where a full disk was met, `interrupted` what Ctrl-C left (each a value or a function)."""
     import signal
     import threading
 
@@ -195,8 +201,7 @@ def run(main, argv=None, *, prog=None, folder=None, interrupted="nothing more wa
 
 
 def check_device(value, flag="--device"):
-    """`--device` as torch will take it, or a `UsageError` before anything is loaded: an unknown name, or CUDA (or
-    another accelerator) that this machine does not have."""
+    """`--device` as torch will take it, or a `UsageError` before anything is loaded."""
     if value is None:
         return None
     import torch

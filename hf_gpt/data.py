@@ -1,8 +1,6 @@
-"""Language-modelling data windowed exactly like the book's `GPTDatasetV1`, built with `datasets`.
-
-A split's documents are joined with `<|endoftext|>` into one token stream, tokenized by a cached `.map`, then cut into
-the book's windows by a second `.map` that reads ahead across batches, so the data stays on disk. Rows hold
-`input_ids` and `shift_labels` (the book's `target_ids`); with the Trainer, pass `label_names=["shift_labels"]`.
+"""Language-modelling data windowed exactly like the book's `GPTDatasetV1`, built with cached `datasets` maps that
+keep the data on disk. Rows hold `input_ids` and `shift_labels` (the book's `target_ids`); with the Trainer, pass
+`label_names=["shift_labels"]`.
 """
 
 import hashlib
@@ -19,10 +17,10 @@ from .streaming import build_streaming
 from .tokenization import tiktoken_gpt2
 from .windows import (
     Encoder,
-    book_cut,
     check_window_args,
     count_windows,
     cut_texts,
+    plan_splits,
     too_few_tokens,
     window_features,
     window_view,
@@ -151,7 +149,7 @@ def build_lm_datasets(tokenizer=None, *, text_files=None, validation_file=None, 
     total_bytes = sum(sizes.values())
     if total_bytes == 0:
         raise ValueError("the corpus is empty: its documents hold no text; check text_files / text_column")
-    plan = _plan_splits(splits, validation_fraction, text_column)
+    plan = plan_splits(splits, validation_fraction, lambda train: _scan_documents(train, text_column))
     digest = encoder.digest()
     tokenized = {}
     for split, (ds, char_cut) in plan.items():
@@ -188,23 +186,11 @@ def build_lm_datasets(tokenizer=None, *, text_files=None, validation_file=None, 
     return out
 
 
-def _plan_splits(splits, validation_fraction, text_column):
-    """{split: (dataset, char_cut)} following the book for one document and `run_clm.py` for many."""
-    train = splits["train"]
-    if "validation" in splits:
-        return {"train": (train, None), "validation": (splits["validation"], None)}
-    if validation_fraction == 0:
-        return {"train": (train, None)}
-    starts = document_starts(train)
-    n_docs = len(train) if starts is None else len(starts)
-    if n_docs == 1:
-        lengths = pc.utf8_length(train.data.column(text_column)).to_numpy(zero_copy_only=False)
-        row, offset = book_cut(lengths, 1 - validation_fraction)
-        return {"train": (train.select(range(row + 1)), ("head", row, offset)),
-                "validation": (train.select(range(row, len(train))), ("tail", 0, offset))}
-    n_train = min(max(int((1 - validation_fraction) * n_docs), 1), n_docs - 1)
-    row = n_train if starts is None else int(starts[n_train])
-    return {"train": (train.select(range(row)), None), "validation": (train.select(range(row, len(train))), None)}
+def _scan_documents(ds, text_column):
+    """`plan_splits`' scan of a prepared split: the lengths (which read the text) only for a lone document."""
+    starts = document_starts(ds)
+    lengths = pc.utf8_length(ds.data.column(text_column)).to_numpy(zero_copy_only=False) if len(starts) == 1 else None
+    return starts, lengths
 
 
 def create_dataloader(text, tokenizer=None, batch_size=4, max_length=256, stride=128, shuffle=True, drop_last=True,

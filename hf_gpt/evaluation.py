@@ -1,13 +1,9 @@
-"""Score a finished model on a text: the book's loss and perplexity, strided for texts longer than the context.
-
-Windows are the book's (`max_length` inputs, the same shifted by one as targets) and start every `stride` tokens, as
-in Hugging Face's perplexity guide: each token is scored once, by the first window that holds it as a target, so at
-`stride == max_length` the mean loss is the book's `calc_loss_loader`. Texts are read and tokenized in parts, so a
-1 GB text needs no more memory than a few MB of it; every bad input is refused before any weights are read.
+"""Score a finished model on a text: the book's loss and perplexity, strided as in Hugging Face's perplexity guide
+(each token scored once, so at `stride == max_length` the loss is the book's `calc_loss_loader`). Texts are read and
+tokenized in parts, so a 1 GB text needs a few MB; every bad input is refused before any weights are read.
 """
 
 import itertools
-import json
 import math
 import os
 import stat
@@ -19,7 +15,7 @@ from pathlib import Path
 from huggingface_hub import is_offline_mode
 
 from . import windows
-from .cli import UsageError
+from .cli import UsageError, read_json
 from .locations import looks_local
 from .metrics import perplexity
 from .model.configuration_gpt import GPT2_ALIASES, GPT2_CHECKPOINTS
@@ -91,9 +87,7 @@ def strided_nll(model, ids, *, max_length, stride, batch_size=4, bf16=False, pro
     import torch
 
     ids = torch.as_tensor(ids, dtype=torch.long).flatten()
-    n_pairs = ids.numel() - 1
-    if n_pairs < 1:
-        raise UsageError(f"the text is {ids.numel()} token(s) long; scoring needs at least 2 (one token pair)")
+    n_pairs = max(ids.numel() - 1, 0)
     token_nll = torch.full((n_pairs,), float("nan"), dtype=torch.float64) if return_token_nll else None
 
     def keep_token_nll(batch, nll):
@@ -223,16 +217,6 @@ class ModelSpec:
         return load_tokenizer(self.tokenizer_folder)
 
 
-def _read_json(path, what):
-    try:
-        value = json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, ValueError) as err:
-        raise UsageError(f"{what} {path} is not readable JSON ({err.__class__.__name__}: {err})") from None
-    if not isinstance(value, dict):
-        raise UsageError(f"{what} {path} holds a JSON {type(value).__name__}, not an object")
-    return value
-
-
 def _sizes(config, where):
     """(context, vocab) from an hf_gpt, book or GPT-2 config dict."""
     context = next((config[k] for k in ("context_length", "n_positions", "max_position_embeddings") if k in config), None)
@@ -252,7 +236,7 @@ def resolve_model(model, config=None):
         if config is None:
             raise UsageError(f"{model}: a book checkpoint needs its config: --config CONFIG.json (the book's "
                                   "GPT_CONFIG dict as JSON)")
-        book = config if isinstance(config, dict) else _read_json(config, "--config")
+        book = config if isinstance(config, dict) else read_json(config, "--config")
         return ModelSpec(str(path), "book", *_sizes(book, f"--config {config}"), config=book)
     if config is not None:
         raise UsageError("--config is only for a book .pth checkpoint; folders carry their own config.json")
@@ -261,7 +245,7 @@ def resolve_model(model, config=None):
             return _resolve_openai_folder(path)
         if not (path / "config.json").is_file():
             raise UsageError(f"{model} is not a model folder: it has no config.json")
-        cfg = _read_json(path / "config.json", "model config")
+        cfg = read_json(path / "config.json", "model config")
         kind = cfg.get("model_type")
         if kind not in ("hf_gpt", "gpt2"):
             raise UsageError(f"{model}: model_type {kind!r} is not supported; give an hf_gpt or gpt2 folder, "
@@ -307,7 +291,7 @@ def _resolve_hub_id(repo_id):
         why = "the Hub is offline (HF_HUB_OFFLINE) and it is not cached" if is_offline_mode() else (
             f"the Hub has no config.json for it ({err.__class__.__name__})")
         raise UsageError(f"{repo_id}: no such model folder or file, and {why}") from None
-    cfg = _read_json(config_path, "model config")
+    cfg = read_json(config_path, "model config")
     kind = cfg.get("model_type")
     if kind not in ("hf_gpt", "gpt2"):
         raise UsageError(f"{repo_id}: model_type {kind!r} is not supported; use lm-eval (--tasks) for it")

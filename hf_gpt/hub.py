@@ -15,14 +15,13 @@ from transformers.dynamic_module_utils import get_relative_imports
 
 from .cards import (  # noqa: F401  (the card API is also hub's)
     SAMPLING_DEFAULTS,
-    _read_json,
     _set_card_repo,
     card_from_folder,
     render_usage,
     sampling_generation_config,
     write_model_card,
 )
-from .cli import UsageError
+from .cli import UsageError, read_json
 from .exports import export
 from .model.weight_files_gpt import WEIGHT_FILES, check_safetensors
 from .tokenization import TOKENIZER_FILES
@@ -31,10 +30,9 @@ from .tokenization import TOKENIZER_FILES
 PUSH_IGNORE_PATTERNS = ["_*", "checkpoint-*"]
 # What a Hub model repo can hold as a loadable transformers folder (hf_gpt.exports has the other formats).
 PUSH_FORMATS = ("hf_gpt", "gpt2")
-HOW_TO_LOG_IN = (
-    "Log in once with `hf auth login` (or `huggingface-cli login`), or set the HF_TOKEN environment variable to a "
-    "token with write access (create one at https://huggingface.co/settings/tokens)."
-)
+_SHARD = re.compile(r"(model|pytorch_model)-\d+-of-\d+\.(safetensors|bin)")
+HOW_TO_LOG_IN = ("Log in once with `hf auth login` (or `huggingface-cli login`), or set the HF_TOKEN environment "
+                 "variable to a token with write access (create one at https://huggingface.co/settings/tokens).")
 
 
 class NotAModelFolderError(UsageError):
@@ -64,7 +62,7 @@ def check_model_folder(folder, *, need_tokenizer=True, need_card=False):
     if not (folder / "config.json").is_file():
         missing.append("config.json (the model's configuration; write it with `model.save_pretrained(folder)`)")
     else:
-        config = _read_json(folder / "config.json")
+        config = read_json(folder / "config.json", "model config")
     if not any((folder / name).is_file() for name in WEIGHT_FILES):
         missing.append("the weights (model.safetensors; write them with `model.save_pretrained(folder)`)")
     elif (folder / "model.safetensors").is_file():
@@ -133,10 +131,9 @@ def _refuse_if_token_inside(folder, token, files):
         with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as data:  # weights can be GBs
             found = data.find(needle) != -1
         if found:
-            raise UsageError(
-                f"{name} contains your Hugging Face token; refusing to upload it. Delete the file or write it again "
-                f"without the token (log in with `hf auth login` instead of passing --hub_token), then push again."
-            )
+            raise UsageError(f"{name} contains your Hugging Face token; refusing to upload it. Delete the file or write "
+                             f"it again without the token (log in with `hf auth login` instead of passing --hub_token), "
+                             f"then push again.")
 
 
 def export_folder(folder, output):
@@ -144,33 +141,21 @@ def export_folder(folder, output):
     results, card) that mean the same for the copy; the card is switched to GPT-2 when pushed."""
     folder, output = Path(folder), Path(output)
     export(folder, output, "gpt2")
-    written = {p.name for p in output.iterdir()}
+    # Left out: what the export replaced, and the hf_gpt form's own files (its code, weights and training args).
+    skipped = {p.name for p in output.iterdir()} | {"config.json", "training_args.bin", *WEIGHT_FILES}
     for path in folder.iterdir():
-        if path.is_file() and path.name not in written and not is_hf_gpt_model_file(path.name):
+        if path.is_file() and path.name not in skipped and not (path.suffix == ".py" or _SHARD.fullmatch(path.name)):
             shutil.copy2(path, output / path.name)
     return output
 
 
-def is_hf_gpt_model_file(name):
-    """Files of the hf_gpt form that the stock export replaces or that mean nothing to it."""
-    return (
-        name in ("config.json", "training_args.bin", *WEIGHT_FILES)
-        or name.endswith(".py")
-        or re.fullmatch(r"(model|pytorch_model)-\d+-of-\d+\.(safetensors|bin)", name) is not None
-    )
-
-
-def _transport_errors():
+def _transport_error():
     """Connection failures of the HTTP client huggingface_hub uses (httpx2 in 2.x, httpx in 1.x)."""
-    import importlib
-
-    errors = []
-    for name in ("httpx2", "httpx"):
-        try:
-            errors.append(importlib.import_module(name).TransportError)
-        except (ImportError, AttributeError):
-            pass
-    return tuple(errors)
+    try:
+        import httpx2 as httpx
+    except ImportError:
+        import httpx
+    return httpx.TransportError
 
 
 def _stage_upload(folder, tmp):
@@ -229,22 +214,17 @@ def push_folder(folder, repo_id, *, private=None, revision=None, format="hf_gpt"
             if revision:
                 api.create_branch(repo_url.repo_id, branch=revision, exist_ok=True)
             log(f"Uploading {len(files)} files to {repo_url.repo_id}" + (f" (branch {revision})" if revision else ""))
-            info = api.upload_folder(
-                repo_id=repo_url.repo_id,
-                folder_path=upload_dir,
-                revision=revision,
-                commit_message=commit_message or ("Upload stock GPT-2 export" if exported else "Upload model"),
-                ignore_patterns=list(PUSH_IGNORE_PATTERNS),
-            )
-        except _transport_errors() as err:
-            raise UsageError(f"Could not reach the Hub at {api.endpoint}: {err}. Check the connection (and HF_ENDPOINT).") from None
+            message = commit_message or ("Upload stock GPT-2 export" if exported else "Upload model")
+            info = api.upload_folder(repo_id=repo_url.repo_id, folder_path=upload_dir, revision=revision,
+                                     commit_message=message, ignore_patterns=list(PUSH_IGNORE_PATTERNS))
+        except _transport_error() as err:
+            raise UsageError(f"Could not reach the Hub at {api.endpoint}: {err}. Check the connection (and "
+                             f"HF_ENDPOINT).") from None
         except HfHubHTTPError as err:
             status = getattr(err.response, "status_code", None)
             if status in (401, 403):
-                raise UsageError(
-                    f"The Hub refused the token for {repo_id!r} (HTTP {status}): it may be invalid, read-only, or "
-                    f"without rights on that namespace. {HOW_TO_LOG_IN}"
-                ) from None
+                raise UsageError(f"The Hub refused the token for {repo_id!r} (HTTP {status}): it may be invalid, "
+                                 f"read-only, or without rights on that namespace. {HOW_TO_LOG_IN}") from None
             raise
     log(f"Done: {info.commit_url}")
     return info.commit_url

@@ -80,10 +80,6 @@ def hub_problem(repo_id, cached_file="config.json"):
     return None
 
 
-def missing_path_message(name, what):
-    return f"{what} {os.fspath(name)!r}: no such file or folder.{_closest(Path(os.path.expanduser(os.fspath(name))))}"
-
-
 def check_source(name, what, *, cached_file="config.json", suggestions=(), repo_id=None):
     """'local' for an existing path, 'hub' for a Hub id we can get now, else `UsageError` naming the argument `what`
     (and the closest of `suggestions`); `repo_id` is the Hub id an alias such as `gpt2-small` stands for."""
@@ -92,7 +88,7 @@ def check_source(name, what, *, cached_file="config.json", suggestions=(), repo_
     if path.exists():
         return "local"
     if looks_local(name):
-        raise UsageError(missing_path_message(name, what))
+        raise UsageError(f"{what} {name!r}: no such file or folder.{_closest(path)}")
     close = [] if name in suggestions else difflib.get_close_matches(name, list(suggestions), n=1)
     hint = f" Did you mean {close[0]!r}?" if close else ""
     from huggingface_hub.utils import HFValidationError, validate_repo_id

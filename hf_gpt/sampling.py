@@ -7,14 +7,9 @@ BOOK_SAMPLING = {"temperature": 1.0, "top_k": 0, "top_p": 1.0}
 
 
 def sampling_kwargs(*, temperature=None, top_k=None, top_p=None, greedy=False, do_sample=False, defaults=None):
-    """`generate` kwargs for the given flags.
-
-    - `greedy`, or a temperature of 0 (the book's greedy): `do_sample=False`, the sampling knobs cleared so a
-      model's sampling defaults raise no warnings;
-    - `do_sample` or any of temperature/top_k/top_p: sampling with the flags given, the rest from `defaults` (e.g.
-      `BOOK_SAMPLING`) when given, else from the model's `generation_config`;
-    - nothing: `{}`, the model's `generation_config` decides.
-    """
+    """`generate` kwargs for the given flags: greedy (or temperature 0, the book's greedy) clears the sampling knobs
+    so a model's sampling defaults raise no warnings; a flag given samples, the rest from `defaults` (e.g.
+    `BOOK_SAMPLING`) else the model's `generation_config`; no flag leaves it all to the `generation_config`."""
     if greedy or temperature == 0:
         return {"do_sample": False, "temperature": None, "top_k": None, "top_p": None}
     given = {k: v for k, v in (("temperature", temperature), ("top_k", top_k), ("top_p", top_p)) if v is not None}

@@ -1,5 +1,5 @@
-"""Where the text comes from (files, folders, globs, a dataset, or the default corpus: Python's help texts), as
-`datasets` splits; every check here is cheap and runs before any tokenizing."""
+"""Where the text comes from (files, folders, globs, a dataset, or Python's help texts), as `datasets` splits,
+checked cheaply before any tokenizing."""
 
 import codecs
 import glob
@@ -250,5 +250,5 @@ def document_starts(ds):
     import numpy as np
 
     if PART_COLUMN not in (ds.column_names or ()):
-        return None
+        return np.arange(len(ds))
     return np.flatnonzero(~ds.data.column(PART_COLUMN).to_numpy(zero_copy_only=False))

@@ -1,8 +1,8 @@
 """Streamed splits (`build_lm_datasets(streaming=True)`): the book's windows from a generator over the source.
 
-The Trainer resumes an `IterableDataset` by re-reading it up to the checkpoint. Instead, the generator notes every
-few thousand tokens the source's `state_dict()` there; a checkpoint saves the last note before the first untrained
-window, and a resume starts the source from it. Notes live in memory, so DataLoader workers are refused.
+The Trainer would resume an `IterableDataset` by re-reading it; instead the generator notes the source's `state_dict()`
+every few thousand tokens, a checkpoint saves the last note before the first untrained window, and a resume starts
+there. Notes live in memory, so DataLoader workers are refused.
 """
 
 import array
@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from .sources import PART_COLUMN
-from .windows import book_cut, cut_texts, too_few_tokens, window_features, window_view
+from .windows import cut_texts, plan_splits, too_few_tokens, window_features, window_view
 
 logger = logging.getLogger(__name__)
 
@@ -45,24 +45,18 @@ class StreamNotes:
         return {"window": window, **max(before, key=lambda n: n["end"])} if before else None
 
 
-def _notes(dataset):
-    return getattr(dataset, "_hf_gpt_notes", None)
-
-
 def resume_point(dataset, windows_trained):
-    """A JSON-able point to resume `dataset` (a split from `build_lm_datasets(streaming=True)`) after
-    `windows_trained` windows, or None when no pass has noted one."""
-    notes = _notes(dataset)
+    """A JSON-able point to resume a streamed split after `windows_trained` windows, or None when none is noted."""
+    notes = getattr(dataset, "_hf_gpt_notes", None)
     return notes.point(windows_trained) if notes is not None else None
 
 
 def resume_from(dataset, point):
     """Makes the next pass over `dataset` start at `point` (from `resume_point`); True when it will."""
-    notes = _notes(dataset)
-    if notes is None or point is None:
-        return False
-    notes.next_point = point
-    return True
+    notes = getattr(dataset, "_hf_gpt_notes", None)
+    if notes is not None and point is not None:
+        notes.next_point = point
+    return notes is not None and point is not None
 
 
 def resume_from_checkpoint(dataset, checkpoint):
@@ -77,8 +71,7 @@ def resume_from_checkpoint(dataset, checkpoint):
 
 def rows_read(dataset):
     """Rows the split's passes have read from its source (for tests and logs)."""
-    notes = _notes(dataset)
-    return notes.rows_read if notes is not None else None
+    return getattr(getattr(dataset, "_hf_gpt_notes", None), "rows_read", None)
 
 
 def _stream_windows(source, encoder, text_column, char_cut, max_length, stride, split, validation_fraction, notes):
@@ -139,22 +132,7 @@ def build_streaming(splits, encoder, text_column, max_length, stride, validation
     """`build_lm_datasets(streaming=True)`: the same splits as the prepared path, as `IterableDataset`s."""
     import datasets
 
-    train = splits["train"]
-    if "validation" in splits:
-        plan = {"train": (train, None), "validation": (splits["validation"], None)}
-    elif validation_fraction == 0:
-        plan = {"train": (train, None)}
-    else:
-        starts, lengths = _scan_documents(train, text_column)  # one pass, no tokenizing
-        if len(starts) == 0:
-            raise ValueError("the corpus is empty: it holds no documents")
-        if len(starts) == 1:
-            row, offset = book_cut(lengths, 1 - validation_fraction)
-            plan = {"train": (train.take(row + 1), ("head", row, offset)),
-                    "validation": (train.skip(row), ("tail", 0, offset))}
-        else:
-            n_train = min(max(int((1 - validation_fraction) * len(starts)), 1), len(starts) - 1)
-            plan = {"train": (train.take(starts[n_train]), None), "validation": (train.skip(starts[n_train]), None)}
+    plan = plan_splits(splits, validation_fraction, lambda train: _scan_documents(train, text_column))
     out = datasets.IterableDatasetDict()
     for split, (source, char_cut) in plan.items():
         notes = StreamNotes(stride)

@@ -8,10 +8,9 @@ import itertools
 import numpy as np
 
 from .cli import UsageError
-from .sources import cut_after
-from .tokenization import GPT2_PAT_STR
+from .sources import text_parts
+from .tokenization import ENDOFTEXT, GPT2_PAT_STR
 
-ENDOFTEXT = "<|endoftext|>"
 ENCODE_PART_CHARS = 1 << 15  # long texts are tokenized in parts of about this many characters
 PARTS_PER_CALL = 32  # parts per tokenizer call: bounds the tokenizer's per-token bookkeeping
 
@@ -53,19 +52,32 @@ def too_few_tokens(split, n_tokens, max_length, validation_fraction):
                       f"needed for one window: {fix}")
 
 
-def book_cut(lengths, keep):
-    """`(row, offset)` of the book's split of one document, `text[:int(keep * len(text))]` for training, when its
-    text is stored in rows of `lengths` characters."""
-    lengths = np.asarray(lengths, dtype=np.int64)
-    ends = np.cumsum(lengths)
-    cut = int(keep * int(ends[-1]))
-    row = min(int(np.searchsorted(ends, cut, side="right")), len(lengths) - 1)
-    return row, cut - int(ends[row] - lengths[row])
+def plan_splits(splits, validation_fraction, scan):
+    """{split: (rows, char_cut)}: with no validation split given, the book's character split of a lone document,
+    `text[:int((1 - validation_fraction) * len(text))]` for training, or `run_clm.py`'s split by document. `scan(train)`
+    gives the rows where documents start and, for a lone document, its rows' lengths in characters."""
+    train = splits["train"]
+    if "validation" in splits:
+        return {"train": (train, None), "validation": (splits["validation"], None)}
+    if validation_fraction == 0:
+        return {"train": (train, None)}
+    starts, lengths = scan(train)
+    if len(starts) == 0:
+        raise ValueError("the corpus is empty: it holds no documents")
+    if len(starts) == 1:
+        ends = np.cumsum(np.asarray(lengths, dtype=np.int64))
+        cut = int((1 - validation_fraction) * int(ends[-1]))
+        row = min(int(np.searchsorted(ends, cut, side="right")), len(ends) - 1)
+        offset = cut - int(ends[row] - lengths[row])
+        return {"train": (train.take(row + 1), ("head", row, offset)),
+                "validation": (train.skip(row), ("tail", 0, offset))}
+    row = int(starts[min(max(int((1 - validation_fraction) * len(starts)), 1), len(starts) - 1)])
+    return {"train": (train.take(row), None), "validation": (train.skip(row), None)}
 
 
 def cut_texts(texts, char_cut, indices):
     """The texts of rows `indices`; `char_cut=(side, row, offset)` keeps row `row`'s text before ("head") or from
-    ("tail") character `offset` (see `book_cut`)."""
+    ("tail") character `offset` (see `plan_splits`)."""
     texts = [t or "" for t in texts]
     if char_cut is not None:
         side, row, offset = char_cut
@@ -73,18 +85,6 @@ def cut_texts(texts, char_cut, indices):
             if index == row:
                 texts[i] = texts[i][:offset] if side == "head" else texts[i][offset:]
     return texts
-
-
-def _parts(text, size=None):
-    """`text` in parts of about `size` (default ENCODE_PART_CHARS) characters, cut where GPT-2's ids stay the same
-    (`sources.cut_after`); a text with no such place past `size` is one part, and an empty text none."""
-    size = size or ENCODE_PART_CHARS
-    start, n = 0, len(text)
-    while n - start > size and (end := cut_after(text, start + size)) is not None:
-        yield text[start:end]
-        start = end
-    if start < n:
-        yield text[start:]
 
 
 class Encoder:
@@ -133,9 +133,7 @@ class Encoder:
         """Token ids of each text, as int32 arrays, without added special tokens (the book adds none)."""
         if self.kind == "tiktoken":
             enc = self.tokenizer
-            if hasattr(enc, "encode_to_numpy"):  # tiktoken >= 0.8: no list of Python ints
-                return [enc.encode_to_numpy(t, allowed_special={ENDOFTEXT}).view(np.int32) for t in texts]
-            ids = enc.encode_batch(texts, allowed_special={ENDOFTEXT})
+            return [enc.encode_to_numpy(t, allowed_special={ENDOFTEXT}).view(np.int32) for t in texts]
         elif self.kind == "fast":
             encode_batch = getattr(self.backend, "encode_batch_fast", self.backend.encode_batch)  # skips offsets
             ids = [e.ids for e in encode_batch(texts, add_special_tokens=False)]
@@ -147,7 +145,8 @@ class Encoder:
         """`(text index, int32 ids)` for each part of each text, in order (none for an empty text). Long texts are
         cut where the ids stay the same, and parts are cut and encoded a few at a time, so a huge text never has them
         all alive."""
-        parts = ((i, p) for i, t in enumerate(texts) for p in (_parts(t) if self.exact_cuts else [t] if t else []))
+        parts = ((i, p) for i, t in enumerate(texts) if t
+                 for p in (text_parts([t], ENCODE_PART_CHARS) if self.exact_cuts else [t]))
         while batch := list(itertools.islice(parts, PARTS_PER_CALL)):
             yield from zip((i for i, _ in batch), self.encode([p for _, p in batch]))
 

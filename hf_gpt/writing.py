@@ -1,9 +1,6 @@
-"""The two rules every writer of a file or folder the user gets follows, in one place:
-
-- `check_target`: a target that holds something else is refused unless the user asks (`--overwrite`), a source is
-  never its own target, and a target that cannot be written is said before any heavy work;
-- `written_whole`: the file or folder is written under a temporary name in the same folder, then renamed into
-  place, so the user gets it whole or not at all; a full disk says "no space left on device" and names the folder.
+"""The two rules every writer of a file or folder the user gets follows: `check_target` refuses, before any heavy
+work, a target that holds something (unless `--overwrite`), is its own source, or cannot be written; `written_whole`
+renames a finished temporary beside it into place, so the user gets it whole or not at all.
 """
 
 import errno

@@ -11,6 +11,7 @@ import pytest
 import torch
 
 import hf_gpt.data as data
+import hf_gpt.sources as sources
 import hf_gpt.windows as windows
 from hf_gpt.data import build_lm_datasets, count_windows, create_dataloader
 from hf_gpt.tokenization import load_tokenizer, tiktoken_gpt2
@@ -119,7 +120,7 @@ def test_parts_do_not_change_ids(tok, tik):
     for size in (1, 3, 8):
         for _ in range(60):
             text = "".join(rng.choice(alphabet) for _ in range(rng.randrange(1, 120)))
-            parts = list(windows._parts(text, size))
+            parts = list(sources.text_parts([text], size))
             assert "".join(parts) == text
             got = np.concatenate(encoder.encode(parts))
             assert got.tolist() == tik.encode(text, allowed_special={EOT}), repr(text)

@@ -1,11 +1,7 @@
-"""Exports of a trained model, one module per format, chosen by name: `export(folder_or_model, out, "gpt2")`.
+"""Exports of a trained model, one module per format: `export(folder_or_model, out, "gpt2")`.
 
-A format module has `export(model, output, *, tokenizer=None, **options) -> Path` and a docstring whose first line
-says what it writes; one that writes a file rather than a folder also has `target(output) -> Path`, the file it
-writes for `output`. Adding a format is adding its module here and its name to `FORMATS`.
-
-Every export is written whole or not at all (`hf_gpt.writing`): into a temporary name beside the target, renamed
-into place at the end. A target that already holds something is refused unless `overwrite=True`.
+A format module has `export(model, output, *, tokenizer=None, **options) -> Path`; one that writes a file rather
+than a folder also has `target(output) -> Path`. Adding a format is adding its module to `FORMATS`.
 """
 
 import importlib
@@ -13,11 +9,7 @@ from pathlib import Path
 
 from ..tokenization import TOKENIZER_FILES
 
-FORMATS = {
-    "gpt2": "hf_gpt.exports.gpt2",
-    "onnx": "hf_gpt.exports.onnx",
-    "gguf": "hf_gpt.exports.gguf",
-}
+FORMATS = {name: f"hf_gpt.exports.{name}" for name in ("gpt2", "onnx", "gguf")}
 
 
 def format_module(name):
@@ -27,20 +19,15 @@ def format_module(name):
     return importlib.import_module(FORMATS[name])
 
 
-def export_target(output, format):
-    """What `export` writes for `output`: a file for the formats that have `target`, else the folder `output`."""
-    module = format_module(format)
-    return Path(module.target(output)) if hasattr(module, "target") else Path(output)
-
-
 def check_export_target(output, format, *, overwrite=False, source=None, flag="output"):
-    """The export's target refused (`UsageError`) when it is the source, or holds something and not `overwrite`."""
+    """The export's target (the module's `target` file, else the folder `output`), refused (`UsageError`) when it
+    is the source, or holds something and not `overwrite`."""
     from ..writing import check_target
 
     module = format_module(format)
-    return check_target(export_target(output, format), flag, overwrite=overwrite,
-                        sources=[source] if source is not None else [],
-                        kind="file" if hasattr(module, "target") else "folder")
+    is_file = hasattr(module, "target")
+    return check_target(module.target(output) if is_file else output, flag, overwrite=overwrite,
+                        sources=[source] if source is not None else [], kind="file" if is_file else "folder")
 
 
 def export(model, output, format, *, tokenizer=None, overwrite=False, **options):
@@ -68,4 +55,4 @@ def export(model, output, format, *, tokenizer=None, overwrite=False, **options)
     return target / written.relative_to(partial) if written != partial else target
 
 
-__all__ = ["FORMATS", "check_export_target", "export", "export_target", "format_module"]
+__all__ = ["FORMATS", "check_export_target", "export", "format_module"]

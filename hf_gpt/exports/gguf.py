@@ -1,11 +1,7 @@
 """Export a GPTForCausalLM to a GGUF file that llama.cpp runs as its `gpt2` architecture, tokenizer included.
 
-Written with the `gguf` package's GGUFWriter straight from the book's modules rather than through llama.cpp's
-convert_hf_to_gguf.py: the `gguf` package is a small pip wheel, while the converter lives only in a llama.cpp
-checkout (it is not on PyPI and imports its own copy of gguf-py), and going direct needs no stock-export folder on
-disk. The keys, tensor names, layouts and tokenizer metadata mirror what the converter writes for GPT2LMHeadModel
-(conversion/gpt2.py and _set_vocab_gpt2 in llama.cpp, as vendored by llama-cpp-python 0.3.36); the tests compare
-both paths through llama.cpp.
+Written with the `gguf` wheel's GGUFWriter, since llama.cpp's convert_hf_to_gguf.py is not on PyPI. Keys, tensor
+names, layouts and tokenizer metadata mirror what it writes for GPT2LMHeadModel; the tests compare both paths.
 """
 
 import json
@@ -88,10 +84,8 @@ def _write_tokenizer(writer, tokenizer, config):
 
     vocab = tokenizer.get_vocab()
     if max(vocab.values()) >= config.vocab_size:
-        raise ValueError(
-            f"GGUF export: the tokenizer has ids up to {max(vocab.values())} but the model's vocab_size is "
-            f"{config.vocab_size}; llama.cpp needs a token string for every id the model can emit."
-        )
+        raise ValueError(f"GGUF export: the tokenizer has ids up to {max(vocab.values())} but the model's vocab_size "
+                         f"is {config.vocab_size}; llama.cpp needs a token string for every id the model can emit.")
     by_id = {i: token for token, i in vocab.items()}
     added = tokenizer.added_tokens_decoder  # id -> AddedToken
     tokens, types = [], []
@@ -138,9 +132,8 @@ def _gguf_tensors(model):
         yield p + "attn_norm.bias", block.norm1.shift
         projections = (att.W_query, att.W_key, att.W_value)
         yield p + "attn_qkv.weight", torch.cat([lin.weight for lin in projections], dim=0)
-        yield p + "attn_qkv.bias", torch.cat(
-            [lin.bias if lin.bias is not None else lin.weight.new_zeros(lin.out_features) for lin in projections]
-        )
+        yield p + "attn_qkv.bias", torch.cat([lin.weight.new_zeros(lin.out_features) if lin.bias is None else lin.bias
+                                              for lin in projections])
         yield p + "attn_output.weight", att.out_proj.weight
         yield p + "attn_output.bias", att.out_proj.bias
         yield p + "ffn_norm.weight", block.norm2.scale

@@ -1,10 +1,6 @@
-"""Export a GPTForCausalLM to an ONNX graph with a KV cache (past key/values in, present key/values out).
-
-One graph serves every step of generation: the first step feeds an empty past (batch, heads, 0, head_dim), later
-steps feed the previous step's `present.*`. The inputs and outputs carry the names optimum gives GPT-2
-(`input_ids`, `attention_mask`, `position_ids`, `past_key_values.N.key|value` -> `logits`, `present.N.key|value`),
-so code written for optimum's GPT-2 graphs (onnxruntime-genai, transformers.js style loops) reads it as is.
-Export goes through `torch.onnx.export(dynamo=True)` (optimum does not support transformers 5).
+"""Export a GPTForCausalLM to one ONNX graph with a KV cache, for every step of generation (the first feeds an
+empty past). Inputs and outputs carry optimum's GPT-2 names, so loops written for those graphs read it as is;
+it goes through `torch.onnx.export(dynamo=True)` because optimum does not support transformers 5.
 """
 
 import json
@@ -30,13 +26,8 @@ class _WithPast(nn.Module):
         cache = DynamicCache(config=self.model.config)
         for i in range(len(past) // 2):
             cache.update(past[2 * i], past[2 * i + 1], i)
-        out = self.model(
-            input_ids=input_ids,
-            attention_mask=attention_mask,
-            position_ids=position_ids,
-            cache=cache,
-            use_cache=True,
-        )
+        out = self.model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids, cache=cache,
+                         use_cache=True)
         presents = [t for layer in cache.layers for t in (layer.keys, layer.values)]
         return (out.logits, *presents)
 
@@ -87,16 +78,9 @@ def export(model, output, *, tokenizer=None, opset=OPSET, **options):
         with torch.no_grad(), warnings.catch_warnings():
             # Dims equal across inputs (batch everywhere) are reported once per extra input: noise, not a problem.
             warnings.filterwarnings("ignore", message="# The axis name")
-            program = torch.onnx.export(
-                wrapper,
-                _example_inputs(config),
-                dynamo=True,
-                input_names=inputs,
-                output_names=outputs,
-                dynamic_shapes=_dynamic_shapes(config.n_layers),
-                opset_version=opset,
-                **options,
-            )
+            program = torch.onnx.export(wrapper, _example_inputs(config), dynamo=True, input_names=inputs,
+                                        output_names=outputs, dynamic_shapes=_dynamic_shapes(config.n_layers),
+                                        opset_version=opset, **options)
             program.save(str(path))  # weights go to model.onnx.data once the graph would pass protobuf's 2 GB
     finally:
         model.train(was_training)
@@ -109,16 +93,10 @@ def export(model, output, *, tokenizer=None, opset=OPSET, **options):
 
 def _write_io(path, config, inputs, outputs):
     """A small description of the graph's interface for readers that do not open the graph."""
-    io = {
-        "inputs": inputs,
-        "outputs": outputs,
-        "num_layers": config.n_layers,
-        "num_heads": config.n_heads,
-        "head_dim": config.head_dim,
-        "past_shape": ["batch", config.n_heads, "past_sequence", config.head_dim],
-        "first_step": "feed zeros of shape (batch, heads, 0, head_dim) as every past_key_values.*",
-        "context_length": config.context_length,
-    }
+    io = {"inputs": inputs, "outputs": outputs, "num_layers": config.n_layers, "num_heads": config.n_heads,
+          "head_dim": config.head_dim, "past_shape": ["batch", config.n_heads, "past_sequence", config.head_dim],
+          "first_step": "feed zeros of shape (batch, heads, 0, head_dim) as every past_key_values.*",
+          "context_length": config.context_length}
     path.write_text(json.dumps(io, indent=2) + "\n")
 
 
