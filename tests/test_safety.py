@@ -282,7 +282,7 @@ def test_silent_train_files_folder_names_the_files_it_skips(tmp_path, tokenizer)
     records = Records()
     logging.getLogger("hf_gpt.data").addHandler(records)
     try:
-        build_lm_datasets(tokenizer, text_files=str(folder), max_length=32, stride=32, verbose=False)
+        build_lm_datasets(tokenizer, text_files=str(folder), max_length=32, stride=32)
     finally:
         logging.getLogger("hf_gpt.data").removeHandler(records)
     assert records.messages == [f"train folder {str(folder)!r}: skipping 2 file(s) of no text format (figure.png, "
