@@ -247,8 +247,5 @@ class PretrainingTrainer(Trainer):
     def create_model_card(self, *args, **kwargs):
         """Our model card (hf_gpt.hub), so `push_to_hub` uploads it rather than the Trainer's generic one."""
         if self.is_world_process_zero():
-            write_card(self.args.output_dir, self.model.config, self.args, **self.card_info)
-
-
-def write_card(output_dir, model_config, training_args, **card_info):
-    write_model_card(output_dir, model_config=model_config, training_args=training_args, **card_info)
+            write_model_card(self.args.output_dir, model_config=self.model.config, training_args=self.args,
+                             **self.card_info)
