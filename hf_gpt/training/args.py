@@ -16,10 +16,6 @@ from .hardware import _has_accelerator, default_bf16, default_tf32
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_PRESET = "gpt-tiny"
-DEFAULT_OUTPUT_DIR = "outputs/pretrain"
-DEFAULT_PROMPT = "Every effort moves you"
-
 
 def _arg(default, help, **metadata):
     return field(default=default, metadata={"help": help, **metadata})
@@ -30,7 +26,7 @@ class ModelArguments:
     """Which model to train: a preset, a config file, an hf_gpt folder, or OpenAI's GPT-2 weights."""
 
     preset: str = field(
-        default=DEFAULT_PRESET,
+        default="gpt-tiny",
         metadata={"help": f"Model preset (ignored when --config_name, --model_name_or_path or --init_from is given). "
                           f"One of: {', '.join(repr(p) for p in PRESETS)}."},
     )
@@ -79,7 +75,7 @@ class DataArguments:
 class PretrainingArguments(TrainingArguments):
     """`TrainingArguments` with the book's defaults and its named improvements."""
 
-    output_dir: str | None = field(default=DEFAULT_OUTPUT_DIR, metadata={"help": "Where checkpoints and the model go."})
+    output_dir: str | None = field(default="outputs/pretrain", metadata={"help": "Where checkpoints and the model go."})
     overwrite_output_dir: bool = field(
         default=False,
         metadata={"help": "Train into an output_dir that holds another run (its checkpoints are deleted first)."},
@@ -119,7 +115,7 @@ class PretrainingArguments(TrainingArguments):
     logging_nan_inf_filter: bool = _arg(False, "Hide NaN/inf losses in logs (off: a NaN/inf loss stops training).")
     ddp_find_unused_parameters: bool | None = _arg(
         False, "Every parameter gets a gradient, so DDP need not search for unused ones.")
-    sample_prompt: str = _arg(DEFAULT_PROMPT, "Prompt of the sample printed at each eval.")
+    sample_prompt: str = _arg("Every effort moves you", "Prompt of the sample printed at each eval.")
     sample_max_new_tokens: int = _arg(50, "Tokens generated for the sample (0: none).")
     sample_temperature: float = _arg(1.0, "Sampling temperature of the sample; 0 is greedy decoding.")
     sample_top_k: int | None = _arg(50, "Top-k sampling for the sample.")
