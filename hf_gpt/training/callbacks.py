@@ -131,7 +131,8 @@ def progress_line(args, state, train_loss, metrics):
         epoch = max(1, math.ceil(state.epoch or 0))
         train = "nan" if train_loss is None else f"{train_loss:.3f}"
         return f"Ep {epoch} (Step {step:06d}): Train loss {train}, Val loss {metrics['eval_loss']:.3f}"
-    parts = [f"step {step}/{state.max_steps}", f"epoch {state.epoch or 0:.2f}", f"tokens {state.num_input_tokens_seen:,}"]
+    parts = [f"step {step}/{state.max_steps}", f"epoch {state.epoch or 0:.2f}",
+             f"tokens {state.num_input_tokens_seen:,}"]
     if train_loss is not None:
         parts.append(f"train loss {train_loss:.4f}")
     parts.append(f"val loss {metrics['eval_loss']:.4f}")

@@ -238,7 +238,9 @@ class PretrainingTrainer(Trainer):
     def _issue_warnings_after_load(self, load_result):
         """A tied head is not saved (it is the token embedding), so its key is 'missing' from every checkpoint of a
         tied model: not worth the Trainer's alarming warning on each resume."""
-        tied = set(getattr(self.model, "_tied_weights_keys", None) or ()) if self.model.config.tie_word_embeddings else set()
+        tied = set(getattr(self.model, "_tied_weights_keys", None) or ())
+        if not self.model.config.tie_word_embeddings:
+            tied = set()
         missing = [k for k in load_result.missing_keys if k not in tied]
         if tied & set(load_result.missing_keys):
             self.model.tie_weights()

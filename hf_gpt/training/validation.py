@@ -169,7 +169,8 @@ def _check_flags(model_args, data_args, training_args):
                    top_k=training_args.sample_top_k, top_p=training_args.sample_top_p,
                    max_new_tokens=training_args.sample_max_new_tokens)
     if training_args.gradient_accumulation_steps < 1:
-        raise UsageError(f"--gradient_accumulation_steps must be >= 1, got {training_args.gradient_accumulation_steps}.")
+        raise UsageError(f"--gradient_accumulation_steps must be >= 1, got "
+                         f"{training_args.gradient_accumulation_steps}.")
     if not 0 <= training_args.seed < 2**32:
         raise UsageError(f"--seed must be in [0, 2**32 - 1] (numpy's range), got {training_args.seed}.")
     if training_args.dataloader_num_workers < 0:
