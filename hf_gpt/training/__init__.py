@@ -3,20 +3,10 @@ arguments, the Trainer subclass, callbacks, the book's own run as options (book.
 `scripts/pretrain.py`."""
 
 from ..cli import UsageError
-from .args import (
-    DataArguments,
-    ModelArguments,
-    PretrainingArguments,
-    build_parser,
-    parse_arguments,
-)
+from .args import DataArguments, ModelArguments, PretrainingArguments, build_parser, parse_arguments
 from .callbacks import plot_losses
-from .checkpoints import (
-    is_complete_checkpoint,
-    last_complete_checkpoint,
-    mark_checkpoint_complete,
-    remove_incomplete_checkpoints,
-)
+from .checkpoints import (is_complete_checkpoint, last_complete_checkpoint, mark_checkpoint_complete,
+                          remove_incomplete_checkpoints)
 from .errors import NonFiniteLossError
 from .hardware import default_bf16, default_tf32, reuse_freed_memory
 from .run import main, run_pretraining
@@ -27,6 +17,5 @@ __all__ = [
     "DataArguments", "ModelArguments", "NonFiniteLossError", "PretrainingArguments", "UsageError",
     "PretrainingTrainer", "build_parser", "decay_parameter_names", "default_bf16", "default_tf32",
     "is_complete_checkpoint", "last_complete_checkpoint", "main", "mark_checkpoint_complete", "parse_arguments",
-    "plot_losses", "remove_incomplete_checkpoints",
-    "reuse_freed_memory", "run_pretraining", "validate_arguments",
+    "plot_losses", "remove_incomplete_checkpoints", "reuse_freed_memory", "run_pretraining", "validate_arguments",
 ]

@@ -116,12 +116,9 @@ def exactness_breakers(model_args, training_args, model=None):
 
 def warn_if_not_exact(model_args, training_args, model=None):
     """One warning line when a run asks for the book's random stream but computes differently."""
-    if "book" not in (training_args.data_order, training_args.rng_order):
-        return None
+    if "book" not in (training_args.data_order, training_args.rng_order) or training_args.process_index != 0:
+        return
     reasons = exactness_breakers(model_args, training_args, model)
-    if reasons and training_args.process_index == 0:
-        message = (f"the numbers will no longer match the book's: {', '.join(reasons)} (the book's chapter 5 run is "
-                   f"one process, fp32, eager attention, no torch.compile, data_order and rng_order 'book').")
-        logger.warning(message)
-        return message
-    return None
+    if reasons:
+        logger.warning(f"the numbers will no longer match the book's: {', '.join(reasons)} (the book's chapter 5 run "
+                       f"is one process, fp32, eager attention, no torch.compile, data_order and rng_order 'book').")

@@ -11,9 +11,9 @@ import torch
 from transformers import TrainerCallback
 
 from ..sampling import BOOK_SAMPLING, sampling_kwargs
-from .args import DEFAULT_PROMPT
 
 logger = logging.getLogger(__name__)
+
 
 class ThroughputCallback(TrainerCallback):
     """Tokens/s of the training steps alone (data loading included; logging, evaluation and saving left out),
@@ -83,48 +83,42 @@ class ConsoleCallback(TrainerCallback):
 
 
 class SampleCallback(TrainerCallback):
-    """After each validation, a sample for a fixed prompt, like the book's `generate_and_print_sample`; samples also
-    go to `samples.jsonl`. Generation runs on its own RNG stream, so sampling never changes the training run."""
+    """After each validation (or epoch: `sample_strategy`), a sample for `--sample_prompt`, like the book's
+    `generate_and_print_sample`; samples also go to `samples.jsonl`. Generation runs on its own RNG stream, so
+    sampling never changes the training run. Generated on every rank under FSDP (its forward needs all ranks), else
+    on rank 0; printed by rank 0."""
 
-    def __init__(self, prompt=DEFAULT_PROMPT, max_new_tokens=50, temperature=1.0, top_k=50, top_p=None, seed=123):
-        self.prompt, self.max_new_tokens = prompt, max_new_tokens
-        self.temperature, self.top_k, self.top_p, self.seed = temperature, top_k, top_p, seed
-
-    def generate(self, model, tokenizer):
-        ids = tokenizer(self.prompt, return_tensors="pt").input_ids.to(model.device)
-        kwargs = {"max_new_tokens": self.max_new_tokens, "pad_token_id": tokenizer.pad_token_id,
-                  **sampling_kwargs(temperature=self.temperature or 0, top_k=self.top_k, top_p=self.top_p,
-                                    defaults=BOOK_SAMPLING)}
+    def _sample(self, args, state, model, tokenizer):
+        fsdp = bool(args.fsdp) or os.environ.get("ACCELERATE_USE_FSDP", "false").lower() == "true"
+        if args.sample_max_new_tokens <= 0 or tokenizer is None or model is None:
+            return
+        if not (fsdp or state.is_world_process_zero):
+            return
+        ids = tokenizer(args.sample_prompt, return_tensors="pt").input_ids.to(model.device)
+        kwargs = sampling_kwargs(temperature=args.sample_temperature or 0, top_k=args.sample_top_k,
+                                 top_p=args.sample_top_p, defaults=BOOK_SAMPLING)
         was_training = model.training
         model.eval()
         devices = [model.device.index] if model.device.type == "cuda" else []
         try:
             with torch.random.fork_rng(devices=devices), torch.no_grad():
-                torch.manual_seed(self.seed)
-                out = model.generate(ids, **kwargs)
+                torch.manual_seed(args.seed)
+                out = model.generate(ids, max_new_tokens=args.sample_max_new_tokens,
+                                     pad_token_id=tokenizer.pad_token_id, **kwargs)
         finally:
             model.train(was_training)
-        return tokenizer.decode(out[0], skip_special_tokens=False)
-
-    def _sample(self, args, state, model, processing_class):
-        """Generated on every rank under FSDP (its forward needs all ranks), else on rank 0; printed by rank 0."""
-        fsdp = bool(getattr(args, "fsdp", None)) or os.environ.get("ACCELERATE_USE_FSDP", "false").lower() == "true"
-        if self.max_new_tokens <= 0 or processing_class is None or model is None:
-            return
-        if not (fsdp or state.is_world_process_zero):
-            return
-        sample = self.generate(model, processing_class)
+        sample = tokenizer.decode(out[0], skip_special_tokens=False)
         if state.is_world_process_zero:
             logger.info(sample.replace("\n", " "))
             with open(Path(args.output_dir) / "samples.jsonl", "a", encoding="utf-8") as f:
-                f.write(json.dumps({"step": state.global_step, "prompt": self.prompt, "text": sample}) + "\n")
+                f.write(json.dumps({"step": state.global_step, "prompt": args.sample_prompt, "text": sample}) + "\n")
 
     def on_evaluate(self, args, state, control, model=None, processing_class=None, metrics=None, **kwargs):
-        if metrics and "eval_loss" in metrics and getattr(args, "sample_strategy", "eval") == "eval":
+        if metrics and "eval_loss" in metrics and args.sample_strategy == "eval":
             self._sample(args, state, model, processing_class)
 
     def on_epoch_end(self, args, state, control, model=None, processing_class=None, **kwargs):
-        if getattr(args, "sample_strategy", "eval") == "epoch":
+        if args.sample_strategy == "epoch":
             self._sample(args, state, model, processing_class)
 
 
@@ -137,7 +131,8 @@ def progress_line(args, state, train_loss, metrics):
         epoch = max(1, math.ceil(state.epoch or 0))
         train = "nan" if train_loss is None else f"{train_loss:.3f}"
         return f"Ep {epoch} (Step {step:06d}): Train loss {train}, Val loss {metrics['eval_loss']:.3f}"
-    parts = [f"step {step}/{state.max_steps}", f"epoch {state.epoch or 0:.2f}", f"tokens {state.num_input_tokens_seen:,}"]
+    parts = [f"step {step}/{state.max_steps}", f"epoch {state.epoch or 0:.2f}",
+             f"tokens {state.num_input_tokens_seen:,}"]
     if train_loss is not None:
         parts.append(f"train loss {train_loss:.4f}")
     parts.append(f"val loss {metrics['eval_loss']:.4f}")

@@ -28,16 +28,15 @@ def _checkpoint_step(path):
 
 
 def mark_checkpoint_complete(checkpoint_dir, step):
-    """Write the marker that says every file of the checkpoint is written (atomically: temp file, then rename). It
-    lists each file with its size, so a checkpoint whose files were later deleted or cut short is not complete."""
+    """The marker, written last and atomically, listing each file with its size: a checkpoint whose files were later
+    deleted or cut short is then not complete."""
     checkpoint_dir = Path(checkpoint_dir)
     files = {p.relative_to(checkpoint_dir).as_posix(): p.stat().st_size for p in sorted(checkpoint_dir.rglob("*"))
              if p.is_file() and p.name != CHECKPOINT_COMPLETE and not p.name.startswith(".complete-")}
-    target = checkpoint_dir / CHECKPOINT_COMPLETE
     fd, tmp = tempfile.mkstemp(dir=checkpoint_dir, prefix=".complete-")
     with os.fdopen(fd, "w") as f:
         json.dump({"global_step": step, "time": time.time(), "files": files}, f)
-    os.replace(tmp, target)
+    os.replace(tmp, checkpoint_dir / CHECKPOINT_COMPLETE)
 
 
 # The files a resume needs beyond the weights: without them the Trainer silently starts a fresh optimizer/schedule.
@@ -45,12 +44,9 @@ TRAINING_STATE_FILES = ("optimizer.pt", "scheduler.pt")
 
 
 def checkpoint_problems(path):
-    """What keeps `path` from being a complete checkpoint (empty when it is complete).
-
-    Ours carry a marker written last that lists every file with its size: each must be there, that size. A
-    checkpoint without a marker (written by a plain Trainer) counts when its trainer state parses and its weights,
-    optimizer and scheduler files are whole (a truncated safetensors header or zip archive is not).
-    """
+    """What keeps `path` from being a complete checkpoint (empty when it is complete). Ours carry a marker listing
+    every file with its size; one without (a plain Trainer's) counts when its trainer state parses and its weights,
+    optimizer and scheduler files are whole."""
     path = Path(path)
     if not path.is_dir():
         return ["not a folder"]
@@ -116,11 +112,9 @@ def _only_training_state(problems):
 def _training_state_readable(path, name):
     """optimizer.pt/scheduler.pt is a whole torch file (a zip archive); under FSDP with sharded checkpoints the
     optimizer is a torch.distributed.checkpoint folder instead (optimizer_0/ with its .metadata, written last)."""
-    if zipfile.is_zipfile(path / name):
+    if name == "optimizer.pt" and any((folder / ".metadata").is_file() for folder in path.glob("optimizer_*")):
         return True
-    if name == "optimizer.pt":
-        return any((folder / ".metadata").is_file() for folder in path.glob("optimizer_*") if folder.is_dir())
-    return False
+    return zipfile.is_zipfile(path / name)
 
 
 def is_complete_checkpoint(path):
@@ -131,14 +125,9 @@ def is_complete_checkpoint(path):
 def find_checkpoints(output_dir):
     """`checkpoint-N` folders of `output_dir`, oldest step first, as (step, path, complete)."""
     output_dir = Path(output_dir)
-    if not output_dir.is_dir():
-        return []
-    found = []
-    for child in output_dir.iterdir():
-        step = _checkpoint_step(child)
-        if step is not None and child.is_dir():
-            found.append((step, child, is_complete_checkpoint(child)))
-    return sorted(found)
+    children = output_dir.iterdir() if output_dir.is_dir() else ()
+    return sorted((_checkpoint_step(child), child, is_complete_checkpoint(child)) for child in children
+                  if _checkpoint_step(child) is not None and child.is_dir())
 
 
 def last_complete_checkpoint(output_dir):
@@ -186,20 +175,18 @@ def final_model_problems(output_dir, step):
 
 def _holds_a_run(output_dir):
     path = Path(output_dir)
-    if not path.is_dir():
-        return []
-    found = [p.name for p in path.iterdir() if p.name in RUN_MARKERS or _checkpoint_step(p) is not None]
-    return sorted(found)
+    children = path.iterdir() if path.is_dir() else ()
+    return sorted(p.name for p in children if p.name in RUN_MARKERS or _checkpoint_step(p) is not None)
 
 
 def resolve_resume(training_args):
-    """`--resume_from_checkpoint` as a checkpoint path (None when not resuming); `last`/`true` pick the newest
-    complete checkpoint of output_dir. A checkpoint whose optimizer or scheduler state is missing or unreadable is
-    refused (the Trainer would silently start them afresh) unless --resume_reset_optimizer asks for exactly that."""
+    """`--resume_from_checkpoint` as a checkpoint path (None when not resuming); `last`/`true`: the newest complete
+    one. Missing or unreadable optimizer or scheduler state is refused (the Trainer would silently start them
+    afresh) unless --resume_reset_optimizer asks for exactly that."""
     value = training_args.resume_from_checkpoint
     if value in (None, "", "false", "False", False):
         return None
-    reset = bool(getattr(training_args, "resume_reset_optimizer", False))
+    reset = training_args.resume_reset_optimizer
     if str(value).lower() in ("last", "latest", "true"):
         found = [(path, checkpoint_problems(path)) for _, path, _ in find_checkpoints(training_args.output_dir)
                  if not _interrupted_write(path)]  # those are removed before training
@@ -231,7 +218,7 @@ def resolve_resume(training_args):
             raise UsageError(f"--resume_from_checkpoint {value!r}: no such checkpoint folder.")
         if not path.is_dir() or not (path / "trainer_state.json").is_file():
             raise UsageError(f"--resume_from_checkpoint {value!r} is not a checkpoint folder (no "
-                                   f"trainer_state.json); give a {PREFIX_CHECKPOINT_DIR}-N folder or 'last'.")
+                             f"trainer_state.json); give a {PREFIX_CHECKPOINT_DIR}-N folder or 'last'.")
         problems = checkpoint_problems(path)
         if reset:
             problems = [p for p in problems if not p.startswith(TRAINING_STATE_FILES)]
@@ -240,7 +227,7 @@ def resolve_resume(training_args):
                 f"--resume_from_checkpoint {value!r} is incomplete ({'; '.join(problems[:3])}): its run was killed "
                 f"while writing it, or files were removed since. Pick an earlier checkpoint or 'last'"
                 + (", or add --resume_reset_optimizer to resume the weights with a fresh optimizer and schedule."
-                   if all(p.startswith(TRAINING_STATE_FILES) for p in problems) else ".")
+                   if _only_training_state(problems) else ".")
             )
     path = Path(path)
     bad = [name for name in TRAINING_STATE_FILES if not _training_state_readable(path, name)]

@@ -9,28 +9,20 @@ from transformers import default_data_collator
 from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
 from .. import cli
+from ..cards import write_model_card
 from ..cli import UsageError
 from ..metrics import perplexity
 from .args import parse_arguments
 from .book import BookStepsCallback, RandomState, warn_if_not_exact
-from .callbacks import (
-    ConsoleCallback,
-    LossPlotCallback,
-    SampleCallback,
-    ThroughputCallback,
-    plot_losses,
-)
-from .checkpoints import (
-    _clear_previous_run,
-    last_complete_checkpoint,
-    remove_incomplete_checkpoints,
-)
+from .callbacks import ConsoleCallback, LossPlotCallback, SampleCallback, ThroughputCallback, plot_losses
+from .checkpoints import _clear_previous_run, last_complete_checkpoint, remove_incomplete_checkpoints
 from .errors import NonFiniteLossError, RunFinished
 from .hardware import flops_per_token, peak_tflops, reuse_freed_memory
-from .trainer import PerplexityMetric, PretrainingTrainer, write_card
+from .trainer import PerplexityMetric, PretrainingTrainer
 from .validation import _parse_overrides, check_dataset_sizes, validate_arguments
 
 logger = logging.getLogger("hf_gpt.training")
+
 
 def build_model(model_args, plan):
     from ..model.modeling_gpt import GPTForCausalLM
@@ -48,7 +40,7 @@ def build_model(model_args, plan):
         pad_vocabulary(model, model_args.pad_vocab_to_multiple_of)
     if plan.max_length is not None and plan.max_length > model.config.context_length:
         raise UsageError(f"--max_length {plan.max_length} is larger than the model's context_length "
-                               f"{model.config.context_length}.")
+                         f"{model.config.context_length}.")
     return model
 
 
@@ -96,18 +88,11 @@ def load_datasets(tokenizer, data_args, training_args, plan):
     with training_args.main_process_first(desc="tokenizing the text"):
         try:
             return build_lm_datasets(
-                tokenizer,
-                text_files=data_args.train_files,
-                validation_file=data_args.validation_file,
-                dataset_name=data_args.dataset_name,
-                dataset_config_name=data_args.dataset_config_name,
-                text_column=data_args.text_column,
-                max_length=plan.max_length,
-                stride=plan.stride,
-                validation_fraction=data_args.validation_fraction,
-                streaming=data_args.streaming,
-                num_proc=data_args.preprocessing_num_workers,
-            )
+                tokenizer, text_files=data_args.train_files, validation_file=data_args.validation_file,
+                dataset_name=data_args.dataset_name, dataset_config_name=data_args.dataset_config_name,
+                text_column=data_args.text_column, max_length=plan.max_length, stride=plan.stride,
+                validation_fraction=data_args.validation_fraction, streaming=data_args.streaming,
+                num_proc=data_args.preprocessing_num_workers)
         except (FileNotFoundError, ValueError) as e:
             raise UsageError(str(e)) from e
 
@@ -140,8 +125,6 @@ def _align_special_tokens_quietly(model, tokenizer):
     trainer_utils.logger.setLevel(logging.ERROR)
     try:
         trainer_utils.align_special_tokens(model, tokenizer)
-    except Exception:  # a missing helper in another transformers version only means the notice comes back
-        pass
     finally:
         trainer_utils.logger.setLevel(level)
 
@@ -165,8 +148,8 @@ def _run(plan, model_args, data_args, training_args, callbacks):
     if plan.max_length is None:
         raise UsageError("--max_length is needed when the model's context length is only known from its weights.")
     if data_args.streaming and training_args.dataloader_num_workers > 0:
-        logger.warning(f"--dataloader_num_workers {training_args.dataloader_num_workers} -> 0: a streamed split is read "
-                       f"in the main process, which notes where to resume it (hf_gpt.streaming)")
+        logger.warning(f"--dataloader_num_workers {training_args.dataloader_num_workers} -> 0: a streamed split is "
+                       f"read in the main process, which notes where to resume it (hf_gpt.streaming)")
         training_args.dataloader_num_workers = 0
         training_args.dataloader_prefetch_factor, training_args.dataloader_persistent_workers = None, False
     given = model_args.tokenizer_name or own  # else GPT-2's own, which tiktoken tokenizes faster
@@ -179,14 +162,12 @@ def _run(plan, model_args, data_args, training_args, callbacks):
         if windows is not None:  # the stream starts at the next window: nothing to skip
             training_args.ignore_data_skip = True
             logger.info(f"The stream resumes after {windows:,} trained windows, from its saved position")
-    if "validation" not in datasets_:
-        if training_args.eval_strategy != "no" or training_args.eval_on_start:
-            raise UsageError("no validation split (--validation_fraction 0 and no --validation_file): give one, "
-                                   "or turn evaluation off with --eval_strategy no --eval_on_start false.")
+    if "validation" not in datasets_ and (training_args.eval_strategy != "no" or training_args.eval_on_start):
+        raise UsageError("no validation split (--validation_fraction 0 and no --validation_file): give one, or turn "
+                         "evaluation off with --eval_strategy no --eval_on_start false.")
     eval_dataset = _take(datasets_.get("validation"), data_args.max_eval_samples) if "validation" in datasets_ else None
     check_dataset_sizes(train_dataset, eval_dataset, training_args, plan.max_length)
-    n_train_eval = data_args.eval_train_samples
-    train_eval_dataset = _take(train_dataset, n_train_eval) if n_train_eval else None
+    train_eval_dataset = _take(train_dataset, data_args.eval_train_samples) if data_args.eval_train_samples else None
 
     from transformers import set_seed
 
@@ -197,15 +178,17 @@ def _run(plan, model_args, data_args, training_args, callbacks):
     _align_special_tokens_quietly(model, tokenizer)
     use_cache = model.config.use_cache  # the Trainer switches it off for training; the saved config keeps ours
     n_params = sum(p.numel() for p in model.parameters())
+    n_windows = len(train_dataset) if hasattr(train_dataset, "__len__") else "?"
     logger.info(f"Model: {n_params / 1e6:.1f}M parameters, context {model.config.context_length}, "
-                f"{'bf16 autocast' if training_args.bf16 else 'fp32'}; {len(train_dataset) if hasattr(train_dataset, '__len__') else '?'} "
-                f"training windows of {plan.max_length} tokens")
+                f"{'bf16 autocast' if training_args.bf16 else 'fp32'}; {n_windows} training windows of "
+                f"{plan.max_length} tokens")
 
     dataset_name = data_args.dataset_name or (data_args.train_files[0] if data_args.train_files
                                               else "pydoc_data.topics (Python's help texts, the default corpus)")
     card_info = {"dataset_name": dataset_name, "base_model": model_args.init_from or model_args.model_name_or_path}
     peak = peak_tflops(training_args)
-    throughput = ThroughputCallback(flops_per_token(model, plan.max_length, len(tokenizer)), peak * 1e12 if peak else None)
+    throughput = ThroughputCallback(flops_per_token(model, plan.max_length, len(tokenizer)),
+                                    peak * 1e12 if peak else None)
     trainer = PretrainingTrainer(
         model=model,
         args=training_args,
@@ -216,9 +199,7 @@ def _run(plan, model_args, data_args, training_args, callbacks):
         compute_metrics=PerplexityMetric(),
         callbacks=[
             ConsoleCallback(),
-            SampleCallback(training_args.sample_prompt, training_args.sample_max_new_tokens,
-                           training_args.sample_temperature, training_args.sample_top_k, training_args.sample_top_p,
-                           training_args.seed),
+            SampleCallback(),
             LossPlotCallback(),
             *([BookStepsCallback()] if training_args.step_numbering == "book" else []),
             *callbacks,
@@ -251,15 +232,12 @@ def _run(plan, model_args, data_args, training_args, callbacks):
         train_metrics["train_samples"] = len(train_dataset)
     train_metrics["train_tokens"] = trainer.state.num_input_tokens_seen
 
-    try:
-        from ..cards import sampling_generation_config
-        from ..sampling import BOOK_SAMPLING
+    from ..cards import sampling_generation_config
+    from ..sampling import BOOK_SAMPLING
 
-        overrides = BOOK_SAMPLING if training_args.generation_defaults == "book" else {}
-        trainer.model.generation_config = sampling_generation_config(
-            trainer.model.config, trainer.model.generation_config, **overrides)
-    except ImportError:
-        pass
+    overrides = BOOK_SAMPLING if training_args.generation_defaults == "book" else {}
+    trainer.model.generation_config = sampling_generation_config(
+        trainer.model.config, trainer.model.generation_config, **overrides)
     trainer.model.config.use_cache = use_cache
     trainer.save_model()
     trainer.save_metrics("train", train_metrics)
@@ -282,7 +260,8 @@ def _run(plan, model_args, data_args, training_args, callbacks):
     trainer.card_info.update(eval_results=eval_metrics, train_results=train_metrics)
     if trainer.is_world_process_zero():
         plot_losses(trainer.state.log_history, output_dir / "loss.png", style=training_args.report_style)
-        write_card(output_dir, trainer.model.config, training_args, **trainer.card_info)
+        write_model_card(output_dir, model_config=trainer.model.config, training_args=training_args,
+                         **trainer.card_info)
     if training_args.push_to_hub:
         trainer.push_to_hub(dataset_name=dataset_name)
     if trainer.is_world_process_zero():

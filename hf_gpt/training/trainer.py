@@ -238,7 +238,9 @@ class PretrainingTrainer(Trainer):
     def _issue_warnings_after_load(self, load_result):
         """A tied head is not saved (it is the token embedding), so its key is 'missing' from every checkpoint of a
         tied model: not worth the Trainer's alarming warning on each resume."""
-        tied = set(getattr(self.model, "_tied_weights_keys", None) or ()) if self.model.config.tie_word_embeddings else set()
+        tied = set(getattr(self.model, "_tied_weights_keys", None) or ())
+        if not self.model.config.tie_word_embeddings:
+            tied = set()
         missing = [k for k in load_result.missing_keys if k not in tied]
         if tied & set(load_result.missing_keys):
             self.model.tie_weights()
@@ -247,8 +249,5 @@ class PretrainingTrainer(Trainer):
     def create_model_card(self, *args, **kwargs):
         """Our model card (hf_gpt.hub), so `push_to_hub` uploads it rather than the Trainer's generic one."""
         if self.is_world_process_zero():
-            write_card(self.args.output_dir, self.model.config, self.args, **self.card_info)
-
-
-def write_card(output_dir, model_config, training_args, **card_info):
-    write_model_card(output_dir, model_config=model_config, training_args=training_args, **card_info)
+            write_model_card(self.args.output_dir, model_config=self.model.config, training_args=self.args,
+                             **self.card_info)

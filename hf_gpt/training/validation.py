@@ -2,19 +2,14 @@
 
 import json
 import logging
+import math
 import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..cli import UsageError
-from ..model.configuration_gpt import (
-    GPT2_ALIASES,
-    GPT2_CHECKPOINTS,
-    PRESETS,
-    GPTConfig,
-    check_config_fields,
-)
+from ..cli import UsageError, is_main_process
+from ..model.configuration_gpt import GPT2_ALIASES, GPT2_CHECKPOINTS, PRESETS, GPTConfig, check_config_fields
 from .checkpoints import _holds_a_run, final_model_problems, resolve_resume
 from .errors import RunFinished
 from .lock import OutputDirLock
@@ -23,31 +18,28 @@ from .lock import OutputDirLock
 ARCHITECTURE_FIELDS = ("vocab_size", "context_length", "emb_dim", "n_heads", "n_layers", "qkv_bias",
                        "tie_word_embeddings")
 
+
+def _typed(value):
+    if value.lower() in ("true", "false"):
+        return value.lower() == "true"
+    if value.lower() in ("none", "null"):
+        return None
+    for cast in (int, float):
+        try:
+            return cast(value)
+        except ValueError:
+            pass
+    return value
+
+
 def _parse_overrides(text):
-    """`'n_layers=2,drop_rate=0.0,init_scheme=gpt2'` -> typed dict (ints, floats, booleans, strings)."""
-    if not text:
-        return {}
+    """`'n_layers=2,drop_rate=0.0,init_scheme=gpt2'` -> typed dict (ints, floats, booleans, None, strings)."""
     overrides = {}
-    for item in text.split(","):
-        if not item.strip():
-            continue
-        key, sep, value = item.partition("=")
-        key, value = key.strip(), value.strip()
+    for item in filter(str.strip, (text or "").split(",")):
+        key, sep, value = (part.strip() for part in item.partition("="))
         if not sep or not key:
             raise UsageError(f"--config_overrides: expected key=value pairs separated by commas, got {item!r}.")
-        if value.lower() in ("true", "false"):
-            overrides[key] = value.lower() == "true"
-        elif value.lower() in ("none", "null"):
-            overrides[key] = None
-        else:
-            for cast in (int, float):
-                try:
-                    overrides[key] = cast(value)
-                    break
-                except ValueError:
-                    continue
-            else:
-                overrides[key] = value
+        overrides[key] = _typed(value)
     try:
         return check_config_fields(overrides)
     except ValueError as e:
@@ -56,18 +48,15 @@ def _parse_overrides(text):
 
 def _gpt2_config(init_from, overrides):
     """The GPTConfig `--init_from` will produce, when it can be told without loading weights (else None)."""
+    from ..model.conversion_gpt import gpt2_config_to_gpt_config
+    from ..openai_checkpoint import OpenAICheckpoint, gpt2_config, is_openai_folder
+
     if init_from in GPT2_ALIASES:
         return GPTConfig.from_preset(GPT2_ALIASES[init_from], **overrides)
     path = Path(init_from)
     if path.is_dir() and (path / "config.json").is_file():
-        from ..model.conversion_gpt import gpt2_config_to_gpt_config
-
         return gpt2_config_to_gpt_config(json.loads((path / "config.json").read_text()), **overrides)
-    from ..openai_checkpoint import OpenAICheckpoint, gpt2_config, is_openai_folder
-
     if is_openai_folder(path):  # the book's gpt_download.py folder: its index and data files are checked too
-        from ..model.conversion_gpt import gpt2_config_to_gpt_config
-
         config = gpt2_config_to_gpt_config(gpt2_config(path / "hparams.json"), **overrides)
         OpenAICheckpoint(path).close()
         return config
@@ -80,7 +69,7 @@ def resolve_model_config(model_args):
     sources = [name for name in ("config_name", "model_name_or_path", "init_from") if getattr(model_args, name)]
     if len(sources) > 1:
         raise UsageError(f"give at most one of --config_name, --model_name_or_path, --init_from (got "
-                               f"{', '.join('--' + s for s in sources)}).")
+                         f"{', '.join('--' + s for s in sources)}).")
     try:
         if model_args.init_from:
             return _gpt2_config(model_args.init_from, overrides)
@@ -139,22 +128,20 @@ def _check_sources(model_args, training_args):
     or the Hub reachable (one short probe), before anything is tokenized or built."""
     from ..locations import check_source
 
-    try:
-        if model_args.init_from:
-            preset = GPT2_ALIASES.get(model_args.init_from) if not Path(model_args.init_from).exists() else None
-            check_source(model_args.init_from, "--init_from", suggestions=GPT2_ALIASES,
-                         repo_id=GPT2_CHECKPOINTS[preset][0] if preset else None)
-        if model_args.tokenizer_name:
-            check_source(model_args.tokenizer_name, "--tokenizer_name", cached_file="tokenizer_config.json")
-    except UsageError as e:
-        raise UsageError(str(e)) from None
+    if model_args.init_from:
+        preset = GPT2_ALIASES.get(model_args.init_from) if not Path(model_args.init_from).exists() else None
+        check_source(model_args.init_from, "--init_from", suggestions=GPT2_ALIASES,
+                     repo_id=GPT2_CHECKPOINTS[preset][0] if preset else None)
+    if model_args.tokenizer_name:
+        check_source(model_args.tokenizer_name, "--tokenizer_name", cached_file="tokenizer_config.json")
     if training_args.push_to_hub:
-        from ..hub import check_repo_id, require_token
         from huggingface_hub import is_offline_mode
+
+        from ..hub import check_repo_id, require_token
 
         if is_offline_mode():
             raise UsageError("--push_to_hub: HF_HUB_OFFLINE is set, so nothing can reach the Hub; unset it, or "
-                                   "train without --push_to_hub and push later with scripts/push_to_hub.py.")
+                             "train without --push_to_hub and push later with scripts/push_to_hub.py.")
         try:
             if training_args.hub_model_id:
                 check_repo_id(training_args.hub_model_id)
@@ -163,8 +150,9 @@ def _check_sources(model_args, training_args):
             raise UsageError(f"--push_to_hub: {e}") from None
 
 
-def _check_numbers(training_args):
-    import math
+def _check_flags(model_args, data_args, training_args):
+    """Flags whose bad values the libraries would meet only after tokenizing or building the model (or never)."""
+    from ..sampling import check_sampling
 
     for name in ("learning_rate", "weight_decay", "max_grad_norm", "warmup_steps"):
         value = getattr(training_args, name)
@@ -174,20 +162,15 @@ def _check_numbers(training_args):
         raise UsageError(f"--num_train_epochs must be >= 0, got {training_args.num_train_epochs}.")
     if training_args.max_steps < -1:
         raise UsageError(f"--max_steps must be >= 0 (or -1: run --num_train_epochs), got "
-                               f"{training_args.max_steps}.")
-
-
-def _check_flags(model_args, data_args, training_args):
-    """Flags whose bad values the libraries would meet only after tokenizing or building the model (or never)."""
-    from ..sampling import check_sampling
-
+                         f"{training_args.max_steps}.")
     if training_args.sample_max_new_tokens > 0 and not training_args.sample_prompt:
         raise UsageError("--sample_prompt is empty: give a prompt, or --sample_max_new_tokens 0 for no sample.")
     check_sampling(lambda name: f"--sample_{name}", temperature=training_args.sample_temperature,
                    top_k=training_args.sample_top_k, top_p=training_args.sample_top_p,
                    max_new_tokens=training_args.sample_max_new_tokens)
     if training_args.gradient_accumulation_steps < 1:
-        raise UsageError(f"--gradient_accumulation_steps must be >= 1, got {training_args.gradient_accumulation_steps}.")
+        raise UsageError(f"--gradient_accumulation_steps must be >= 1, got "
+                         f"{training_args.gradient_accumulation_steps}.")
     if not 0 <= training_args.seed < 2**32:
         raise UsageError(f"--seed must be in [0, 2**32 - 1] (numpy's range), got {training_args.seed}.")
     if training_args.dataloader_num_workers < 0:
@@ -292,44 +275,34 @@ def validate_arguments(model_args, data_args, training_args):
     multiple = model_args.pad_vocab_to_multiple_of
     if multiple is not None and multiple < 1:
         raise UsageError(f"--pad_vocab_to_multiple_of must be a positive number of rows (64 is usual), got "
-                               f"{multiple}.")
-    _check_numbers(training_args)
+                         f"{multiple}.")
     _check_flags(model_args, data_args, training_args)
     if training_args.hub_token:
         raise UsageError(
             "--hub_token would be saved in training_args.bin and pushed with it; log in with `hf auth login` or "
             "set the HF_TOKEN environment variable instead."
         )
-
     _check_sources(model_args, training_args)
-
     _check_writable(training_args.output_dir)
     # Owned by one run at a time: taken before looking at what the folder holds, so two runs started together
     # cannot both find it free. Only the main process takes it (the others are the same run).
-    lock = OutputDirLock(training_args.output_dir).acquire() if _is_main_process() else None
+    lock = OutputDirLock(training_args.output_dir).acquire() if is_main_process() else None
     try:
         resume = resolve_resume(training_args)
         finish_only = resume is not None and bool(_check_resume_matches(resume, _padded(config, multiple),
                                                                         training_args))
         previous = _holds_a_run(training_args.output_dir)
-        if previous and resume is None:
-            if not training_args.overwrite_output_dir:
-                shown = ", ".join(previous[:5]) + (", ..." if len(previous) > 5 else "")
-                raise UsageError(
-                    f"--output_dir {training_args.output_dir!r} holds another run ({shown}). Continue it with "
-                    f"--resume_from_checkpoint last, replace it with --overwrite_output_dir, or pick another "
-                    f"--output_dir."
-                )
+        if previous and resume is None and not training_args.overwrite_output_dir:
+            shown = ", ".join(previous[:5]) + (", ..." if len(previous) > 5 else "")
+            raise UsageError(
+                f"--output_dir {training_args.output_dir!r} holds another run ({shown}). Continue it with "
+                f"--resume_from_checkpoint last, replace it with --overwrite_output_dir, or pick another --output_dir.")
     except BaseException:
         if lock is not None:
             lock.release()
         raise
     return RunPlan(config=config, max_length=max_length, stride=stride, resume_from_checkpoint=resume, lock=lock,
                    finish_only=finish_only)
-
-
-def _is_main_process():
-    return int(os.environ.get("RANK", os.environ.get("LOCAL_RANK", "0")) or 0) == 0
 
 
 def check_dataset_sizes(train_dataset, eval_dataset, training_args, max_length):
