@@ -1,9 +1,5 @@
-"""Configuration of the book's GPT (Build a Large Language Model (From Scratch), ch. 4-5).
-
-The fields carry the book's names (`emb_dim`, `n_heads`, ...) so `GPTConfig(**GPT_CONFIG_124M)` works as is;
-the standard `transformers` names (`hidden_size`, `num_attention_heads`, ...) are aliases of them.
-This file imports only `transformers` because it ships to the Hub as remote code.
-"""
+"""Configuration of the book's GPT (ch. 4-5), under the book's field names so `GPTConfig(**GPT_CONFIG_124M)` works;
+the `transformers` names (`hidden_size`, ...) are aliases. Imports only `transformers`: it ships as remote code."""
 
 import dataclasses
 import difflib
@@ -14,16 +10,14 @@ from transformers import AutoConfig, PretrainedConfig
 GPT_CONFIG_124M = {"vocab_size": 50257, "context_length": 256, "emb_dim": 768, "n_heads": 12, "n_layers": 12,
                    "drop_rate": 0.1, "qkv_bias": False}
 
-# OpenAI's released GPT-2 sizes (the book's ch. 5 table): preset -> (Hub id, the book's size label). These presets
-# match the weights: context 1024, biases on the query/key/value projections, head tied to the token embedding.
+# OpenAI's GPT-2 sizes (the book's ch. 5 table): preset -> (Hub id, the book's size label), matching the weights.
 GPT2_CHECKPOINTS = {
     "gpt2-small": ("openai-community/gpt2", "124M"),
     "gpt2-medium": ("openai-community/gpt2-medium", "355M"),
     "gpt2-large": ("openai-community/gpt2-large", "774M"),
     "gpt2-xl": ("openai-community/gpt2-xl", "1558M"),
 }
-# Every name people use for one of them -> its preset: "gpt2-small", the book's "gpt2-small (124M)", "124M", the Hub
-# id "openai-community/gpt2" and its short form "gpt2".
+# Every name people use for one ("gpt2-small (124M)", "124M", "openai-community/gpt2", "gpt2") -> its preset.
 GPT2_ALIASES = {
     alias: preset
     for preset, (hub_id, size) in GPT2_CHECKPOINTS.items()
@@ -46,11 +40,8 @@ INIT_SCHEMES = ("book", "gpt2")
 
 
 class GPTConfig(PretrainedConfig):
-    """The book's `GPT_CONFIG_*` dict as a `transformers` config.
-
-    `init_scheme="book"` keeps PyTorch's default initialisation, so a seed gives the book's weights and numbers;
-    `init_scheme="gpt2"` (normal(0, 0.02), residual projections scaled by 1/sqrt(2 * n_layers)) trains better from
-    scratch."""
+    """The book's `GPT_CONFIG_*` dict as a `transformers` config. `init_scheme="book"` gives the book's numbers for
+    a seed; `"gpt2"` (GPT-2's initialisation) trains better from scratch."""
 
     model_type = "hf_gpt"
     _auto_class = "AutoConfig"  # save_pretrained writes `auto_map` and copies this file
@@ -125,8 +116,7 @@ class GPTConfig(PretrainedConfig):
 
 
 def _pretrained_config_keys():
-    """Keys `PretrainedConfig` itself takes (what `config.json` holds besides our fields: `architectures`,
-    `auto_map`, `dtype`, `transformers_version`, generation defaults of old configs, ...)."""
+    """Keys `PretrainedConfig` itself takes (`architectures`, `auto_map`, `dtype`, ...)."""
     keys = set()
     if dataclasses.is_dataclass(PretrainedConfig):
         keys = {f.name for f in dataclasses.fields(PretrainedConfig)}
@@ -146,8 +136,7 @@ def _pretrained_config_keys():
 
 
 def check_config_fields(fields):
-    """Config fields under the book's or `transformers`' names, as the book's names; an unknown name is a typo, not
-    a silent extra attribute, so it raises, naming the closest field."""
+    """Config fields under the book's names; an unknown name is a typo, so it raises, naming the closest field."""
     known = (set(inspect.signature(GPTConfig.__init__).parameters) - {"self", "kwargs"}) | set(GPTConfig.attribute_map)
     out = {}
     for key, value in fields.items():
@@ -160,8 +149,7 @@ def check_config_fields(fields):
 
 
 class ConfigFieldError(TypeError, ValueError):
-    """An unknown config field: a `TypeError` like any unexpected keyword argument, and a `ValueError` to code that
-    validates user input."""
+    """An unknown config field: a `TypeError` like any unexpected keyword, and a `ValueError` for input checks."""
 
 
 if __name__ == "hf_gpt.model.configuration_gpt":  # the installed package, not a copy loaded as remote code

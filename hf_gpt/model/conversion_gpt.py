@@ -1,9 +1,6 @@
 """OpenAI's GPT-2 checkpoints and the book's `model.pth` in and out of `GPTForCausalLM`, through one table.
 
-`GPT2_WEIGHT_MAP` says once which GPT-2 tensor is which of the book's; loading and exporting both read it. Loading
-checks every name and shape before reading tensor data, then fills a model built on the meta device, so a bad file
-fails fast and no second copy of the weights is held. It ships to the Hub as remote code beside `modeling_gpt.py`.
-"""
+Names and shapes are checked before tensor data is read, so a bad file fails fast; ships as remote code too."""
 
 import copy
 import json
@@ -52,20 +49,17 @@ _HUB_KWARGS = ("revision", "cache_dir", "token", "local_files_only", "force_down
 _GPT2_BUFFER = re.compile(r"h\.\d+\.attn\.(bias|masked_bias)")
 _BOOK_BUFFER = re.compile(r"(gpt\.)?trf_blocks\.\d+\.att\.mask")
 
-# The book's top-level module names that now live in the backbone: `model.trf_blocks`, `model.final_norm = ...` (the
-# book's chapter 6 code) still reach them on `GPTForCausalLM`, while the state dict names them `gpt.trf_blocks...`.
+# The book's top-level modules, in the backbone; `model.trf_blocks` (the book's ch. 6 code) still reaches them.
 BOOK_BACKBONE_MODULES = ("tok_emb", "pos_emb", "drop_emb", "trf_blocks", "final_norm")
 
 
 def book_key_to_model_key(key):
-    """One of the book's state-dict keys as `GPTForCausalLM` names it: `trf_blocks.0.att.W_query.weight` ->
-    `gpt.trf_blocks.0.att.W_query.weight`; `out_head.weight`, keys already under `gpt.` and others are unchanged."""
+    """`trf_blocks.0.att.W_query.weight` -> `gpt.trf_blocks.0.att.W_query.weight`; `out_head.weight` unchanged."""
     return f"gpt.{key}" if key.split(".", 1)[0] in BOOK_BACKBONE_MODULES else key
 
 
 def weight_map(config):
-    """`GPT2_WEIGHT_MAP` spelled out for `config`'s blocks: `[(GPT-2 name, [the model's names], op)]`, the model's
-    names being the book's under the backbone's prefix (`gpt.trf_blocks.0.att.W_query.weight`)."""
+    """`GPT2_WEIGHT_MAP` spelled out for `config`'s blocks: `[(GPT-2 name, [the model's names], op)]`."""
     rows = []
     for gpt2, book, op in GPT2_WEIGHT_MAP:
         for i in range(config.n_layers) if "{i}" in gpt2 else [None]:
@@ -76,8 +70,7 @@ def weight_map(config):
 
 
 def gpt2_config_to_gpt_config(gpt2_config, **overrides):
-    """The `GPTConfig` that mirrors a GPT-2 config (a `GPT2Config` or its `config.json` dict) exactly, refusing the
-    GPT-2 variants the book's block cannot reproduce; `overrides` (e.g. `context_length=256`) replace fields."""
+    """The `GPTConfig` that mirrors a GPT-2 config exactly, refusing variants the book's block cannot reproduce."""
     cfg = gpt2_config if isinstance(gpt2_config, dict) else gpt2_config.to_dict()
     get = cfg.get
     if get("model_type", "gpt2") != "gpt2":
@@ -291,10 +284,8 @@ def _new_model(model_class, config, state_dict, where):
 
 
 def load_gpt2(name_or_path, *, model_class, config=None, dtype=None, **kwargs):
-    """OpenAI's GPT-2 (a Hub id, a book name such as `gpt2-small (124M)`, a folder, a weights file or OpenAI's
-    TensorFlow folder) as a book GPT, configured by its `config.json` unless `config=` is given. Other keyword
-    arguments are Hub options (`revision`, `token`, ...) or config overrides (`context_length=256` keeps the first
-    256 position embeddings); `dtype` casts the weights (default: as stored)."""
+    """OpenAI's GPT-2 (Hub id, book name such as `gpt2-small (124M)`, folder, file or TF folder) as a book GPT.
+    Other keywords are Hub options (`revision`) or config overrides (`context_length=256`)."""
     hub_kwargs = {k: kwargs.pop(k) for k in _HUB_KWARGS if k in kwargs}
     config_path, files = resolve_gpt2_checkpoint(name_or_path, **hub_kwargs)
     gpt2_config = {} if config_path is None else read_gpt2_config(config_path)
@@ -316,8 +307,7 @@ def load_gpt2(name_or_path, *, model_class, config=None, dtype=None, **kwargs):
 
 
 def load_gpt2_state_dict(model, state_dict):
-    """Load a GPT-2 state dict (either layout) into an existing model, all or nothing: everything is checked and
-    converted before the model is written, so a bad state dict leaves it as it was."""
+    """Load a GPT-2 state dict (either layout) into a model, all or nothing: a bad one leaves it as it was."""
     converted = _convert_gpt2(DictSource(state_dict), model.config, type(model), "GPT-2 state dict")
     with torch.no_grad():
         model.load_state_dict(converted, strict=False)
@@ -341,8 +331,7 @@ def _book_state_dict(obj, path):
 
 
 def load_book_checkpoint(path, config, *, model_class, dtype=None, **overrides):
-    """A `model.pth` or `model_and_optimizer.pth` saved by the book's code, in a `GPTForCausalLM`; `config` is a
-    `GPTConfig`, the book's config dict (e.g. `GPT_CONFIG_124M`) or a path to a JSON file of it."""
+    """A `model.pth` or `model_and_optimizer.pth` saved by the book's code, in a `GPTForCausalLM`."""
     config = _book_config(config, overrides)
     state_dict = _book_state_dict(torch_load(path), path)
     if dtype is not None:
@@ -357,8 +346,7 @@ def load_book_checkpoint(path, config, *, model_class, dtype=None, **overrides):
 
 
 def gpt_to_gpt2_state_dict(model, *, share=False):
-    """The stock `GPT2LMHeadModel` state dict (`transformer.` prefix, `lm_head.weight` when untied) of a book GPT,
-    by `GPT2_WEIGHT_MAP` read backwards. `share=True` lets tensors that need no conversion share the model's memory."""
+    """The stock `GPT2LMHeadModel` state dict of a book GPT, by `GPT2_WEIGHT_MAP` read backwards."""
     config = model.config
     sd = model.state_dict()
     out = {}
@@ -380,8 +368,7 @@ def gpt_to_gpt2_state_dict(model, *, share=False):
 
 
 def to_gpt2(model, share=False):
-    """A stock `transformers.GPT2LMHeadModel` with the same logits, in memory of its own unless `share=True` (tensors
-    that need no conversion then stay the model's, as saving needs no copy)."""
+    """A stock `transformers.GPT2LMHeadModel` with the same logits, in memory of its own unless `share=True`."""
     from transformers import GPT2LMHeadModel
 
     state_dict = gpt_to_gpt2_state_dict(model, share=share)
@@ -404,8 +391,7 @@ def _refuse_file_as_folder(save_directory):
 
 
 def save_pretrained_gpt2(model, save_directory, **kwargs):
-    """Save `model` as a stock `gpt2` folder (`model_type: gpt2`, `model.safetensors`) that any GPT-2 tool loads
-    without remote code. `kwargs` go to `GPT2LMHeadModel.save_pretrained` (e.g. `max_shard_size`, `push_to_hub`)."""
+    """Save `model` as a stock `gpt2` folder that any GPT-2 tool loads without remote code."""
     _refuse_file_as_folder(save_directory)
     return to_gpt2(model, share=True).save_pretrained(save_directory, **kwargs)
 

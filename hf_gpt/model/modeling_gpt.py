@@ -1,9 +1,6 @@
-"""The GPT of *Build a Large Language Model (From Scratch)* (ch. 4) as a `transformers` causal LM.
-
-The book's module and parameter names (`tok_emb`, `trf_blocks.N.att.W_query`, `norm1.scale`, `out_head`), under a
-backbone `GPTModel` (`model.gpt`) as every `transformers` LM has one; the book's flat state dicts and attributes
-(`model.trf_blocks`) still work. It ships to the Hub as remote code, so it imports only torch and transformers.
-"""
+"""The GPT of *Build a Large Language Model (From Scratch)* (ch. 4) as a `transformers` causal LM, with the book's
+names (`tok_emb`, `trf_blocks.N.att.W_query`, `out_head`) under a `GPTModel` backbone (`model.gpt`).
+Shipped to the Hub as remote code, so it imports only torch and transformers."""
 
 import math
 
@@ -28,9 +25,7 @@ except ImportError:  # older transformers 5.x (e.g. 5.17) lack the helper; this 
         return hidden_states[:, slice(-logits_to_keep, None) if isinstance(logits_to_keep, int) else logits_to_keep]
 
 
-# transformers 5.24 renamed the KV cache `past_key_values` -> `cache`: in the arguments `generate` passes, the output
-# fields and what gradient checkpointing clears. This file runs on either side, handing the cache on under the
-# installed version's name and taking it under both.
+# transformers 5.24 renamed the KV cache `past_key_values` -> `cache`; hand it on under the installed name, take both.
 CACHE = "cache" if "cache" in BaseModelOutputWithPast.__dataclass_fields__ else "past_key_values"
 
 
@@ -180,10 +175,8 @@ class GPTPreTrainedModel(PreTrainedModel):
 
 
 class GPTModel(GPTPreTrainedModel):
-    """The book's `GPTModel` without its `out_head`: embeddings, blocks and final norm, returning hidden states.
-
-    It is the `base_model` (`model.gpt`) under `GPTForCausalLM`'s head, as `transformers` models have one, so tools
-    that run the backbone and apply a head of their own (TRL's fused LM head, classification heads) work."""
+    """The book's `GPTModel` without its `out_head`: the `base_model` that tools with a head of their own
+    (TRL's fused LM head, classification heads) run."""
 
     _auto_class = "AutoModel"
     # Every hf_gpt folder is a GPTForCausalLM's: loading its backbone alone leaves the head behind, quietly.
@@ -233,17 +226,15 @@ class GPTModel(GPTPreTrainedModel):
         if use_cache and cache is None:
             cache = DynamicCache(config=self.config)
         past_len = cache.get_seq_length() if cache is not None else 0
-        # A static cache's length is a tensor: compiled, this check would branch on data (a graph break that
-        # fullgraph refuses), so there it is left to eager runs; `generate` crops the window before the forward.
+        # A static cache's length is a tensor (compiled, a graph break); `generate` crops the window anyway.
         traced_len = isinstance(past_len, torch.Tensor) and torch.compiler.is_compiling()
         if not traced_len and past_len + seq_len > self.config.context_length:
             raise ValueError(f"The model sees at most context_length={self.config.context_length} tokens, got "
                              f"{past_len + seq_len} ({past_len} cached + {seq_len} new). Crop the input to its last "
                              f"{self.config.context_length} tokens, as the book's generate_text_simple does "
                              "(`generate` crops like that by itself).")
-        # Positions the caller gave may mark packed sequences (a reset restarts the causal mask); the ones made here
-        # never do, so they are not handed to the mask: `transformers` would otherwise scan them for resets, a host
-        # sync in eager and, compiled, a mask tensor that keeps SDPA off its flash kernels.
+        # Only caller positions may mark packed sequences; handing ours to the mask would cost a host sync and,
+        # compiled, keep SDPA off its flash kernels.
         given_positions = position_ids
         if position_ids is None:
             position_ids = (torch.arange(seq_len, device=inputs_embeds.device) + past_len).unsqueeze(0)
@@ -256,8 +247,7 @@ class GPTModel(GPTPreTrainedModel):
 
 
 def _book_keys_pre_hook(module, state_dict, prefix, *args):
-    """`load_state_dict` of the book's flat keys (`tok_emb.weight`, `trf_blocks.0...`, as the book's `torch.save`
-    writes them) into `GPTForCausalLM`: they gain the backbone's `gpt.` prefix; `out_head.weight` stays."""
+    """Load the book's flat `torch.save` keys (`tok_emb.weight`, ...): they gain the `gpt.` prefix."""
     for key in [k for k in state_dict if k.startswith(prefix)]:
         renamed = prefix + book_key_to_model_key(key[len(prefix):])
         if renamed != key:
@@ -265,8 +255,7 @@ def _book_keys_pre_hook(module, state_dict, prefix, *args):
 
 
 class GPTForCausalLM(GPTPreTrainedModel, GenerationMixin):
-    """The book's `GPTModel` with the `transformers` causal-LM interface (loss, KV cache, `generate`): the backbone
-    `GPTModel` (`self.gpt`) and the book's `out_head` on top."""
+    """The book's `GPTModel` (backbone `self.gpt` + `out_head`) with loss, KV cache and `generate`."""
 
     _tied_weights_keys = {"out_head.weight": "gpt.tok_emb.weight"}
     _auto_class = "AutoModelForCausalLM"  # save_pretrained writes `auto_map` and copies this file
@@ -305,12 +294,7 @@ class GPTForCausalLM(GPTPreTrainedModel, GenerationMixin):
     def forward(self, input_ids=None, attention_mask=None, position_ids=None, past_key_values=None,
                 inputs_embeds=None, labels=None, shift_labels=None, use_cache=None, logits_to_keep=0, cache=None,
                 **kwargs):
-        r"""
-        labels: the `transformers` convention, `labels = input_ids`, shifted inside; -100 is ignored.
-        shift_labels: targets already aligned with the inputs, the book's `target_ids` (token i+1 for input i), so a
-            window of n tokens trains n predictions as in the book. Give one of `labels` or `shift_labels`.
-        cache: the KV cache (a `transformers` `Cache`); `past_key_values`, its name before transformers 5.24, works too.
-        """
+        """`labels` are shifted inside; `shift_labels` are the book's `target_ids`, so n tokens train n predictions."""
         if labels is not None and shift_labels is not None:
             raise ValueError("Pass `labels` (shifted inside) or `shift_labels` (already shifted), not both.")
         outputs = self.gpt(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
@@ -328,8 +312,7 @@ class GPTForCausalLM(GPTPreTrainedModel, GenerationMixin):
                                       attentions=outputs.attentions, **{CACHE: getattr(outputs, CACHE)})
 
     def prepare_inputs_for_generation(self, input_ids, attention_mask=None, inputs_embeds=None, **kwargs):
-        """Past `context_length` tokens, crop to the last `context_length` and recompute, like the book's
-        `generate_text_simple` (positions restart at 0 for the cropped window, so the cache cannot be reused)."""
+        """Past `context_length`, crop and recompute like the book's `generate_text_simple` (positions restart)."""
         inputs = super().prepare_inputs_for_generation(input_ids, attention_mask=attention_mask,
                                                        inputs_embeds=inputs_embeds, **kwargs)
         context = self.config.context_length
@@ -350,8 +333,7 @@ class GPTForCausalLM(GPTPreTrainedModel, GenerationMixin):
             inputs["position_ids"] = torch.arange(context, device=input_ids.device).unsqueeze(0)
         return inputs
 
-    # The conversions live in conversion_gpt.py, which save_pretrained ships beside this file, so the Hub copy of
-    # this class has them too.
+    # In conversion_gpt.py, which save_pretrained ships beside this file, so the Hub copy has them too.
     @classmethod
     def from_gpt2(cls, name_or_path, **kwargs):
         """OpenAI's GPT-2 weights (a Hub id such as `gpt2-medium`, a folder or a file) in the book's layout."""

@@ -1,6 +1,4 @@
-"""Reading a checkpoint's weight files one tensor at a time, and finding them in a folder or on the Hub, for
-`conversion_gpt`. It ships to the Hub as remote code beside `modeling_gpt.py` (OpenAI's TensorFlow folder is read
-by `hf_gpt.openai_checkpoint`, which does not)."""
+"""Finding a checkpoint's weight files and reading them one tensor at a time, for `conversion_gpt` (remote code)."""
 
 import json
 import os
@@ -17,7 +15,6 @@ try:
 except ImportError:  # loaded as a lone file
     from configuration_gpt import GPT2_ALIASES, GPT2_CHECKPOINTS
 
-# transformers' weight file names, in the order it prefers them.
 WEIGHT_FILES = (SAFE_WEIGHTS_NAME, SAFE_WEIGHTS_INDEX_NAME, WEIGHTS_NAME, WEIGHTS_INDEX_NAME)
 # What the book's gpt_download.py leaves in a folder: OpenAI's original TensorFlow checkpoint and its sizes.
 OPENAI_HPARAMS, OPENAI_INDEX = "hparams.json", "model.ckpt.index"
@@ -32,8 +29,7 @@ def names(keys, sep=", "):
 
 
 def check_safetensors(path):
-    """The file opened with `safe_open`, or one ValueError naming it: a truncated copy fails here, before any model
-    is built, not deep in loading."""
+    """The file opened with `safe_open`, or one ValueError naming it, before any model is built."""
     try:
         return safe_open(str(path), framework="pt")
     except FileNotFoundError:
@@ -135,8 +131,7 @@ def read_gpt2_config(path):
 
 
 def open_weights(files):
-    """A tensor source over the weight files of a checkpoint (all `.safetensors`, or all PyTorch pickles, or
-    OpenAI's TensorFlow `model.ckpt.index` and the data files it names)."""
+    """A tensor source over a checkpoint's weight files (safetensors, PyTorch pickles or OpenAI's TensorFlow)."""
     files = [Path(f) for f in files]
     if len(files) == 1 and files[0].name == OPENAI_INDEX:
         return _openai_checkpoint(files[0].parent).OpenAICheckpoint(files[0].parent)
@@ -158,9 +153,7 @@ def _files_from_index(index_path, fetch):
 
 
 def resolve_gpt2_checkpoint(name_or_path, **hub_kwargs):
-    """`(config.json path or None, [weight files])` for a local file or folder, or a Hub id via the HF cache; for
-    OpenAI's TensorFlow folder, `(hparams.json, [model.ckpt.index])`, which `read_gpt2_config` and `open_weights`
-    read."""
+    """`(config.json path or None, [weight files])` for a file, folder or Hub id (OpenAI's: `hparams.json`)."""
     if not os.path.exists(os.path.expanduser(os.fspath(name_or_path))):
         preset = GPT2_ALIASES.get(str(name_or_path))
         name_or_path = GPT2_CHECKPOINTS[preset][0] if preset else name_or_path
