@@ -1,7 +1,5 @@
-"""Language-modelling data windowed exactly like the book's `GPTDatasetV1`, built with cached `datasets` maps that
-keep the data on disk. Rows hold `input_ids` and `shift_labels` (the book's `target_ids`); with the Trainer, pass
-`label_names=["shift_labels"]`.
-"""
+"""Language-modelling data windowed exactly like the book's `GPTDatasetV1`, built with cached `datasets` maps on disk.
+Rows hold `input_ids` and `shift_labels` (the book's `target_ids`): pass `label_names=["shift_labels"]`."""
 
 import hashlib
 import logging
@@ -51,13 +49,11 @@ def _check_args(max_length, stride, validation_fraction, context_length, num_pro
 
 
 def _tokenize_batch(batch, indices, *, encoder, text_column, first_doc, char_cut):
-    """Documents -> rows of token ids (parts of the split's stream); `<|endoftext|>` before every document
-    but the split's first non-empty one. `char_cut` (see `cut_texts`) keeps the head or tail of a lone document."""
+    """Documents -> rows of token ids, `<|endoftext|>` before every document but the split's first non-empty one."""
     column = batch.column(text_column)
     texts = cut_texts(column.to_pylist(), char_cut, indices)
     continues = batch.column(PART_COLUMN).to_pylist() if PART_COLUMN in batch.column_names else None
-    # Ids land in one buffer sized for the worst case (a token holds at least one UTF-8 byte): pages never written
-    # cost no memory, and the table needs no concatenating copy.
+    # One worst-case buffer (a token holds at least one byte): unwritten pages cost nothing, and no concatenating copy.
     values = _Buffer(int(pc.sum(pc.binary_length(column)).as_py() or 0) + len(texts))
     offsets, last = [0], None
     for i, ids in encoder.iter_encoded(texts):
@@ -71,8 +67,6 @@ def _tokenize_batch(batch, indices, *, encoder, text_column, first_doc, char_cut
 
 
 class _Buffer:
-    """A growable int32 array."""
-
     def __init__(self, capacity):
         self.data, self.n = np.empty(max(capacity, 16), dtype=np.int32), 0
 
@@ -128,12 +122,8 @@ def build_lm_datasets(tokenizer=None, *, text_files=None, validation_file=None, 
                       load_from_cache_file=True):
     """Train and validation windows of `max_length` tokens every `stride` tokens, as the book's `GPTDatasetV1`.
 
-    Sources: `text_files` (a path, folder, glob, list, or `{"train": ..., "validation": ...}`), a dataset, or by
-    default Python's help topics. Without a validation split, a lone document is cut at character
-    `int((1 - validation_fraction) * len(text))` as in the book, and several are split by document, like
-    `run_clm.py`. `context_length` (an int or a model config) guards `max_length`. The default `tokenizer` is the
-    book's tiktoken GPT-2 (the same ids as the `transformers` one, several times faster).
-    """
+    Without a validation split, a lone document is cut by characters as in the book, several by document like
+    `run_clm.py`. The default tokenizer is the book's tiktoken GPT-2 (the same ids, several times faster)."""
     import datasets
 
     _check_args(max_length, stride, validation_fraction, context_length, num_proc)
@@ -195,8 +185,7 @@ def _scan_documents(ds, text_column):
 
 def create_dataloader(text, tokenizer=None, batch_size=4, max_length=256, stride=128, shuffle=True, drop_last=True,
                       num_workers=0):
-    """The book's `create_dataloader_v1`: the same batches of `(input_ids, target_ids)`, in the same order under the
-    same `torch.manual_seed`. `model(input_ids=x, shift_labels=y).loss` is the book's `calc_loss_batch(x, y, ...)`."""
+    """The book's `create_dataloader_v1`: the same batches, in the same order under the same `torch.manual_seed`."""
     import torch
     from torch.utils.data import DataLoader, TensorDataset
 

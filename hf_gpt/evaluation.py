@@ -1,7 +1,5 @@
-"""Score a finished model on a text: the book's loss and perplexity, strided as in Hugging Face's perplexity guide
-(each token scored once, so at `stride == max_length` the loss is the book's `calc_loss_loader`). Texts are read and
-tokenized in parts, so a 1 GB text needs a few MB; every bad input is refused before any weights are read.
-"""
+"""Score a finished model on a text: the book's loss and perplexity, strided as in Hugging Face's perplexity guide.
+Texts are tokenized in parts, so a 1 GB text needs a few MB; bad input is refused before any weights are read."""
 
 import itertools
 import math
@@ -29,8 +27,7 @@ RESULT_KEYS = ("tokens", "loss", "perplexity", "bits_per_byte", "word_perplexity
 
 
 def strided_windows(n_pairs, max_length, stride):
-    """`(begin, end, n_targets)` of each window over the `n_pairs` (input, next token) pairs of a text: inputs
-    `ids[begin:end]`, of which only the last `n_targets`, the ones no earlier window scored, are scored."""
+    """`(begin, end, n_targets)` of each window: only the last `n_targets`, unscored by earlier windows, count."""
     check_window_args(max_length, stride)
     return _WindowPlan(max_length, stride).advance(n_pairs, final=True)
 
@@ -64,8 +61,7 @@ def check_window_args(max_length, stride, batch_size=1, context_length=None):
 
 
 def _batches(windows, batch_size):
-    """Runs of up to `batch_size` consecutive windows of one length (only the last window can be shorter); a full
-    run is given at once, so a stream of windows is never read further ahead than needed."""
+    """Runs of up to `batch_size` windows of one length, each given once full, so a stream is never read ahead."""
     run = []
     for w in windows:
         if run and w[1] - w[0] != run[0][1] - run[0][0]:
@@ -80,10 +76,7 @@ def _batches(windows, batch_size):
 
 
 def strided_nll(model, ids, *, max_length, stride, batch_size=4, bf16=False, progress=None, return_token_nll=False):
-    """`(nats, n_scored, token_nll)` of `ids[1:]` by the strided method, for any causal LM taking `logits_to_keep`.
-
-    `token_nll[j]` (with `return_token_nll`) is the NLL of `ids[j+1]`. `progress=None` shows a bar past one batch.
-    """
+    """`(nats, n_scored, token_nll)` of `ids[1:]` by the strided method; `token_nll[j]` is the NLL of `ids[j+1]`."""
     import torch
 
     ids = torch.as_tensor(ids, dtype=torch.long).flatten()
@@ -103,11 +96,7 @@ def strided_nll(model, ids, *, max_length, stride, batch_size=4, bf16=False, pro
 
 def strided_nll_stream(model, parts, *, max_length, stride, batch_size=4, bf16=False, progress=None, n_windows=None,
                        on_batch=None):
-    """`strided_nll` over ids given in `parts`, holding only a batch's windows and one part in memory.
-
-    `n_windows` (if known) is the progress bar's total; `on_batch(batch, nll)` sees each batch's NLLs.
-    Returns `(nats, n_scored, n_windows)`.
-    """
+    """`strided_nll` over ids given in `parts`, holding only a batch's windows and one part in memory."""
     import torch
 
     check_window_args(max_length, stride, batch_size)
@@ -157,8 +146,7 @@ def strided_nll_stream(model, parts, *, max_length, stride, batch_size=4, bf16=F
 
 
 def _score_batch(model, buf, offset, batch, device, bf16):
-    """NLLs `(len(batch), keep)` of one batch's scored targets (overlap positions 0) and how many were scored;
-    `buf[j]` is the text's id `offset + j`."""
+    """NLLs `(len(batch), keep)` of one batch's scored targets (overlap positions 0) and how many were scored."""
     import torch
     import torch.nn.functional as F
 
@@ -177,8 +165,7 @@ def _score_batch(model, buf, offset, batch, device, bf16):
 
 
 def results(nats, tokens, text_size=None, **extra):
-    """The `RESULT_KEYS` (and `extra`): the book's loss and perplexity; lm-eval's bits per byte and word perplexity
-    from `text_size`, the text's `(UTF-8 bytes, str.split() words)`."""
+    """The book's loss and perplexity, and lm-eval's bits per byte and word perplexity from `text_size`."""
     loss = nats / tokens
     out = {"tokens": tokens, "loss": loss, "perplexity": perplexity(loss), "bits_per_byte": None, "word_perplexity": None}
     if text_size is not None:
@@ -263,8 +250,7 @@ OPENAI_FILES = (OPENAI_HPARAMS, OPENAI_INDEX)  # the book's gpt_download.py fold
 
 
 def _resolve_openai_folder(path):
-    """OpenAI's TensorFlow GPT-2 folder (the book's gpt_download.py): sizes from its hparams.json, its index and data
-    files checked (no tensor read), and its own encoder.json + vocab.bpe as the tokenizer."""
+    """OpenAI's TensorFlow GPT-2 folder (the book's gpt_download.py), checked without reading a tensor."""
     from .openai_checkpoint import OpenAICheckpoint, gpt2_config
     from .tokenization import folder_tokenizer
 
@@ -319,8 +305,7 @@ def _dataset_column(dataset_name, dataset_config_name=None, split="test", text_c
 
 
 def read_parts(text_file=None, dataset_name=None, dataset_config_name=None, split="test", text_column=None):
-    """The text to score (a --text_file, or a dataset's text column joined with blank lines), lazily in parts whose
-    ids, concatenated, are the whole text's; checked up front for all that can be: readable, UTF-8, not empty."""
+    """The text to score, lazily in parts whose ids concatenate to the whole text's; checked up front."""
     if (text_file is None) == (dataset_name is None):
         raise UsageError("give exactly one of --text_file FILE or --dataset_name NAME")
     if dataset_name is not None:
@@ -369,8 +354,7 @@ def _checked(parts, empty, unreadable=None):
 
 
 def encode_parts(tokenizer, parts, vocab_size=None, text_size=None):
-    """Each part's ids (no special tokens added), adding its UTF-8 bytes and words to the list `text_size`. The first
-    two ids are tokenized at once, so a one-token text or a foreign tokenizer is refused before any weights load."""
+    """Each part's ids, counting bytes and words into `text_size`; a bad text is refused before any weights load."""
     text_size = [0, 0] if text_size is None else text_size
 
     def ids_of_parts():

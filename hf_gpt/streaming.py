@@ -1,9 +1,5 @@
 """Streamed splits (`build_lm_datasets(streaming=True)`): the book's windows from a generator over the source.
-
-The Trainer would resume an `IterableDataset` by re-reading it; instead the generator notes the source's `state_dict()`
-every few thousand tokens, a checkpoint saves the last note before the first untrained window, and a resume starts
-there. Notes live in memory, so DataLoader workers are refused.
-"""
+It notes the source's `state_dict()` as it goes, so a resume starts there instead of re-reading the stream."""
 
 import array
 import collections
@@ -28,8 +24,7 @@ START = {"end": 0, "started": False, "source_state": None, "row": 0}  # a note: 
 
 
 class StreamNotes:
-    """Positions in one streamed split where a pass can start (any pass's note holds for every pass), and the
-    point the next pass starts at."""
+    """Positions in one streamed split where a pass can start, and the point the next pass starts at."""
 
     def __init__(self, stride):
         self.stride = stride
@@ -60,8 +55,7 @@ def resume_from(dataset, point):
 
 
 def resume_from_checkpoint(dataset, checkpoint):
-    """Sets `dataset` to continue from the position saved in `checkpoint`; the number of windows trained, or None
-    when the checkpoint holds no position (then the Trainer's skipping re-reads the stream)."""
+    """Sets `dataset` to continue from `checkpoint`'s position; the windows trained, or None when it holds none."""
     path = Path(checkpoint) / STATE_FILE
     if not path.is_file():
         return None
@@ -75,8 +69,7 @@ def rows_read(dataset):
 
 
 def _stream_windows(source, encoder, text_column, char_cut, max_length, stride, split, validation_fraction, notes):
-    """Window rows from `notes.next_point` (else the start), noting positions between the source's rows; `buf`
-    holds at most one window of the stream, from token `buf_start` on."""
+    """Window rows from `notes.next_point` (else the start), noting positions between the source's rows."""
     if "torch" in sys.modules:
         from torch.utils.data import get_worker_info
 
@@ -116,8 +109,7 @@ def _stream_windows(source, encoder, text_column, char_cut, max_length, stride, 
 
 
 def _scan_documents(source, text_column):
-    """The rows where the stream's documents start, and while it holds one document, its rows' lengths in
-    characters (the book's split needs them)."""
+    """The rows where documents start, and for a lone document its rows' lengths (the book's split needs them)."""
     continued = PART_COLUMN in (source.column_names or ())
     starts, lengths = array.array("q"), []
     for i, row in enumerate(source.select_columns([text_column, PART_COLUMN] if continued else [text_column])):

