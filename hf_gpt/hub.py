@@ -1,5 +1,4 @@
-"""Make a saved model folder a complete Hub repository (config, model code, weights, tokenizer, sampling defaults,
-card), and push it. The token from `hf auth login` or `HF_TOKEN` goes to `HfApi` only: nothing here prints it."""
+"""Make a saved model folder a complete Hub repository and push it; the token goes to `HfApi` only, never printed."""
 
 import mmap
 import os
@@ -137,8 +136,7 @@ def _refuse_if_token_inside(folder, token, files):
 
 
 def export_folder(folder, output):
-    """A stock GPT-2 copy of an hf_gpt folder: the weights and tokenizer, plus the run's artifacts (loss plot,
-    results, card) that mean the same for the copy; the card is switched to GPT-2 when pushed."""
+    """A stock GPT-2 copy of an hf_gpt folder, with the run's artifacts that mean the same for the copy."""
     folder, output = Path(folder), Path(output)
     export(folder, output, "gpt2")
     # Left out: what the export replaced, and the hf_gpt form's own files (its code, weights and training args).
@@ -159,8 +157,7 @@ def _transport_error():
 
 
 def _stage_upload(folder, tmp):
-    """A folder in `tmp` holding links to the files `push_folder` uploads from `folder`, with `README.md` as a copy
-    (the card is pointed at the repo there, not in the user's folder)."""
+    """Links in `tmp` to the files to upload, `README.md` copied so the card is pointed at the repo there only."""
     stage = tmp / "upload"
     for name in upload_file_list(folder):
         target = stage / name
@@ -174,11 +171,8 @@ def _stage_upload(folder, tmp):
 
 
 def push_folder(folder, repo_id, *, private=None, revision=None, format="hf_gpt", commit_message=None, log=print):
-    """Upload a saved model folder to the Hub repo `repo_id` (created if needed); returns the commit URL.
-
-    All that can be checked locally is, before any upload. The user's folder is never changed: the upload is staged
-    apart, with a card pointed at `repo_id`. `private=None` leaves a new repo's visibility to the Hub's default.
-    """
+    """Upload a saved model folder to `repo_id` (created if needed), checked first and staged apart so the folder
+    is never changed; returns the commit URL."""
     if format not in PUSH_FORMATS:
         raise UsageError(f"cannot push format {format!r}; choose one of {', '.join(PUSH_FORMATS)}.")
     check_repo_id(repo_id)

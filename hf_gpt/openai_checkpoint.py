@@ -1,10 +1,5 @@
-"""OpenAI's original GPT-2 checkpoint (the folder the book's `gpt_download.py` fetches), read without TensorFlow.
-
-`model.ckpt.index` is a LevelDB-format table of `BundleEntryProto` messages saying where each variable's raw
-little-endian bytes lie in `model.ckpt.data-*`; this module decodes exactly the parts of both formats those files
-use. `OpenAICheckpoint` is a tensor source like those of `hf_gpt.model.weight_files_gpt`, under GPT-2's Hugging Face
-names, checked when opened (crc32c checksums are not: Python has no fast crc32c; a truncated file is caught by size).
-"""
+"""OpenAI's original GPT-2 checkpoint (the folder the book's `gpt_download.py` fetches), read without TensorFlow:
+just the parts of the LevelDB table and `BundleEntryProto` formats those files use (no crc32c; sizes are checked)."""
 
 import json
 import math
@@ -54,8 +49,7 @@ def gpt2_config(hparams_path):
 
 
 def hf_name(tf_name):
-    """OpenAI's variable name as GPT-2's Hugging Face name: `model/h0/attn/c_attn/w` -> `h.0.attn.c_attn.weight`.
-    Names of neither kind are kept, so the conversion lists them as unexpected."""
+    """`model/h0/attn/c_attn/w` -> `h.0.attn.c_attn.weight`; other names are kept, so they show as unexpected."""
     if tf_name in _GLOBAL_VARIABLES:
         return _GLOBAL_VARIABLES[tf_name]
     m = _LAYER.fullmatch(tf_name)
@@ -127,8 +121,7 @@ def _entry(value):
 
 
 def read_index(path):
-    """`{variable name: BundleEntryProto fields}` of a tensor bundle's `.index` file, the empty name holding the
-    `BundleHeaderProto` fields (num_shards 1, endianness 2)."""
+    """`{variable name: BundleEntryProto fields}` of a `.index` file; the empty name holds the header's."""
     data = memoryview(Path(path).read_bytes())
     if len(data) < 48 or int.from_bytes(data[-8:], "little") != _TABLE_MAGIC:
         raise ValueError(f"{path}: not a TensorFlow checkpoint index (no table footer); it is truncated or another "
@@ -143,9 +136,8 @@ def read_index(path):
 
 
 class OpenAICheckpoint:
-    """The tensors of `folder/model.ckpt.*` under GPT-2's Hugging Face names, read one at a time. Conv1D weights are
-    stored as [1, in, out] (OpenAI multiplies by them as 1x1 convolutions); the leading 1 is dropped, giving Hugging
-    Face's Conv1D layout (in, out)."""
+    """The tensors of `folder/model.ckpt.*` under GPT-2's Hugging Face names, read one at a time; Conv1D weights
+    lose OpenAI's leading 1 ([1, in, out] -> (in, out))."""
 
     def __init__(self, folder):
         self.folder = Path(folder)

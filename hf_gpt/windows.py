@@ -1,6 +1,4 @@
-"""What the prepared (`hf_gpt.data`) and streamed (`hf_gpt.streaming`) splits share: the book's window arithmetic,
-its character split of a lone document, and `Encoder`, which tokenizes long texts in parts cut where GPT-2's ids
-stay the same."""
+"""What prepared and streamed splits share: the book's window arithmetic and character split, and `Encoder`."""
 
 import hashlib
 import itertools
@@ -35,7 +33,6 @@ def window_features(max_length):
 
 
 def check_window_args(max_length, stride):
-    """Both positive ints (numpy's too)."""
     for name, value in (("max_length", max_length), ("stride", stride)):
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
             raise UsageError(f"{name} must be a positive integer, got {value!r}")
@@ -53,9 +50,8 @@ def too_few_tokens(split, n_tokens, max_length, validation_fraction):
 
 
 def plan_splits(splits, validation_fraction, scan):
-    """{split: (rows, char_cut)}: with no validation split given, the book's character split of a lone document,
-    `text[:int((1 - validation_fraction) * len(text))]` for training, or `run_clm.py`'s split by document. `scan(train)`
-    gives the rows where documents start and, for a lone document, its rows' lengths in characters."""
+    """{split: (rows, char_cut)}: without a validation split, the book's character split of a lone document, or
+    `run_clm.py`'s split by document."""
     train = splits["train"]
     if "validation" in splits:
         return {"train": (train, None), "validation": (splits["validation"], None)}
@@ -76,8 +72,7 @@ def plan_splits(splits, validation_fraction, scan):
 
 
 def cut_texts(texts, char_cut, indices):
-    """The texts of rows `indices`; `char_cut=(side, row, offset)` keeps row `row`'s text before ("head") or from
-    ("tail") character `offset` (see `plan_splits`)."""
+    """The texts of rows `indices`, `char_cut=(side, row, offset)` keeping the "head" or "tail" of row `row`."""
     texts = [t or "" for t in texts]
     if char_cut is not None:
         side, row, offset = char_cut
@@ -91,8 +86,7 @@ class Encoder:
     """One interface over a fast or slow `transformers` tokenizer or a tiktoken `Encoding` (the book's)."""
 
     def __init__(self, tokenizer):
-        # Only what encoding needs is kept (a fast tokenizer's Rust backend pickles as one JSON string), so that
-        # `datasets` hashes and ships this object to workers quickly.
+        # Only what encoding needs, so `datasets` hashes and ships this object to workers quickly.
         self.tokenizer = None
         if hasattr(tokenizer, "encode_ordinary_batch"):  # tiktoken
             self.kind, self.eos_id, self.tokenizer = "tiktoken", tokenizer.eot_token, tokenizer
@@ -142,9 +136,7 @@ class Encoder:
         return [np.asarray(x, dtype=np.int32) for x in ids]
 
     def iter_encoded(self, texts):
-        """`(text index, int32 ids)` for each part of each text, in order (none for an empty text). Long texts are
-        cut where the ids stay the same, and parts are cut and encoded a few at a time, so a huge text never has them
-        all alive."""
+        """`(text index, int32 ids)` for each part of each text, cut where the ids stay the same, a few at a time."""
         parts = ((i, p) for i, t in enumerate(texts) if t
                  for p in (text_parts([t], ENCODE_PART_CHARS) if self.exact_cuts else [t]))
         while batch := list(itertools.islice(parts, PARTS_PER_CALL)):
