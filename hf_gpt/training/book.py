@@ -1,8 +1,4 @@
-"""The options that make a Trainer run the book's chapter 5 cell to the printed digit (`recipes/book-ch5.yaml`):
-`data_order="book"` (the book's shuffling DataLoader), `rng_order="book"` (the global RNG goes on from model init),
-`eval_iter=N` (the book's `evaluate_model`), `step_numbering="book"` (the first update is step 0), and the book's
-printed lines, epoch samples and plot (callbacks.py).
-"""
+"""The options that make a Trainer run the book's chapter 5 cell to the printed digit (`recipes/book-ch5.yaml`)."""
 
 import logging
 
@@ -16,8 +12,7 @@ logger = logging.getLogger("hf_gpt.training")
 
 
 def book_dataloader(trainer, dataset, batch_size, shuffle, drop_last, description="Training"):
-    """The book's `DataLoader(dataset, batch_size, shuffle, drop_last)`, prepared by accelerate: with no generator,
-    each pass draws its seeds from the global torch RNG, as the book's loaders do."""
+    """The book's `DataLoader`, with no generator, so each pass draws from the global torch RNG as the book's do."""
     dataset = trainer._remove_unused_columns(dataset, description=description)
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, drop_last=drop_last,
                         collate_fn=trainer.data_collator, num_workers=trainer.args.dataloader_num_workers,
@@ -26,8 +21,7 @@ def book_dataloader(trainer, dataset, batch_size, shuffle, drop_last, descriptio
 
 
 def mean_batch_loss(trainer, loader, num_batches):
-    """The book's `calc_loss_loader(loader, model, device, num_batches)`: the mean of the per-batch mean losses of
-    the first min(num_batches, len(loader)) batches."""
+    """The book's `calc_loss_loader(loader, model, device, num_batches)`."""
     model = trainer.model
     num_batches = min(num_batches, len(loader))
     if num_batches == 0:
@@ -71,8 +65,7 @@ def book_step(args, global_step):
 
 
 class BookStepsCallback(TrainerCallback):
-    """`step_numbering="book"`: evaluate after book steps 0, eval_steps, 2*eval_steps, ... (Trainer steps 1, 1 +
-    eval_steps, ...) and not at the end, as `train_model_simple` does."""
+    """`step_numbering="book"`: evaluate after book steps 0, eval_steps, ... and not at the end, as the book does."""
 
     def on_step_end(self, args, state, control, **kwargs):
         if args.eval_strategy == "steps" and state.eval_steps:
@@ -94,8 +87,7 @@ class RandomState:
 
 
 def exactness_breakers(model_args, training_args, model=None):
-    """What in this run keeps its numbers from the book's (empty when none); only asked of runs that use the
-    book's random stream."""
+    """What in a run on the book's random stream keeps its numbers from the book's (empty when none)."""
     flags = {"bf16": "bf16 autocast", "fp16": "fp16 autocast", "tf32": "TF32 matrix products",
              "torch_compile": "torch.compile"}
     reasons = [reason for flag, reason in flags.items() if getattr(training_args, flag)]

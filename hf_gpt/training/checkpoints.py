@@ -17,7 +17,6 @@ from ..cli import UsageError
 logger = logging.getLogger(__name__)
 
 CHECKPOINT_COMPLETE = "checkpoint_complete.json"
-# Files a finished (or running) pretraining run leaves in its output_dir.
 RUN_MARKERS = ("trainer_state.json", "train_results.json", "eval_results.json", "all_results.json", "config.json",
                "model.safetensors", "training_args.bin", "loss.png")
 
@@ -28,8 +27,7 @@ def _checkpoint_step(path):
 
 
 def mark_checkpoint_complete(checkpoint_dir, step):
-    """The marker, written last and atomically, listing each file with its size: a checkpoint whose files were later
-    deleted or cut short is then not complete."""
+    """The marker, written last, listing each file's size: a checkpoint that later loses a file is not complete."""
     checkpoint_dir = Path(checkpoint_dir)
     files = {p.relative_to(checkpoint_dir).as_posix(): p.stat().st_size for p in sorted(checkpoint_dir.rglob("*"))
              if p.is_file() and p.name != CHECKPOINT_COMPLETE and not p.name.startswith(".complete-")}
@@ -44,9 +42,8 @@ TRAINING_STATE_FILES = ("optimizer.pt", "scheduler.pt")
 
 
 def checkpoint_problems(path):
-    """What keeps `path` from being a complete checkpoint (empty when it is complete). Ours carry a marker listing
-    every file with its size; one without (a plain Trainer's) counts when its trainer state parses and its weights,
-    optimizer and scheduler files are whole."""
+    """What keeps `path` from being a complete checkpoint (empty when it is); a plain Trainer's, without our marker,
+    counts when its state parses and its files are whole."""
     path = Path(path)
     if not path.is_dir():
         return ["not a folder"]
@@ -97,10 +94,8 @@ def _safetensors_problems(path):
 
 
 def _interrupted_write(path):
-    """A checkpoint whose run was killed while writing it: ours write checkpoint_complete.json last, and the Trainer
-    writes trainer_state.json after the weights and optimizer; with neither, its save never finished. Any other
-    incomplete checkpoint was whole once and lost files since (people delete optimizer.pt to save space): its
-    weights may be all that is left of that step, so it is never deleted."""
+    """A checkpoint whose save never finished (neither marker is written). One that lost files since may hold the
+    only weights of that step, so it is never deleted."""
     return not (path / CHECKPOINT_COMPLETE).is_file() and not (path / "trainer_state.json").is_file()
 
 
@@ -110,8 +105,7 @@ def _only_training_state(problems):
 
 
 def _training_state_readable(path, name):
-    """optimizer.pt/scheduler.pt is a whole torch file (a zip archive); under FSDP with sharded checkpoints the
-    optimizer is a torch.distributed.checkpoint folder instead (optimizer_0/ with its .metadata, written last)."""
+    """optimizer.pt/scheduler.pt is a whole zip, or under sharded FSDP a folder whose `.metadata` is written last."""
     if name == "optimizer.pt" and any((folder / ".metadata").is_file() for folder in path.glob("optimizer_*")):
         return True
     return zipfile.is_zipfile(path / name)
@@ -131,15 +125,13 @@ def find_checkpoints(output_dir):
 
 
 def last_complete_checkpoint(output_dir):
-    """The newest complete checkpoint of `output_dir` (a broken one, e.g. from a run killed while saving, is
-    skipped), or None."""
+    """The newest complete checkpoint of `output_dir`, or None."""
     complete = [path for _, path, ok in find_checkpoints(output_dir) if ok]
     return str(complete[-1]) if complete else None
 
 
 def remove_incomplete_checkpoints(output_dir):
-    """Delete the checkpoints a run was killed while writing (never finished: see `_interrupted_write`), so checkpoint
-    rotation and `last` never meet them. A checkpoint that lost files since it was written is left alone."""
+    """Delete the checkpoints a run was killed while writing, so rotation and `last` never meet them."""
     removed = []
     for _, path, ok in find_checkpoints(output_dir):
         if not ok and _interrupted_write(path):
@@ -150,9 +142,8 @@ def remove_incomplete_checkpoints(output_dir):
 
 
 def final_model_problems(output_dir, step):
-    """What keeps `output_dir` from holding the final model of a run that reached `step` (empty when it does): the
-    end of a run writes the weights, the tokenizer, then trainer_state.json; a run killed on the way has not
-    finished, whatever its last checkpoint says."""
+    """What keeps `output_dir` from holding the final model of a run that reached `step` (empty when it does):
+    trainer_state.json is written last, so a run killed on the way has not finished."""
     from ..tokenization import TOKENIZER_FILES
 
     out = Path(output_dir)
@@ -180,9 +171,8 @@ def _holds_a_run(output_dir):
 
 
 def resolve_resume(training_args):
-    """`--resume_from_checkpoint` as a checkpoint path (None when not resuming); `last`/`true`: the newest complete
-    one. Missing or unreadable optimizer or scheduler state is refused (the Trainer would silently start them
-    afresh) unless --resume_reset_optimizer asks for exactly that."""
+    """`--resume_from_checkpoint` as a path or None; lost optimizer state is refused (the Trainer would silently
+    start afresh) unless --resume_reset_optimizer asks for exactly that."""
     value = training_args.resume_from_checkpoint
     if value in (None, "", "false", "False", False):
         return None

@@ -17,14 +17,12 @@ from .errors import NonFiniteLossError
 
 
 def decay_parameter_names(model):
-    """Parameters that get weight decay: weight matrices and embeddings (2-D and up), never biases or the layer
-    norms' `scale`/`shift` (the Trainer's name patterns would miss `norm1.scale`)."""
+    """Parameters of 2-D and up get weight decay (the Trainer's name patterns would miss `norm1.scale`)."""
     return [name for name, param in model.named_parameters() if param.ndim >= 2]
 
 
 def token_nll(logits, labels, chunk_tokens=8192):
-    """Per-token negative log-likelihood in fp32 (-100 targets score 0), computed a chunk of rows at a time so the
-    fp32 copy of [tokens x vocabulary] logits stays small."""
+    """Per-token NLL in fp32 (-100 targets score 0), a chunk of rows at a time so the fp32 logits stay small."""
     if isinstance(logits, tuple):
         logits = logits[0]
     vocab = logits.shape[-1]
@@ -56,8 +54,7 @@ class PerplexityMetric:
 
 
 def _fsdp_on_cpu(trainer):
-    """accelerate turns FSDP on only for GPU-like setups (on CPU it would wrap the model in DDP); torch's fully_shard
-    runs on CPU with gloo, so switch the state to FSDP with the launcher's plugin, as AcceleratorState does on GPU."""
+    """accelerate turns FSDP on only for GPU-like setups, but fully_shard runs on CPU with gloo: switch it on here."""
     import os
 
     from accelerate import PartialState
@@ -72,8 +69,7 @@ def _fsdp_on_cpu(trainer):
         else FullyShardedDataParallelPlugin()
     if state.mixed_precision != "no":
         plugin.set_mixed_precision(state.mixed_precision)
-    # Every later `AcceleratorState()` copies PartialState's fields over its own, so the distributed type is set in
-    # both, or it falls back to MULTI_CPU mid-run (seen: get_state_dict at the end then took the non-FSDP path).
+    # Set in both: later `AcceleratorState()`s copy PartialState's fields, else it falls back to MULTI_CPU mid-run.
     PartialState().distributed_type = DistributedType.FSDP
     state.distributed_type = DistributedType.FSDP
     state.fsdp_plugin = plugin
@@ -119,8 +115,7 @@ class PretrainingTrainer(Trainer):
         return loss
 
     def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None):
-        """One pass over the vocabulary-sized logits instead of two: the token NLLs give both the loss (their mean,
-        what the model's loss is) and the perplexity metric's input."""
+        """One pass over the logits instead of two: the token NLLs give both the loss and the perplexity."""
         labels = inputs.get("shift_labels")
         if prediction_loss_only or self.compute_metrics is None or labels is None:
             return super().prediction_step(model, inputs, prediction_loss_only, ignore_keys)
@@ -148,8 +143,7 @@ class PretrainingTrainer(Trainer):
         return output
 
     def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix="eval"):
-        """Validation metrics; on the standard call, first the loss on a fixed slice of the training data (the
-        book's `evaluate_model` reports both). With `eval_iter`, exactly the book's `evaluate_model`."""
+        """Validation metrics, with the train-slice loss first as the book's `evaluate_model` reports both."""
         if getattr(self.args, "eval_iter", None) and eval_dataset is None and metric_key_prefix == "eval":
             metrics = evaluate_like_book(self, self.eval_dataset)
             self.log(metrics)
@@ -168,9 +162,7 @@ class PretrainingTrainer(Trainer):
         super().log(logs, start_time)
 
     def finish_from_checkpoint(self, checkpoint):
-        """A run that reached its last step but was stopped while writing its final model: take the checkpoint's
-        weights and state as the end of training (no step is trained) so the final model, metrics and card are
-        written from them."""
+        """A run stopped while writing its final model: write it, its metrics and card from the checkpoint."""
         from transformers.trainer_callback import TrainerState
         from transformers.trainer_utils import TrainOutput
 
@@ -191,20 +183,17 @@ class PretrainingTrainer(Trainer):
                 mark_checkpoint_complete(folder, self.state.global_step)
 
     def save_model(self, output_dir=None, _internal_call=False):
-        """Under FSDP with sharded checkpoints the Trainer saves no model at all; the final model (not a checkpoint's,
-        those stay sharded) is gathered from every rank into one full state dict and saved by rank 0."""
+        """Under sharded FSDP the Trainer saves no model: gather the final one from every rank, saved by rank 0."""
         plugin = getattr(self.accelerator.state, "fsdp_plugin", None) if self.is_fsdp_enabled else None
         if plugin is None or _internal_call or "FULL_STATE_DICT" in str(plugin.state_dict_type):
             return super().save_model(output_dir, _internal_call)
         state_dict = self.accelerator.get_state_dict(self.model)  # collective: every rank takes part
         if self.args.should_save:
-            # fully_shard turned the model's class into FSDPGPTForCausalLM, defined in torch: save_pretrained would
-            # copy torch's FSDP sources into the folder as the model's code. Save it under its own class.
+            # fully_shard's FSDPGPTForCausalLM would make save_pretrained copy torch's sources as the model's code.
             from torch.distributed.fsdp import FSDPModule
             from transformers import PreTrainedModel
 
-            # Tied parameters (out_head and tok_emb) are gathered into two separate copies; alias them again so
-            # save_pretrained drops the tied key as it does for an unsharded model.
+            # Tied parameters are gathered as two copies; alias them so save_pretrained drops the tied key.
             first = {}
             for name, param in self.model.named_parameters(remove_duplicate=False):
                 if id(param) in first and name in state_dict and first[id(param)] in state_dict:
@@ -222,8 +211,7 @@ class PretrainingTrainer(Trainer):
             self.push_to_hub(commit_message="Model save", revision=self.args.hub_revision)
 
     def _save_stream_position(self, folder):
-        """For a streamed training set, where its next pass must start to continue after the trained windows
-        (hf_gpt.streaming): a resume then reads from there instead of re-reading the stream up to the step."""
+        """For a streamed training set, where a resume starts reading instead of re-reading the stream."""
         a = self.args
         windows = self.state.global_step * a.per_device_train_batch_size * a.world_size * a.gradient_accumulation_steps
         point = resume_point(self.train_dataset, windows)
@@ -236,8 +224,7 @@ class PretrainingTrainer(Trainer):
         super()._load_optimizer_and_scheduler(checkpoint)
 
     def _issue_warnings_after_load(self, load_result):
-        """A tied head is not saved (it is the token embedding), so its key is 'missing' from every checkpoint of a
-        tied model: not worth the Trainer's alarming warning on each resume."""
+        """A tied head's key is 'missing' from every checkpoint: not worth the Trainer's warning on each resume."""
         tied = set(getattr(self.model, "_tied_weights_keys", None) or ())
         if not self.model.config.tie_word_embeddings:
             tied = set()
