@@ -1,6 +1,4 @@
-"""Pretraining the book's GPT (chapter 5, plus its named improvements) with the `transformers` Trainer: the
-arguments, the Trainer subclass, callbacks, the book's own run as options (book.py), and `main` for
-`scripts/pretrain.py`."""
+"""Pretraining the book's GPT (chapter 5, plus its named improvements) with the `transformers` Trainer."""
 
 from ..cli import UsageError
 from .args import DataArguments, ModelArguments, PretrainingArguments, build_parser, parse_arguments

@@ -161,9 +161,8 @@ class PretrainingArguments(TrainingArguments):
             choices = self.__dataclass_fields__[name].metadata["choices"]
             if getattr(self, name) not in choices:
                 raise UsageError(f"--{name} {getattr(self, name)!r}: choose one of {', '.join(choices)}.")
-        # Precision, in this order: a --bf16/--fp16 flag; else an accelerate config (or --mixed_precision) asking
-        # for bf16/fp16; else bf16 where the hardware is fast at it. The launcher's "no" is also its default, so it
-        # cannot be told from "not set" and does not count as a request.
+        # Precision: a --bf16/--fp16 flag, else the launcher's bf16/fp16, else bf16 where fast. The launcher's "no"
+        # is also its default, so it is no request.
         launcher = os.environ.get("ACCELERATE_MIXED_PRECISION", "no")
         explicit = self.bf16 is not None or self.fp16
         if self.bf16 is None:
@@ -172,8 +171,7 @@ class PretrainingArguments(TrainingArguments):
         if self.tf32 is None and default_tf32():
             self.tf32 = True
         if not _has_accelerator():
-            # On a CPU-only machine transformers needs use_cpu both to allow bf16 autocast and to see the processes
-            # of `accelerate launch --multi_gpu` as gloo DDP (else each rank would train alone on the same data).
+            # Needed for bf16 autocast on CPU, and for `accelerate launch` ranks to form gloo DDP, not train alone.
             self.use_cpu = True
         super().__post_init__()
         chosen = "fp16" if self.fp16 else "bf16" if self.bf16 else "no"
@@ -193,8 +191,7 @@ def build_parser():
 
 
 def _as_flags(values):
-    """A recipe's `{name: value}` as the flags that say the same: lists as several values, mappings as JSON (as
-    TrainingArguments takes its dict fields), booleans as true/false."""
+    """A recipe's `{name: value}` as the flags that say the same (mappings as JSON, as TrainingArguments takes)."""
     def flag_value(value):
         if isinstance(value, bool):
             return str(value).lower()
@@ -234,9 +231,8 @@ def parse_arguments(argv=None):
         unknown = sorted(set(values) - set(actions))
         if unknown:
             raise UsageError(f"{path}: unknown argument(s) {unknown}; see `--help`.")
-        # The file's values go through the same parsing (types, choices) as flags: as flags before the command
-        # line's, which win. First alone, so that a wrong value is named with its file. `null` (no flag form) stays
-        # a default.
+        # The file's values are parsed as flags before the command line's, which win; first alone, so a wrong value
+        # is named with its file.
         for name, value in values.items():
             if isinstance(value, (list, tuple)) and actions[name].nargs not in ("+", "*"):
                 raise UsageError(f"{path}: {name} takes one value, got a list {value!r}; see `--help`.")

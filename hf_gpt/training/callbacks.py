@@ -16,8 +16,7 @@ logger = logging.getLogger(__name__)
 
 
 class ThroughputCallback(TrainerCallback):
-    """Tokens/s of the training steps alone (data loading included; logging, evaluation and saving left out),
-    and MFU when the device's peak is known. `PretrainingTrainer.log` adds them to each training log."""
+    """Tokens/s of the training steps alone (logging, evaluation and saving left out), and MFU when known."""
 
     def __init__(self, flops_per_token=None, peak_flops=None):
         self.flops_per_token, self.peak_flops = flops_per_token, peak_flops
@@ -45,7 +44,6 @@ class ThroughputCallback(TrainerCallback):
         self._mark, self._last_tokens = now, state.num_input_tokens_seen
 
     def flush(self, world_size=1):
-        """Throughput since the last call, as log entries."""
         if self._seconds <= 0 or self._tokens <= 0:
             return {}
         tokens_per_second = self._tokens / self._seconds
@@ -57,8 +55,7 @@ class ThroughputCallback(TrainerCallback):
 
 
 class ConsoleCallback(TrainerCallback):
-    """The run's console, as nanoGPT's `train.py` prints it: one line per logging step and one per evaluation (the
-    book's `Ep 1 (Step 000000): ...` lines with `report_style="book"`). It replaces the Trainer's printed dicts."""
+    """The run's console as nanoGPT's `train.py` prints it (or the book's lines), instead of the Trainer's dicts."""
 
     def on_log(self, args, state, control, logs=None, **kwargs):
         if not state.is_world_process_zero or not logs or "loss" not in logs or args.report_style == "book":
@@ -83,10 +80,8 @@ class ConsoleCallback(TrainerCallback):
 
 
 class SampleCallback(TrainerCallback):
-    """After each validation (or epoch: `sample_strategy`), a sample for `--sample_prompt`, like the book's
-    `generate_and_print_sample`; samples also go to `samples.jsonl`. Generation runs on its own RNG stream, so
-    sampling never changes the training run. Generated on every rank under FSDP (its forward needs all ranks), else
-    on rank 0; printed by rank 0."""
+    """A sample after each validation, like the book's `generate_and_print_sample`, on its own RNG stream so
+    sampling never changes the run; every rank generates under FSDP (its forward needs all ranks)."""
 
     def _sample(self, args, state, model, tokenizer):
         fsdp = bool(args.fsdp) or os.environ.get("ACCELERATE_USE_FSDP", "false").lower() == "true"
@@ -142,8 +137,7 @@ def progress_line(args, state, train_loss, metrics):
 
 
 def plot_losses(log_history, path, style="default"):
-    """Training and validation loss against tokens seen, epochs on a second axis; `style="book"` draws the book's
-    `plot_losses` figure instead."""
+    """Training and validation loss against tokens seen, or with `style="book"` the book's `plot_losses`."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -184,8 +178,7 @@ def plot_losses(log_history, path, style="default"):
 
 
 def _plot_losses_book(log_history, path, plt):
-    """The book's chapter 5 `plot_losses(epochs_seen, tokens_seen, train_losses, val_losses)`, called as it is there:
-    the evaluations spread evenly over 0..epochs (`torch.linspace`), tokens seen on the top axis."""
+    """The book's chapter 5 `plot_losses(epochs_seen, tokens_seen, train_losses, val_losses)`, called as there."""
     from matplotlib.ticker import MaxNLocator
 
     evals = [e for e in log_history if "eval_loss" in e and "eval_train_loss" in e]

@@ -1,5 +1,4 @@
-"""One run at a time per output_dir: `fcntl.flock` on a lock file, which the kernel releases when the run's process
-ends, however it ends. The file holds the owner's pid, to name it in the message."""
+"""One run at a time per output_dir: `fcntl.flock`, which the kernel releases however the run's process ends."""
 
 import fcntl
 import logging

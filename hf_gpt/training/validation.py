@@ -14,7 +14,6 @@ from .checkpoints import _holds_a_run, final_model_problems, resolve_resume
 from .errors import RunFinished
 from .lock import OutputDirLock
 
-# Fields that fix the shapes of the weights: a resume must have the same.
 ARCHITECTURE_FIELDS = ("vocab_size", "context_length", "emb_dim", "n_heads", "n_layers", "qkv_bias",
                        "tie_word_embeddings")
 
@@ -124,8 +123,7 @@ class RunPlan:
 
 
 def _check_sources(model_args, training_args):
-    """Names of things to download: a local-looking path that does not exist fails at once; a Hub id must be cached,
-    or the Hub reachable (one short probe), before anything is tokenized or built."""
+    """Names of things to download: a missing local path fails at once; a Hub id must be cached or reachable."""
     from ..locations import check_source
 
     if model_args.init_from:
@@ -209,9 +207,7 @@ def _padded(config, multiple):
 
 
 def _check_resume_matches(resume, config, training_args):
-    """A resume continues the run in `resume`: the same architecture, and a step left to train. Returns True when
-    no step is left but the final model is missing (the run was stopped while writing it): the run then only writes
-    it from the checkpoint."""
+    """A resume needs the same architecture and a step left; True when only the final model is left to write."""
     path = Path(resume)
     if config is not None and (path / "config.json").is_file():
         try:
@@ -284,8 +280,7 @@ def validate_arguments(model_args, data_args, training_args):
         )
     _check_sources(model_args, training_args)
     _check_writable(training_args.output_dir)
-    # Owned by one run at a time: taken before looking at what the folder holds, so two runs started together
-    # cannot both find it free. Only the main process takes it (the others are the same run).
+    # Taken before looking at the folder, so two runs started together cannot both find it free.
     lock = OutputDirLock(training_args.output_dir).acquire() if is_main_process() else None
     try:
         resume = resolve_resume(training_args)
