@@ -1,8 +1,5 @@
 """Exports of a trained model, one module per format: `export(folder_or_model, out, "gpt2")`.
-
-A format module has `export(model, output, *, tokenizer=None, **options) -> Path`; one that writes a file rather
-than a folder also has `target(output) -> Path`. Adding a format is adding its module to `FORMATS`.
-"""
+A format module has `export(model, output, *, tokenizer=None, **options)` and, for a file, `target(output)`."""
 
 import importlib
 from pathlib import Path
@@ -20,8 +17,7 @@ def format_module(name):
 
 
 def check_export_target(output, format, *, overwrite=False, source=None, flag="output"):
-    """The export's target (the module's `target` file, else the folder `output`), refused (`UsageError`) when it
-    is the source, or holds something and not `overwrite`."""
+    """The export's target, refused when it is the source, or holds something and not `overwrite`."""
     from ..writing import check_target
 
     module = format_module(format)
@@ -31,11 +27,7 @@ def check_export_target(output, format, *, overwrite=False, source=None, flag="o
 
 
 def export(model, output, format, *, tokenizer=None, overwrite=False, **options):
-    """Write `model` (a `GPTForCausalLM` or an hf_gpt folder) to `output` in `format`; returns what was written.
-
-    From a folder, its tokenizer comes along unless `tokenizer` is given. The export is written whole or not at
-    all; a target that already holds something is refused unless `overwrite`, and a folder is never its own target.
-    """
+    """Write `model` (a `GPTForCausalLM` or an hf_gpt folder) to `output` in `format`, whole or not at all."""
     from ..writing import written_whole
 
     module = format_module(format)

@@ -1,8 +1,5 @@
 """Export a GPTForCausalLM to a GGUF file that llama.cpp runs as its `gpt2` architecture, tokenizer included.
-
-Written with the `gguf` wheel's GGUFWriter, since llama.cpp's convert_hf_to_gguf.py is not on PyPI. Keys, tensor
-names, layouts and tokenizer metadata mirror what it writes for GPT2LMHeadModel; the tests compare both paths.
-"""
+Mirrors what convert_hf_to_gguf.py (not on PyPI) writes for GPT2LMHeadModel, through the `gguf` wheel."""
 
 import json
 from pathlib import Path
@@ -21,14 +18,8 @@ def target(output):
 
 
 def export(model, output, *, tokenizer=None, dtype="f32", name=None):
-    """Write `model` as GGUF to `output` (a `.gguf` file path; any other path is taken as a folder and gets
-    `model.gguf`). Returns the file's path.
-
-    `tokenizer`: a GPT-2-style byte-level BPE `transformers` tokenizer whose vocabulary fits the model's (None:
-    `hf_gpt.load_tokenizer()`, GPT-2's); llama.cpp tokenizes with what is stored in the file.
-    `dtype`: "f32" (exact) or "f16" (matrices in fp16, half the size, as the converter's default `--outtype f16`).
-    For smaller quantizations run llama.cpp's `llama-quantize` on the result.
-    """
+    """Write `model` as GGUF to `output`, with its tokenizer, as llama.cpp tokenizes with what the file stores.
+    For smaller quantizations than "f16" run llama.cpp's `llama-quantize` on the result."""
     import gguf
 
     if dtype not in FILE_TYPES:
@@ -61,8 +52,7 @@ def _model_name(config):
 
 
 def _write_metadata(writer, config, name, file_type):
-    """The converter's GPT2Model.set_gguf_parameters, plus general.name/type as its base class writes them.
-    The feed-forward width is the book's 4 * emb_dim, which llama.cpp reads from this key, not from the tensors."""
+    """The converter's GPT2Model.set_gguf_parameters, plus general.name/type as its base class writes them."""
     import gguf
 
     writer.add_type("model")
@@ -78,8 +68,7 @@ def _write_metadata(writer, config, name, file_type):
 
 
 def _write_tokenizer(writer, tokenizer, config):
-    """What the converter's _set_vocab_gpt2 writes: model "gpt2", the GPT-2 pre-tokenizer, one token string per
-    id up to vocab_size ("[PADn]" where the tokenizer has no such id), types, merges and special ids."""
+    """What the converter's _set_vocab_gpt2 writes, "[PADn]" where the tokenizer has no such id."""
     from gguf import TokenType
 
     vocab = tokenizer.get_vocab()
@@ -120,10 +109,8 @@ def _merges(tokenizer):
 
 
 def _gguf_tensors(model):
-    """(gguf name, tensor) in llama.cpp's gpt2 layout. Matrices keep torch's (out, in) order, which is what
-    llama.cpp's {in, out} ggml shape means; Q/K/V fuse into one attn_qkv. llama.cpp's gpt2 loader requires every
-    bias, so book models without qkv_bias get zero Q/K/V biases (the same function). A tied head writes no
-    `output.weight`: llama.cpp then reuses token_embd, as it does for OpenAI's GPT-2."""
+    """(gguf name, tensor) in llama.cpp's gpt2 layout, which requires every bias (zeros without qkv_bias);
+    a tied head writes no `output.weight`, so llama.cpp reuses token_embd."""
     yield "token_embd.weight", model.tok_emb.weight
     yield "position_embd.weight", model.pos_emb.weight
     for i, block in enumerate(model.trf_blocks):

@@ -1,7 +1,5 @@
-"""Export a GPTForCausalLM to one ONNX graph with a KV cache, for every step of generation (the first feeds an
-empty past). Inputs and outputs carry optimum's GPT-2 names, so loops written for those graphs read it as is;
-it goes through `torch.onnx.export(dynamo=True)` because optimum does not support transformers 5.
-"""
+"""Export a GPTForCausalLM to one ONNX graph with a KV cache, under optimum's GPT-2 names so its loops read it;
+through `torch.onnx.export(dynamo=True)` because optimum does not support transformers 5."""
 
 import json
 import warnings
@@ -15,8 +13,7 @@ OPSET = 18  # onnxruntime >= 1.14 runs it; no op here needs a newer one
 
 
 class _WithPast(nn.Module):
-    """The model as a function of flat tensors, which is what an exported graph's inputs must be: the past
-    key/values go into a `DynamicCache`, the cache's grown tensors come out as the presents."""
+    """The model as a function of flat tensors, as an exported graph's inputs must be."""
 
     def __init__(self, model):
         super().__init__()
@@ -33,7 +30,6 @@ class _WithPast(nn.Module):
 
 
 def io_names(n_layers):
-    """The graph's input and output names, in order."""
     past = [f"past_key_values.{i}.{kv}" for i in range(n_layers) for kv in ("key", "value")]
     present = [f"present.{i}.{kv}" for i in range(n_layers) for kv in ("key", "value")]
     return ["input_ids", "attention_mask", "position_ids", *past], ["logits", *present]
@@ -59,12 +55,8 @@ def _dynamic_shapes(n_layers):
 
 
 def export(model, output, *, tokenizer=None, opset=OPSET, **options):
-    """Write `output/model.onnx` (weights in `model.onnx.data` beside it when the exporter splits them out),
-    `config.json` and the tokenizer files, so the folder describes itself. Returns the path of `model.onnx`.
-
-    `tokenizer`: saved next to the graph; `None` saves `hf_gpt.load_tokenizer()` when the vocabulary is GPT-2's,
-    `False` saves none. Other `options` go to `torch.onnx.export`.
-    """
+    """Write `output/model.onnx` with `config.json` and the tokenizer (`False`: none), so the folder describes
+    itself. Other `options` go to `torch.onnx.export`."""
     output = Path(output)
     output.mkdir(parents=True, exist_ok=True)
     config = model.config
