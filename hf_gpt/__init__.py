@@ -1,8 +1,5 @@
 """hf_gpt: the GPT of *Build a Large Language Model (From Scratch)* as a native Hugging Face causal LM.
-
-Names load on first use (PEP 562), so `hf_gpt.data` and `hf_gpt.tokenization` can prepare text without importing
-torch and the model code. Importing the model or config registers them with the Auto classes.
-"""
+Names load on first use (PEP 562), so preparing text does not import torch or the model code."""
 
 import importlib
 

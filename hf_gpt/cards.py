@@ -28,8 +28,7 @@ _DATA_FILE_SUFFIXES = (".txt", ".json", ".jsonl", ".csv", ".tsv", ".parquet", ".
 
 
 def sampling_generation_config(model_config, previous=None, **overrides):
-    """Nucleus sampling for published folders: a small model's greedy text loops quickly. `previous` (the model's
-    generation config) passes on its `suppress_tokens`: a padded vocabulary's ids."""
+    """Nucleus sampling for published folders: a small model's greedy text loops quickly."""
     from transformers import GenerationConfig
 
     eos = getattr(model_config, "eos_token_id", None)
@@ -145,11 +144,7 @@ def render_usage(repo_id, *, stock_gpt2=False, generation_config=None):
 
 def write_model_card(save_directory, *, model_config, eval_results=None, train_results=None, training_args=None,
                      dataset_name=None, base_model=None, repo_id=None):
-    """Render `README.md` into `save_directory` and return the `ModelCard`.
-
-    Only a fixed list of `training_args` reaches the card, so no token or path of them can. `repo_id` names the repo
-    in the usage snippets (`push_folder` fills it in when pushing).
-    """
+    """Render `README.md` into `save_directory`; only a fixed list of `training_args` reaches it, so no token can."""
     save_directory = Path(save_directory)
     save_directory.mkdir(parents=True, exist_ok=True)
     arch = _arch(model_config)
@@ -226,8 +221,7 @@ def read_eval_results(folder):
 
 
 def _set_card_repo(folder, repo_id, *, stock_gpt2=None):
-    """Point an existing card at `repo_id` (its usage snippets and model-index name); optionally switch its usage
-    section and tags to the stock GPT-2 form."""
+    """Point an existing card at `repo_id`, optionally in the stock GPT-2 form."""
     path = Path(folder) / "README.md"
     card = ModelCard.load(path)
     if card.data.get("eval_results"):

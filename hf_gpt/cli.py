@@ -1,6 +1,5 @@
-"""What every script shares when something goes wrong: one `error: ...` line and exit code 2 (a traceback only with
-`--debug` or `HF_GPT_DEBUG=1`), a line for Ctrl-C, and 'no space left on device' naming the folder, whichever layer
-noticed it (torch's zip writer reports only `inline_container.cc:...`)."""
+"""What every script shares when something goes wrong: one `error: ...` line and exit code 2, a line for Ctrl-C,
+and a full disk named by its folder, whichever layer noticed it."""
 
 import errno
 import os
@@ -14,8 +13,7 @@ EXIT_INTERRUPTED = 130  # 128 + SIGINT, what shells report for Ctrl-C
 
 
 class UsageError(ValueError):
-    """The one class of user error: a bad input or a fault the user can fix, said in one line that names the flag,
-    field or file and the fix; scripts print it as `error: ...` and exit 2."""
+    """A bad input or a fault the user can fix, in one line naming the flag, field or file and the fix."""
 
 
 def read_json(path, what):
@@ -102,9 +100,8 @@ def report(prog, exc, folder=None, expected=(ValueError, OSError, LookupError, I
     return getattr(exc, "exit_code", EXIT_ERROR)
 
 
-# A KeyboardInterrupt that lands in a finalizer is lost and the run would go on, so the handler also records the
-# signal: `raise_if_interrupted()` raises it again at each step, and a script (`cli.exit`) still running
-# INTERRUPT_GRACE_S seconds later says its line and exits. A second Ctrl-C exits at once.
+# A KeyboardInterrupt that lands in a finalizer is lost, so the handler records the signal too: it is raised again
+# at each step, and a script still running INTERRUPT_GRACE_S seconds later exits.
 INTERRUPT_GRACE_S = 10.0
 _interrupt = {"seen": 0, "script": False, "say": None, "said": False}
 
@@ -139,8 +136,7 @@ def _on_sigint(signum, frame):
 
 
 def _leave(code):
-    """End the process after the atexit handlers but without the interpreter's teardown, whose final garbage
-    collection of torch, transformers and datasets takes seconds."""
+    """End the process after the atexit handlers, skipping a teardown of torch and datasets that takes seconds."""
     import atexit
 
     for stream in (sys.stdout, sys.stderr):
@@ -165,8 +161,7 @@ def exit(main):
 
 
 def run(main, argv=None, *, prog=None, folder=None, interrupted="nothing more was done."):
-    """The error shell of every script: `main(argv)`, whatever it raises turned into one line and an exit code.
-    `folder` names where a full disk was met, `interrupted` what Ctrl-C left (each a value or a function)."""
+    """The error shell of every script: `main(argv)`, whatever it raises turned into one line and an exit code."""
     import signal
     import threading
 

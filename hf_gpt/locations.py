@@ -1,6 +1,4 @@
-"""A model, tokenizer or checkpoint name: a local path or a Hub id, told apart without waiting on the network (a
-missing local path names its closest sibling; an uncached Hub id fails after one short probe, not the client's
-retries)."""
+"""A model, tokenizer or checkpoint name: a local path or a Hub id, told apart without waiting on the network."""
 
 import difflib
 import os
@@ -81,8 +79,7 @@ def hub_problem(repo_id, cached_file="config.json"):
 
 
 def check_source(name, what, *, cached_file="config.json", suggestions=(), repo_id=None):
-    """'local' for an existing path, 'hub' for a Hub id we can get now, else `UsageError` naming the argument `what`
-    (and the closest of `suggestions`); `repo_id` is the Hub id an alias such as `gpt2-small` stands for."""
+    """'local' for an existing path, 'hub' for a Hub id we can get now, else a `UsageError` naming `what`."""
     name = os.fspath(name)
     path = Path(os.path.expanduser(name))
     if path.exists():

@@ -1,5 +1,4 @@
-"""Sampling flags as people give them (`--temperature`, `--top_k`, `--top_p`, `--greedy`) -> `generate` kwargs, in
-one place, so the pretraining samples, `generate.py` and `load_gpt2.py` mean the same by the same flags."""
+"""Sampling flags -> `generate` kwargs, in one place, so every script means the same by the same flags."""
 
 # The book's `generate`: with a temperature, sample from the whole distribution unless top-k/top-p are asked for
 # (transformers' own default would be top_k=50).
@@ -7,9 +6,8 @@ BOOK_SAMPLING = {"temperature": 1.0, "top_k": 0, "top_p": 1.0}
 
 
 def sampling_kwargs(*, temperature=None, top_k=None, top_p=None, greedy=False, do_sample=False, defaults=None):
-    """`generate` kwargs for the given flags: greedy (or temperature 0, the book's greedy) clears the sampling knobs
-    so a model's sampling defaults raise no warnings; a flag given samples, the rest from `defaults` (e.g.
-    `BOOK_SAMPLING`) else the model's `generation_config`; no flag leaves it all to the `generation_config`."""
+    """`generate` kwargs for the given flags; greedy clears the sampling knobs so a model's defaults raise no
+    warnings, and no flag leaves it all to the `generation_config`."""
     if greedy or temperature == 0:
         return {"do_sample": False, "temperature": None, "top_k": None, "top_p": None}
     given = {k: v for k, v in (("temperature", temperature), ("top_k", top_k), ("top_p", top_p)) if v is not None}
@@ -20,10 +18,7 @@ def sampling_kwargs(*, temperature=None, top_k=None, top_p=None, greedy=False, d
 
 def check_sampling(flag, *, temperature=None, top_k=None, top_p=None, max_new_tokens=None, min_new_tokens=0,
                    zero_temperature_is_greedy=True):
-    """Refuse, as one `UsageError` naming the script's flag (`flag("top_p")` -> e.g. "--sample_top_p"), a value
-    that means the same nowhere: transformers would decode greedily with top_p 0 and generate nothing with a
-    negative length, without a word. A temperature of 0 is the book's greedy where `zero_temperature_is_greedy`
-    (scripts with a --greedy flag ask for that instead)."""
+    """Refuse, naming the script's flag, values transformers would take silently (top_p 0, a negative length)."""
     from .cli import UsageError
 
     if temperature is not None:

@@ -14,8 +14,7 @@ FORMATS = {".txt": "text", ".text": "text", ".md": "text", ".jsonl": "json", ".j
 
 PART_CHARS = 4 << 20  # a text file longer than this is stored in rows ("parts") of about this many characters
 PART_COLUMN = "hf_gpt_continues"  # a text file's rows: True where a row continues the document of the row before
-# Cut points where GPT-2's pre-tokenizer splits anyway: before a space or after a newline, each between two
-# non-space characters. Tokenizing the parts then gives exactly the ids of the whole text.
+# Cut points where GPT-2's pre-tokenizer splits anyway, so the parts' ids are exactly the whole text's.
 CUT = re.compile(r"(?<=\S)[ \n](?=\S)")
 _CODE_DIGEST = hashlib.sha256(Path(__file__).read_bytes()).hexdigest()[:16]
 
@@ -59,8 +58,7 @@ def expand_files(files, role):
 
 
 def first_non_utf8(path):
-    """`(byte offset, UnicodeDecodeError)` of the file's first byte that is not UTF-8, or None; reads 4 MB at a time
-    (the error's `start` indexes its own `object`, not the file)."""
+    """`(byte offset, UnicodeDecodeError)` of the file's first byte that is not UTF-8, or None."""
     decoder, offset = codecs.getincrementaldecoder("utf-8")(), 0
     with open(path, "rb") as fh:
         while block := fh.read(1 << 22):
@@ -103,8 +101,7 @@ def check_text_column(ds, text_column, where):
 
 
 def default_corpus_texts():
-    """Python's help topics (~465 KB of English on every install), one document each, as single-spaced prose without
-    pydoc's markup: as shipped, a small model trained on them continues any prompt with whitespace."""
+    """Python's help topics (~465 KB on every install) without pydoc's markup, which a small model would learn."""
     try:
         from pydoc_data.topics import topics
     except ImportError as e:
@@ -166,8 +163,7 @@ def load_sources(text_files, validation_file, dataset_name, dataset_config_name,
     files = {"train": expand_files(text_files, "train")}
     if validation_file is not None:
         files["validation"] = expand_files(validation_file, "validation")
-    # A stream fails late, and the JSON loader keeps invalid UTF-8 without a word: check those up front. The
-    # other loaders fail on it, and only then are the files scanned for the culprit.
+    # A stream fails late, and the JSON loader keeps invalid UTF-8 silently: check those up front.
     raise_if_non_utf8([f for fs, kind in files.values() for f in fs if streaming or kind == "json"])
     splits = {}
     try:
@@ -186,8 +182,7 @@ def cut_after(text, start):
 
 
 def _text_parts(files, part_chars):
-    """Each file as one document, as `datasets`' text loader reads it (UTF-8, universal newlines), in rows of about
-    `part_chars` characters cut where GPT-2's ids stay the same: a 1 GB file is never one string in memory."""
+    """Each file as one document in rows of about `part_chars` characters: never one string in memory."""
     for path in files:
         for i, text in enumerate(file_parts(path, part_chars)):
             yield {"text": text, PART_COLUMN: i > 0}

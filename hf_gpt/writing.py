@@ -1,7 +1,5 @@
-"""The two rules every writer of a file or folder the user gets follows: `check_target` refuses, before any heavy
-work, a target that holds something (unless `--overwrite`), is its own source, or cannot be written; `written_whole`
-renames a finished temporary beside it into place, so the user gets it whole or not at all.
-"""
+"""The two rules every writer of a user's file or folder follows: refuse a bad target before any heavy work, and
+write it whole or not at all."""
 
 import errno
 import os
@@ -21,9 +19,8 @@ def _shown(folder, limit=4):
 
 
 def check_target(target, flag, *, overwrite=False, sources=(), kind="folder"):
-    """Refuse, as one `UsageError` naming `flag`, a `target` (a "folder" or a "file", per `kind`) that is one of
-    `sources` (or holds one), that is the other kind, that holds something already (unless `overwrite`), or whose
-    folder cannot be written. Returns the target as a Path."""
+    """Refuse, as one `UsageError` naming `flag`, a `target` that is a source, the wrong kind, taken (unless
+    `overwrite`), or not writable."""
     target = Path(os.path.expanduser(str(target)))
     shown = f"{flag} {str(target)!r}"
     resolved = target.resolve()
@@ -56,9 +53,8 @@ def check_target(target, flag, *, overwrite=False, sources=(), kind="folder"):
 
 @contextmanager
 def written_whole(target):
-    """Yield a temporary path beside `target` (same folder, so the rename is atomic) to write the file or folder
-    into; when the block ends normally it replaces `target` (an old folder is moved aside, then removed), otherwise
-    it is removed and `target` is left as it was. File-system errors become one `UsageError` naming `target`."""
+    """Yield a temporary path beside `target` (so the rename is atomic) that replaces it if the block ends normally;
+    otherwise `target` is left as it was."""
     target = Path(target)
     parent = target.parent
     try:
