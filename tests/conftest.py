@@ -71,3 +71,16 @@ def fresh_tensor_faults():
         return proc.stdout.split()
 
     return run
+
+
+@pytest.fixture(autouse=True)
+def _hf_gpt_logger_restored():
+    """`training.main` run in-process sets up the script's console on the `hf_gpt` logger; later tests start
+    without it, as a fresh process would."""
+    import logging
+
+    logger = logging.getLogger("hf_gpt")
+    handlers, level = logger.handlers[:], logger.level
+    yield
+    logger.handlers[:] = handlers
+    logger.setLevel(level)

@@ -146,4 +146,5 @@ def test_a_misspelt_choice_in_an_argument_file_is_refused(tmp_path, capsys):
     values = {**yaml.safe_load(RECIPE.read_text()), "rng_order": "bok"}
     (tmp_path / "recipe.yaml").write_text(yaml.safe_dump(values))
     assert main([str(tmp_path / "recipe.yaml"), "--output_dir", str(tmp_path / "run")]) == 2
-    assert capsys.readouterr().err.strip() == "pretrain.py: error: --rng_order 'bok': choose one of trainer, book."
+    assert capsys.readouterr().err.strip() == (f"pretrain.py: error: {tmp_path / 'recipe.yaml'}: rng_order: invalid "
+                                               f"choice: 'bok' (choose from 'trainer', 'book'); see `--help`.")

@@ -165,7 +165,7 @@ def test_a_stock_gpt2_folder_streams_the_same_text_token_by_token(trained, tmp_p
     """The page's generator without the page: a stock GPT-2 export gives generate.py's greedy text, in pieces."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from hf_gpt.exports.gpt2 import export_folder
+    from hf_gpt.hub import export_folder
 
     stock = export_folder(trained, tmp_path / "gpt2")
     demo = load_demo()

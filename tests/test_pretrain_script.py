@@ -158,7 +158,15 @@ def test_end_to_end_run_writes_every_output(reference_run):
     samples = [json.loads(line) for line in (out / "samples.jsonl").read_text().splitlines()]
     assert [s["step"] for s in samples] == [0, 4, 8]
     assert all(s["text"].startswith("Every effort moves you") for s in samples)
-    assert "Step 000004 |" in proc.stdout and "val loss" in proc.stdout
+    # One console line per logging step and per evaluation (then its sample), as nanoGPT's train.py prints them:
+    # no raw Trainer dicts, no progress bars or escape codes in a log that is not a terminal.
+    lines = proc.stdout.splitlines()
+    assert [line.split(" | ")[0] for line in lines if line.startswith("step ")] == [f"step {k}/8" for k in range(1, 9)]
+    assert [line.split(" | ")[0] for line in lines if line.startswith("eval ")] == [f"eval step {k}/8" for k in (0, 4, 8)]
+    assert all("val loss" in line and "val perplexity" in line for line in lines if line.startswith("eval "))
+    everything = proc.stdout + proc.stderr
+    assert "{'" not in everything and "\x1b[" not in everything and "\r" not in everything
+    assert len(lines) <= 30, proc.stdout
     assert "glibc malloc keeps freed memory for reuse" in proc.stdout + proc.stderr
 
     from transformers import AutoModelForCausalLM, AutoTokenizer
