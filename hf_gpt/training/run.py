@@ -15,7 +15,7 @@ from .book import BookStepsCallback, RandomState, print_only_book_lines, warn_if
 from .callbacks import LossPlotCallback, SampleCallback, ThroughputCallback, plot_losses
 from .checkpoints import _clear_previous_run, last_complete_checkpoint, remove_incomplete_checkpoints
 from .errors import NonFiniteLossError, PretrainingError, RunFinished
-from .hardware import flops_per_token, peak_tflops
+from .hardware import flops_per_token, peak_tflops, use_cpu_threads
 from .trainer import PerplexityMetric, PretrainingTrainer, write_card
 from .validation import _parse_overrides, check_dataset_sizes, validate_arguments
 
@@ -100,6 +100,8 @@ def run_pretraining(model_args, data_args, training_args, callbacks=()):
     """Train as configured; returns {"train": metrics, "eval": metrics}. Raises `PretrainingError` on bad input
     (before the model is built or the data tokenized) and `NonFiniteLossError` when the loss diverges."""
     _setup_logging(training_args)
+    if training_args.use_cpu:  # accelerate launch's default of one thread per process would leave cores idle
+        logger.info(use_cpu_threads())
     plan = validate_arguments(model_args, data_args, training_args)
     try:
         return _run(plan, model_args, data_args, training_args, callbacks)
