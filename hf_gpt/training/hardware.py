@@ -63,7 +63,7 @@ def _accelerate_launch_arguments(cmdline):
 
 def thread_count_origin():
     """Who set this process's thread count: None when `accelerate launch` set OMP_NUM_THREADS on its own, else a
-    few words naming the setting that holds (the user's flag or variable, or torch's default).
+    few words naming the setting that holds (the user's flag or variable, or torch's own setting).
 
     The launcher always sets OMP_NUM_THREADS for its processes: the user's --num_cpu_threads_per_process, else the
     OMP_NUM_THREADS it was itself started with, else 1 (or, with --cpu / use_cpu, physical cores per process when
@@ -75,7 +75,7 @@ def thread_count_origin():
     choice, which is then kept."""
     omp = os.environ.get("OMP_NUM_THREADS")
     if omp is None:
-        return "torch's default, no OMP_NUM_THREADS"
+        return "torch's setting, no OMP_NUM_THREADS"
     users = f"OMP_NUM_THREADS={omp}"
     try:
         import psutil
@@ -112,7 +112,7 @@ class CpuThreads:
 def use_cpu_threads():
     """Intra-op threads for a CPU run: when `accelerate launch` chose the count itself (OMP_NUM_THREADS=1 unless
     told otherwise), every core this process may use, shared among the machine's processes of the run; the user's
-    OMP_NUM_THREADS or --num_cpu_threads_per_process is kept, as is torch's default outside a launcher."""
+    OMP_NUM_THREADS or --num_cpu_threads_per_process is kept, as is torch's setting outside a launcher."""
     cores, processes = available_cores(), local_processes()
     origin = thread_count_origin()
     if origin is None:
