@@ -12,6 +12,11 @@ which goes first) so machine load hits them alike. Per run: training tokens/s (t
 tokens_per_second that trainer_state.json logs every logging_steps), end-to-end tokens/s (train_results.json's
 tokens over train_runtime: evaluations, samples and checkpoints included), the command's wall time and the final
 validation loss (eval_results.json). Results go to bench_results/benchmark_threads.json.
+
+Every core pays only on a CPU the run has to itself: OpenMP's threads spin at each op's barrier, and on a CPU shared
+with other jobs (load above the core count) a spinning thread waits for a descheduled sibling, so all cores can be
+several times slower than one thread. `--passive` adds a third contender with OMP_WAIT_POLICY=PASSIVE (threads sleep
+at barriers), which must be in the environment before torch loads.
 """
 
 import argparse
@@ -25,10 +30,13 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-CONTENDERS = {"1 thread": ["--num_cpu_threads_per_process", "1"], "all cores": []}
+# name -> (accelerate launch flags, environment variables)
+CONTENDERS = {"1 thread": (["--num_cpu_threads_per_process", "1"], {}), "all cores": ([], {})}
+PASSIVE = {"all cores, passive wait": ([], {"OMP_WAIT_POLICY": "PASSIVE"})}
 
 
-def run_once(launch_args, args, workdir):
+def run_once(contender, args, workdir):
+    launch_args, variables = contender
     output_dir = Path(workdir) / "run"
     command = [sys.executable, "-m", "accelerate.commands.launch", *launch_args, str(REPO / "scripts" / "pretrain.py"),
                "--output_dir", str(output_dir), "--disable_tqdm", "true", *args.pretrain_args]
@@ -36,6 +44,7 @@ def run_once(launch_args, args, workdir):
         command += ["--max_steps", str(args.max_steps)]
     env = {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"}  # the launcher's, or the flag's, count
     env.setdefault("TOKENIZERS_PARALLELISM", "false")
+    env.update(variables)
     start = time.perf_counter()
     proc = subprocess.run(command, cwd=workdir, env=env, capture_output=True, text=True)
     wall = time.perf_counter() - start
@@ -59,15 +68,19 @@ def main():
                         "(default: the default run's two epochs).")
     parser.add_argument("--rounds", type=int, default=1, help="Runs per contender, alternating.")
     parser.add_argument("--output", default=str(REPO / "bench_results" / "benchmark_threads.json"))
+    parser.add_argument("--passive", action="store_true", help="Also all cores with OMP_WAIT_POLICY=PASSIVE "
+                        "(OpenMP threads sleep at barriers instead of spinning: on a CPU shared with other jobs "
+                        "spinning threads wait on descheduled siblings).")
     parser.add_argument("pretrain_args", nargs="*", help="More pretrain.py flags, after `--`.")
     args = parser.parse_args()
 
-    results = {name: [] for name in CONTENDERS}
+    contenders = {**CONTENDERS, **(PASSIVE if args.passive else {})}
+    results = {name: [] for name in contenders}
     for round_ in range(args.rounds):
-        order = list(CONTENDERS) if round_ % 2 == 0 else list(reversed(CONTENDERS))
+        order = list(contenders) if round_ % 2 == 0 else list(reversed(contenders))
         for name in order:
             with tempfile.TemporaryDirectory(prefix="benchmark_threads_") as workdir:
-                result = run_once(CONTENDERS[name], args, workdir)
+                result = run_once(contenders[name], args, workdir)
             results[name].append(result)
             print(f"round {round_ + 1} {name}: {result['threads']}; {result['train_tokens_per_s']:,.0f} training "
                   f"tokens/s, {result['end_to_end_tokens_per_s']:,.0f} end to end, {result['wall_s']:.0f} s, "
@@ -82,7 +95,7 @@ def main():
           f"{args.rounds} round(s), medians:\n")
     print("| contender | threads | training tokens/s | end-to-end tokens/s | wall s | final val loss |")
     print("|---|---|---|---|---|---|")
-    for name in CONTENDERS:
+    for name in contenders:
         ratio = median(name, "train_tokens_per_s") / median(base, "train_tokens_per_s")
         threads = results[name][0]["threads"].removeprefix("CPU: ").split(" (")[0]
         print(f"| {name} | {threads} | {median(name, 'train_tokens_per_s'):,.0f} ({ratio:.2f}x) | "
