@@ -1,6 +1,8 @@
-"""What the hardware offers a run: bf16 speed, TF32, peak FLOP/s for MFU, glibc's reuse of freed memory on CPU."""
+"""What the hardware offers a run: CPU threads, bf16 speed, TF32, peak FLOP/s for MFU, glibc's reuse of freed
+memory on CPU."""
 
 import ctypes
+import os
 import re
 import sys
 from pathlib import Path
@@ -22,6 +24,35 @@ def cpu_has_fast_bf16():
         except OSError:
             return False
         return bool(re.search(r"\b(amx_bf16|avx512_bf16)\b", flags))
+
+
+def _launcher_chose_threads():
+    """True when `accelerate launch` (this process's parent) set OMP_NUM_THREADS itself: started without that variable
+    and without --num_cpu_threads_per_process, it gives each process one thread, which leaves the other cores idle."""
+    parent = f"/proc/{os.getppid()}"
+    try:
+        with open(f"{parent}/cmdline", "rb") as f:
+            command = f.read().split(b"\0")
+        with open(f"{parent}/environ", "rb") as f:
+            environment = f.read().split(b"\0")
+    except OSError:  # not Linux, or another user's launcher: keep what is set
+        return False
+    launcher = any(b"accelerate" in word for word in command[:3]) and any(b"launch" in word for word in command[1:4])
+    told = any(word.replace(b"-", b"_").startswith(b"__num_cpu_threads_per_process") for word in command)
+    return launcher and not told and not any(v.startswith(b"OMP_NUM_THREADS=") for v in environment)
+
+
+def use_cpu_threads():
+    """Intra-op threads for a CPU run: every core this process may use, shared among the run's processes on the
+    machine, where `accelerate launch` chose the count itself; the user's OMP_NUM_THREADS or
+    --num_cpu_threads_per_process wins. Returns the line that says so."""
+    cores, processes = len(os.sched_getaffinity(0)), int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
+    ours = _launcher_chose_threads()
+    if ours:
+        torch.set_num_threads(max(cores // processes, 1))
+    given = os.environ.get("OMP_NUM_THREADS")
+    origin = f"; OMP_NUM_THREADS={given} as given" if given and not ours else ""
+    return f"CPU threads: {torch.get_num_threads()} ({cores} cores available to {processes} process(es){origin})"
 
 
 def _has_accelerator():

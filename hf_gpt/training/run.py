@@ -17,7 +17,7 @@ from .book import BookStepsCallback, RandomState, warn_if_not_exact
 from .callbacks import ConsoleCallback, LossPlotCallback, SampleCallback, ThroughputCallback, plot_losses
 from .checkpoints import _clear_previous_run, last_complete_checkpoint, remove_incomplete_checkpoints
 from .errors import NonFiniteLossError, RunFinished
-from .hardware import flops_per_token, peak_tflops, reuse_freed_memory
+from .hardware import flops_per_token, peak_tflops, reuse_freed_memory, use_cpu_threads
 from .trainer import PerplexityMetric, PretrainingTrainer
 from .validation import _parse_overrides, check_dataset_sizes, validate_arguments
 
@@ -291,8 +291,10 @@ def main(argv=None, callbacks=()):
         run_state["output_dir"] = training_args.output_dir
         # What the script's own process opts into; run_pretraining alone leaves the calling process as it is.
         _setup_logging(training_args)
-        if training_args.use_cpu and training_args.cpu_reuse_freed_memory and reuse_freed_memory():
-            logger.info("glibc malloc keeps freed memory for reuse (--cpu_reuse_freed_memory false to turn off)")
+        if training_args.use_cpu:
+            logger.info(use_cpu_threads())
+            if training_args.cpu_reuse_freed_memory and reuse_freed_memory():
+                logger.info("glibc malloc keeps freed memory for reuse (--cpu_reuse_freed_memory false to turn off)")
         try:
             run_pretraining(model_args, data_args, training_args, callbacks=callbacks)
         except RunFinished as e:
