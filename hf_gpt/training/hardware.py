@@ -72,18 +72,15 @@ def default_bf16():
 
 
 def default_tf32():
-    """TF32 where CUDA has it (Ampere or newer): fp32 matrix products on tensor cores, nanoGPT's default and the
-    first step of the book's GPU speed-ups. bf16 autocast products do not use it; fp32 runs gain the most."""
+    """TF32 where CUDA has it (Ampere or newer): nanoGPT's default, and the first of the book's GPU speed-ups."""
     from transformers.utils import is_torch_tf32_available
 
     return is_torch_tf32_available()
 
 
 def flops_per_token(model, seq_len, vocab_size=None):
-    """Training FLOPs per token, nanoGPT's estimate: 6N + 12 x layers x width x seq_len (attention), where N is every
-    parameter once (a tied head shares the embedding) but the position embedding. `vocab_size` is the vocabulary a
-    tokenizer uses: rows padded past it are counted out, as they do no useful work. The one MFU formula: training's
-    log and the benchmarks both use it, for hf_gpt and for stock GPT-2 alike."""
+    """The one MFU formula (training's log and the benchmarks, for hf_gpt and stock GPT-2): nanoGPT's 6N + 12·L·d·T,
+    N every parameter once but the position embedding; rows padded past `vocab_size` do no useful work."""
     config = model.config
     width, layers = config.hidden_size, config.num_hidden_layers
     n = sum(p.numel() for p in model.parameters()) - config.max_position_embeddings * width
@@ -106,13 +103,8 @@ def peak_tflops(training_args):
 
 
 def reuse_freed_memory():
-    """Have glibc's malloc keep freed memory for reuse instead of handing it back to the OS; True if it took.
-
-    A training step allocates the same large tensors every time (logits, their gradients, the
-    parameters' gradients). Above 32 MiB glibc maps each one fresh from the OS and unmaps it when freed, so every
-    step pays a page fault per 4 KiB it writes: ~0.3 ms per MB, half the default run's training time. With mmap and
-    trimming off, freed blocks are reused as by a caching allocator (the process holds on to its peak memory, as
-    CUDA's allocator does)."""
+    """glibc keeps freed memory for reuse, as CUDA's caching allocator does (True if it took): else each step's large
+    tensors (logits, gradients) are mapped afresh and fault in every page, 1.5x the training time on CPU."""
     if not sys.platform.startswith("linux"):
         return False
     try:
