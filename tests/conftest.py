@@ -74,13 +74,14 @@ def fresh_tensor_faults():
 
 
 @pytest.fixture(autouse=True)
-def _hf_gpt_logger_restored():
-    """`training.main` run in-process sets up the script's console on the `hf_gpt` logger; later tests start
-    without it, as a fresh process would."""
+def _hf_gpt_logger_as_in_a_fresh_process():
+    """`training.main` run in-process (also by module-scoped fixtures) sets up the script's console on the `hf_gpt`
+    logger; every test starts and ends without it, as a fresh process would."""
     import logging
 
     logger = logging.getLogger("hf_gpt")
-    handlers, level = logger.handlers[:], logger.level
+    logger.handlers.clear()
+    logger.setLevel(logging.NOTSET)
     yield
-    logger.handlers[:] = handlers
-    logger.setLevel(level)
+    logger.handlers.clear()
+    logger.setLevel(logging.NOTSET)
