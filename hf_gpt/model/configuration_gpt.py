@@ -70,6 +70,9 @@ class GPTConfig(PretrainedConfig):
         self.bos_token_id = endoftext if bos_token_id == "<|endoftext|>" else bos_token_id
         self.eos_token_id = endoftext if eos_token_id == "<|endoftext|>" else eos_token_id
         self.pad_token_id = pad_token_id
+        if kwargs.get("model_type", self.model_type) != self.model_type:
+            raise ConfigFieldError(f"a {kwargs['model_type']!r} config is not an hf_gpt one (model_type "
+                                   f"{self.model_type!r}); OpenAI GPT-2 weights load with GPTForCausalLM.from_gpt2.")
         unknown = sorted(k for k in kwargs if k not in _pretrained_config_keys() and not k.startswith("_"))
         if unknown:
             check_config_fields({unknown[0]: None})  # raises, naming the closest field

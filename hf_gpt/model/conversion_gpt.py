@@ -6,9 +6,11 @@ import copy
 import json
 import os
 import re
+from pathlib import Path
 
 import torch
 from transformers import PretrainedConfig
+from transformers.utils import SAFE_WEIGHTS_INDEX_NAME, SAFE_WEIGHTS_NAME
 
 try:
     from .configuration_gpt import GPTConfig, check_config_fields
@@ -283,6 +285,48 @@ def _new_model(model_class, config, state_dict, where):
     return model.eval()
 
 
+def _fields_of_weights(shapes):
+    """The config fields that a saved model's tensor shapes tell."""
+    fields = {"tie_word_embeddings": "out_head.weight" not in shapes,
+              "qkv_bias": any(k.endswith("att.W_query.bias") for k in shapes)}
+    if len(emb := shapes.get("gpt.tok_emb.weight", ())) == 2:
+        fields["vocab_size"], fields["emb_dim"] = emb
+    if len(pos := shapes.get("gpt.pos_emb.weight", ())) == 2:
+        fields["context_length"] = pos[0]
+    if blocks := {int(k.split(".")[2]) for k in shapes if k.startswith("gpt.trf_blocks.")}:
+        fields["n_layers"] = max(blocks) + 1
+    return fields
+
+
+def check_weights_fit(model_class, config, folder, written=None):
+    """A saved folder's safetensors weights against `config`, before transformers builds the model (it reports a
+    misfit as a table of tensors): one ValueError naming the files, the fields and both values. `written`: the
+    fields config.json holds, to tell a missing one."""
+    folder = Path(folder)
+    if not any((folder / name).is_file() for name in (SAFE_WEIGHTS_NAME, SAFE_WEIGHTS_INDEX_NAME)):
+        return
+    files = resolve_gpt2_checkpoint(folder)[1]
+    source = open_weights(files)  # names a truncated or corrupt file
+    shapes = {k: source.shape(k) for k in source.keys()}
+    source.close()
+    with torch.device("meta"):
+        expected = _unique_state_keys(model_class(config))
+    if shapes == expected:
+        return
+    where = "config.json" if written is not None else "the config"
+    differ = []
+    for field, value in _fields_of_weights(shapes).items():
+        if getattr(config, field) != value:
+            said = (f"missing from config.json (so {getattr(config, field)!r})" if written is not None
+                    and field not in written else f"{getattr(config, field)!r} in {where}")
+            differ.append(f"{field} is {said} but {value!r} in the weights")
+    if not differ:  # no field tells it: name the first tensors
+        differ = [f"{k} is {shapes.get(k, 'missing')} in the weights but {expected.get(k, 'unknown')} by {where}"
+                  for k in sorted(set(shapes) | set(expected)) if shapes.get(k) != expected.get(k)][:3]
+    raise ValueError(f"{folder}: {where} does not fit the weights in {', '.join(f.name for f in files)}: {'; '.join(differ)}. Fix "
+                     f"{where}, or save the model again with save_pretrained.")
+
+
 def load_gpt2(name_or_path, *, model_class, config=None, dtype=None, **kwargs):
     """OpenAI's GPT-2 (Hub id, book name such as `gpt2-small (124M)`, folder, file or TF folder) as a book GPT.
     Other keywords are Hub options (`revision`) or config overrides (`context_length=256`)."""
@@ -396,6 +440,6 @@ def save_pretrained_gpt2(model, save_directory, **kwargs):
     return to_gpt2(model, share=True).save_pretrained(save_directory, **kwargs)
 
 
-__all__ = ["GPT2_WEIGHT_MAP", "gpt2_config_to_gpt_config", "gpt_config_to_gpt2_config", "gpt2_tensor_shapes",
+__all__ = ["GPT2_WEIGHT_MAP", "check_weights_fit", "gpt2_config_to_gpt_config", "gpt_config_to_gpt2_config", "gpt2_tensor_shapes",
            "gpt_to_gpt2_state_dict", "load_book_checkpoint", "load_gpt2", "load_gpt2_state_dict",
            "save_pretrained_gpt2", "to_gpt2", "weight_map"]

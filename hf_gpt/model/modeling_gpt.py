@@ -3,18 +3,20 @@ names (`tok_emb`, `trf_blocks.N.att.W_query`, `out_head`) under a `GPTModel` bac
 Shipped to the Hub as remote code, so it imports only torch and transformers."""
 
 import math
+import os
+import pickle
 
 import torch
 import torch.nn.functional as F
 from torch import nn
-from transformers import AutoModel, AutoModelForCausalLM, GenerationMixin, PreTrainedModel
+from transformers import AutoModel, AutoModelForCausalLM, GenerationMixin, PretrainedConfig, PreTrainedModel
 from transformers import initialization as init
 from transformers.cache_utils import Cache, DynamicCache
 from transformers.masking_utils import create_causal_mask
 from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.modeling_outputs import BaseModelOutputWithPast, CausalLMOutputWithPast
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
-from transformers.utils import can_return_tuple
+from transformers.utils import WEIGHTS_NAME, can_return_tuple
 from transformers.utils.output_capturing import OutputRecorder, capture_outputs
 
 try:
@@ -39,11 +41,13 @@ def _one_cache(cache, past_key_values):
 try:
     from .configuration_gpt import GPTConfig
     from .conversion_gpt import (BOOK_BACKBONE_MODULES, _refuse_file_as_folder, book_key_to_model_key,
-                                 load_book_checkpoint, load_gpt2, save_pretrained_gpt2, to_gpt2)
+                                 check_weights_fit, load_book_checkpoint, load_gpt2, save_pretrained_gpt2, to_gpt2)
+    from .weight_files_gpt import refused_pickle
 except ImportError:  # loaded as lone files
     from configuration_gpt import GPTConfig
     from conversion_gpt import (BOOK_BACKBONE_MODULES, _refuse_file_as_folder, book_key_to_model_key,
-                                load_book_checkpoint, load_gpt2, save_pretrained_gpt2, to_gpt2)
+                                check_weights_fit, load_book_checkpoint, load_gpt2, save_pretrained_gpt2, to_gpt2)
+    from weight_files_gpt import refused_pickle
 
 
 class LayerNorm(nn.Module):
@@ -332,6 +336,23 @@ class GPTForCausalLM(GPTPreTrainedModel, GenerationMixin):
             inputs.pop("attention_mask", None)
             inputs["position_ids"] = torch.arange(context, device=input_ids.device).unsqueeze(0)
         return inputs
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path, *model_args, **kwargs):
+        """transformers' loader, after a local folder's weights are checked against its config (transformers reports
+        a misfit as a table of tensors); a pickle torch refuses is named without torch's advice to load it unsafely."""
+        folder = os.fspath(pretrained_model_name_or_path)
+        if os.path.isdir(folder):
+            config = kwargs.get("config")
+            from_file = not isinstance(config, PretrainedConfig) or config.name_or_path == folder  # Auto's is
+            if not isinstance(config, PretrainedConfig):
+                config = cls.config_class.from_pretrained(folder)
+            written = cls.config_class.get_config_dict(folder)[0] if from_file else None
+            check_weights_fit(cls, config, folder, written)
+        try:
+            return super().from_pretrained(pretrained_model_name_or_path, *model_args, **kwargs)
+        except pickle.UnpicklingError as err:
+            raise refused_pickle(os.path.join(folder, WEIGHTS_NAME), err) from None
 
     # In conversion_gpt.py, which save_pretrained ships beside this file, so the Hub copy has them too.
     @classmethod

@@ -3,6 +3,7 @@
 import json
 import os
 import pickle
+import re
 import zipfile
 from pathlib import Path
 
@@ -87,6 +88,15 @@ class DictSource:
         pass
 
 
+def refused_pickle(path, err):
+    """torch's `weights_only` refusal as one line that names the file, without its advice to load unsafely."""
+    found = re.search(r"GLOBAL (\S+)", str(err))
+    what = f"a pickled Python object ({found.group(1)})" if found else "pickled Python objects"
+    return ValueError(f"{path}: it holds {what} besides tensors, and loading it would run that code, so it is "
+                      "refused. Where the model was made, save only its weights: `model.save_pretrained(folder)` "
+                      "(safetensors) or `torch.save(model.state_dict(), path)`.")
+
+
 def torch_load(path):
     """`torch.load(weights_only=True)` with errors that name the file and say what to do."""
     if os.path.isfile(path) and not zipfile.is_zipfile(path):
@@ -101,8 +111,7 @@ def torch_load(path):
     except FileNotFoundError:
         raise
     except pickle.UnpicklingError as err:
-        raise ValueError(f"{path}: torch.load(weights_only=True) refused it ({str(err).splitlines()[0]}). Save a "
-                         "state dict (`torch.save(model.state_dict(), path)`), not a pickled model object.") from err
+        raise refused_pickle(path, err) from None
     except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as err:
         raise ValueError(f"{path}: not a readable PyTorch checkpoint ({err}); it may be truncated or corrupt.") from err
 

@@ -8,8 +8,10 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..cli import UsageError, is_main_process
+from ..cli import UsageError, is_main_process, read_json
 from ..model.configuration_gpt import GPT2_ALIASES, GPT2_CHECKPOINTS, PRESETS, GPTConfig, check_config_fields
+from ..model.conversion_gpt import check_weights_fit, gpt2_config_to_gpt_config
+from ..model.modeling_gpt import GPTForCausalLM
 from .checkpoints import _holds_a_run, final_model_problems, resolve_resume
 from .errors import RunFinished
 from .lock import OutputDirLock
@@ -47,7 +49,6 @@ def _parse_overrides(text):
 
 def _gpt2_config(init_from, overrides):
     """The GPTConfig `--init_from` will produce, when it can be told without loading weights (else None)."""
-    from ..model.conversion_gpt import gpt2_config_to_gpt_config
     from ..openai_checkpoint import OpenAICheckpoint, gpt2_config, is_openai_folder
 
     if init_from in GPT2_ALIASES:
@@ -79,10 +80,16 @@ def resolve_model_config(model_args):
                 config_file = path / "config.json" if path.is_dir() else path
                 if not config_file.is_file():
                     raise UsageError(f"--{name} {value!r}: no config file there ({config_file} is missing).")
+                written = read_json(config_file, f"--{name}")
+                if written.get("model_type") == "gpt2":
+                    raise UsageError(f"--{name} {value!r} holds OpenAI GPT-2 weights (model_type 'gpt2'); start from "
+                                     f"them with --init_from {value}.")
                 config = GPTConfig.from_json_file(str(config_file))
                 for key, val in overrides.items():
                     setattr(config, key, val)
                 config._validate()
+                if name == "model_name_or_path":
+                    check_weights_fit(GPTForCausalLM, config, path, written)
                 return config
         if model_args.preset not in PRESETS:
             raise UsageError(f"unknown preset {model_args.preset!r}; choose one of {', '.join(PRESETS)}.")
