@@ -4,6 +4,7 @@ checked cheaply before any tokenizing."""
 import codecs
 import glob
 import hashlib
+import json
 import logging
 import os
 import re
@@ -145,7 +146,7 @@ def load_sources(text_files, validation_file, dataset_name, dataset_config_name,
             raise ValueError(f"dataset {dataset_name!r} has no 'train' split (it has {list(raw)})")
         splits = {k: raw[k] for k in ("train", "validation") if k in raw}
         if validation is not None:
-            splits["validation"] = _load_files(*validation, streaming, cache_dir)
+            splits["validation"] = load_files(*validation, streaming, cache_dir)
         return splits
     if text_files is None:
         if validation_file is not None:
@@ -168,7 +169,7 @@ def load_sources(text_files, validation_file, dataset_name, dataset_config_name,
     splits = {}
     try:
         for split, (fs, kind) in files.items():
-            splits[split] = _load_files(fs, kind, streaming, cache_dir)
+            splits[split] = load_files(fs, kind, streaming, cache_dir)
     except Exception:
         raise_if_non_utf8([f for fs, _ in files.values() for f in fs])
         raise
@@ -223,7 +224,7 @@ def text_parts(strings, part_chars=None):
         yield text
 
 
-def _load_files(files, kind, streaming, cache_dir):
+def load_files(files, kind, streaming, cache_dir):
     import datasets
 
     if kind == "text":
@@ -237,7 +238,44 @@ def _load_files(files, kind, streaming, cache_dir):
         # Rows are written a few at a time (`datasets` pools 1000 by default: up to 1000 whole files in memory).
         return datasets.Dataset.from_generator(**kwargs, cache_dir=cache_dir, fingerprint=f"text-{fingerprint}",
                                                writer_batch_size=4)
-    return datasets.load_dataset(kind, data_files=files, split="train", cache_dir=cache_dir, streaming=streaming)
+    json_logger = logging.getLogger("datasets.packaged_modules.json.json")
+    level = json_logger.level
+    json_logger.setLevel(logging.CRITICAL)  # its error line names no line; ours follows
+    try:
+        ds = datasets.load_dataset(kind, data_files=files, split="train", cache_dir=cache_dir, streaming=streaming)
+        if streaming:
+            next(iter(ds), None)  # the parser meets a bad first block here, not mid-training
+        return ds
+    except Exception:
+        bad = first_bad_json(files) if kind == "json" else None
+        if bad is None:
+            raise
+        raise ValueError(bad) from None
+    finally:
+        json_logger.setLevel(level)
+
+
+def first_bad_json(files):
+    """`FILE: line N is not valid JSON ...` for the first bad line of `files` (JSON Lines, or one JSON document)."""
+    for path in files:
+        with open(path, encoding="utf-8") as f:
+            for number, line in enumerate(f, 1):
+                try:
+                    line.strip() and json.loads(line)
+                except json.JSONDecodeError as err:
+                    where = (number, err.msg) if number > 1 else _json_document_error(path)
+                    if where is None:  # one JSON document over many lines, which the loader reads too
+                        break
+                    return f"{path}: line {where[0]} is not valid JSON ({where[1]}); fix or remove that line."
+    return None
+
+
+def _json_document_error(path):
+    try:
+        json.loads(Path(path).read_text(encoding="utf-8"))
+    except json.JSONDecodeError as err:
+        return err.lineno, err.msg
+    return None
 
 
 def document_starts(ds):

@@ -128,11 +128,12 @@ def build_streaming(splits, encoder, text_column, max_length, stride, validation
     out = datasets.IterableDatasetDict()
     for split, (source, char_cut) in plan.items():
         notes = StreamNotes(stride)
+        kwargs = {"source": source, "encoder": encoder, "text_column": text_column, "char_cut": char_cut,
+                  "max_length": max_length, "stride": stride, "split": split,
+                  "validation_fraction": validation_fraction}
+        next(_stream_windows(**kwargs, notes=StreamNotes(stride)), None)  # a split too short for a window fails now
         out[split] = datasets.IterableDataset.from_generator(
-            _stream_windows, features=window_features(max_length),
-            gen_kwargs={"source": source, "encoder": encoder, "text_column": text_column, "char_cut": char_cut,
-                        "max_length": max_length, "stride": stride, "split": split,
-                        "validation_fraction": validation_fraction, "notes": notes})
+            _stream_windows, features=window_features(max_length), gen_kwargs={**kwargs, "notes": notes})
         out[split]._hf_gpt_notes = notes  # for resume_point / resume_from
         logger.info(f"{split}: streaming windows of {max_length} (stride {stride}); counts are known once iterated")
     return out
