@@ -160,12 +160,25 @@ def exit(main):
     sys.exit(code)
 
 
+def quiet_progress_bars():
+    """A script's console holds its own lines: no progress bars from transformers or datasets (their escape codes
+    fill a log). datasets is not imported for it: its variable is read when it is."""
+    import transformers
+
+    transformers.utils.logging.disable_progress_bar()
+    if "datasets" in sys.modules:
+        sys.modules["datasets"].disable_progress_bars()
+    else:
+        os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
+
+
 def run(main, argv=None, *, prog=None, folder=None, interrupted="nothing more was done."):
     """The error shell of every script: `main(argv)`, whatever it raises turned into one line and an exit code."""
     import signal
     import threading
 
     argv = list(sys.argv[1:] if argv is None else argv)
+    quiet_progress_bars()
 
     def say_interrupted():
         _interrupt["said"] = True

@@ -16,9 +16,16 @@ from . import windows
 from .cli import UsageError, read_json
 from .locations import looks_local
 from .metrics import perplexity
-from .model.configuration_gpt import GPT2_ALIASES, GPT2_CHECKPOINTS
+from .model.configuration_gpt import GPT2_ALIASES, GPT2_CHECKPOINTS, GPTConfig
 from .model.weight_files_gpt import OPENAI_HPARAMS, OPENAI_INDEX, WEIGHT_FILES
-from .sources import file_parts, first_non_utf8, text_parts
+from .sources import (
+    FORMATS,
+    expand_files,
+    file_parts,
+    first_non_utf8,
+    load_files,
+    text_parts,
+)
 from .tokenization import TOKENIZER_FILES, load_tokenizer
 
 BOOK_SUFFIXES = (".pth", ".pt")
@@ -126,7 +133,7 @@ def strided_nll_stream(model, parts, *, max_length, stride, batch_size=4, bf16=F
     model.eval()
     try:
         for i, batch in enumerate(_batches(windows(), batch_size)):
-            if bar is None and (progress or (progress is None and i == 1)):
+            if bar is None and (progress or (progress is None and i == 1 and sys.stderr.isatty())):
                 bar = tqdm(total=n_windows, initial=done, unit="window", desc="scoring", file=sys.stderr,
                            dynamic_ncols=True)
             nll, n = _score_batch(model, buf, offset, batch, device, bf16)
@@ -224,6 +231,10 @@ def resolve_model(model, config=None):
             raise UsageError(f"{model}: a book checkpoint needs its config: --config CONFIG.json (the book's "
                                   "GPT_CONFIG dict as JSON)")
         book = config if isinstance(config, dict) else read_json(config, "--config")
+        try:
+            GPTConfig(**book)
+        except ValueError as err:
+            raise UsageError(f"--config {config}: {err}") from None
         return ModelSpec(str(path), "book", *_sizes(book, f"--config {config}"), config=book)
     if config is not None:
         raise UsageError("--config is only for a book .pth checkpoint; folders carry their own config.json")
@@ -289,11 +300,18 @@ def _dataset_column(dataset_name, dataset_config_name=None, split="test", text_c
     """The split (memory-mapped) with only its text column: the one given, else `text`, else the only string one."""
     import datasets
 
+    path = Path(os.path.expanduser(dataset_name))
+    if not path.exists() and looks_local(dataset_name):
+        raise UsageError(f"--dataset_name {dataset_name}: no such file or folder")
     try:
-        ds = datasets.load_dataset(dataset_name, dataset_config_name, split=split)
+        if path.is_file():  # a data file is its own split
+            ds = load_files(*expand_files(path, "--dataset_name"), streaming=False, cache_dir=None)
+        else:
+            ds = datasets.load_dataset(dataset_name, dataset_config_name, split=split)
     except Exception as err:  # datasets raises many kinds; all mean the same to the user
         msg = str(err).splitlines()[0] if str(err) else err.__class__.__name__
-        raise UsageError(f"cannot load split {split!r} of dataset {dataset_name}: {msg}") from None
+        what = "" if path.is_file() else f"split {split!r} of "
+        raise UsageError(f"cannot load {what}dataset {dataset_name}: {msg}") from None
     columns = [n for n, f in ds.features.items() if getattr(f, "dtype", None) in ("string", "large_string")]
     if text_column is None:
         text_column = "text" if "text" in columns else (columns[0] if len(columns) == 1 else None)
@@ -308,6 +326,8 @@ def read_parts(text_file=None, dataset_name=None, dataset_config_name=None, spli
     """The text to score, lazily in parts whose ids concatenate to the whole text's; checked up front."""
     if (text_file is None) == (dataset_name is None):
         raise UsageError("give exactly one of --text_file FILE or --dataset_name NAME")
+    if dataset_name is not None and FORMATS.get(Path(dataset_name).suffix.lower()) == "text":
+        text_file, dataset_name = dataset_name, None  # a text file is read whole, as --text_file reads it
     if dataset_name is not None:
         ds, column = _dataset_column(dataset_name, dataset_config_name, split, text_column)
 

@@ -38,8 +38,6 @@ def load_tokenizer(name_or_path=None, **kwargs):
 
 
 def _from_explicit(name_or_path, kwargs):
-    from transformers import AutoTokenizer
-
     path = Path(os.path.expanduser(os.fspath(name_or_path)))
     if path.exists() or isinstance(name_or_path, os.PathLike) or looks_local(name_or_path):
         if not path.is_dir():
@@ -51,17 +49,30 @@ def _from_explicit(name_or_path, kwargs):
             raise FileNotFoundError(f"tokenizer folder {str(path)!r} holds none of {', '.join(TOKENIZER_FILES)} "
                                     f"(nor OpenAI's {' + '.join(OPENAI_BPE_FILES)}); save a tokenizer there with "
                                     f"`tokenizer.save_pretrained({str(path)!r})`")
-        tokenizer = AutoTokenizer.from_pretrained(str(path), **kwargs)
+        tokenizer = _auto_tokenizer(str(path), kwargs)
         logger.info("tokenizer: local folder %s", path)
         return tokenizer
     try:
-        tokenizer = AutoTokenizer.from_pretrained(str(name_or_path), **kwargs)
+        tokenizer = _auto_tokenizer(str(name_or_path), kwargs)
     except OSError as e:
         raise OSError(f"could not load tokenizer {str(name_or_path)!r}: it is not a local folder, and the Hub "
                       f"{'is offline (HF_HUB_OFFLINE=1) and it is not cached' if is_offline_mode() else 'failed'}. "
                       f"Pass an existing folder, or nothing for the bundled GPT-2 tokenizer.") from e
     logger.info("tokenizer: %s (Hub or HF cache)", name_or_path)
     return tokenizer
+
+
+def _auto_tokenizer(name, kwargs):
+    from transformers import AutoTokenizer
+
+    try:
+        return AutoTokenizer.from_pretrained(name, **kwargs)
+    except ValueError as err:
+        if "trust_remote_code" not in str(err):
+            raise
+        raise ValueError(f"tokenizer {name}: it runs its own code (its tokenizer_config.json names .py files to "
+                         f"import), which is not run without your consent; read them, and if you trust them load it "
+                         f"with trust_remote_code=True (--trust_remote_code where a script has it).") from None
 
 
 def gpt2_bpe_files():

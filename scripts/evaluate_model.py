@@ -17,6 +17,7 @@ from pathlib import Path
 
 from hf_gpt import cli
 from hf_gpt.cli import UsageError, check_device, run
+from hf_gpt.writing import check_target, written_whole
 
 
 class _Parser(argparse.ArgumentParser):
@@ -32,7 +33,8 @@ def build_parser():
     parser.add_argument("--config", help="JSON of the book's config dict (GPT_CONFIG_124M style), for a .pth")
     data = parser.add_argument_group("data (one of)")
     data.add_argument("--text_file", help="a UTF-8 text file")
-    data.add_argument("--dataset_name", help="a `datasets` dataset: Hub id or local folder/files loader")
+    data.add_argument("--dataset_name", help="a `datasets` dataset: a Hub id, a local folder, or one .jsonl/.json/"
+                                             ".csv/.parquet file (scored whole)")
     data.add_argument("--dataset_config_name", help="the dataset's configuration, e.g. wikitext-2-raw-v1")
     data.add_argument("--split", default="test", help="default: test")
     data.add_argument("--text_column", help="default: `text`, or the only text column")
@@ -42,11 +44,12 @@ def build_parser():
     run.add_argument("--batch_size", type=int, default=4, help="windows per forward pass (default: 4)")
     run.add_argument("--bf16", action="store_true", help="bf16 autocast (default: fp32)")
     run.add_argument("--device", help="default: cuda if available, else cpu")
-    run.add_argument("--no_progress", action="store_true", help="no progress bar")
+    run.add_argument("--no_progress", action="store_true", help="no progress bar (there is one only on a terminal)")
     run.add_argument("--cpu_reuse_freed_memory", choices=["true", "false"], default="true",
                      help="on CPU, have glibc keep freed memory for this run, so each batch's logits are not faulted "
                           "in afresh (1.5x faster scoring); also for --tasks (default: true)")
     run.add_argument("--output_json", type=Path, help="write the results here as JSON")
+    run.add_argument("--overwrite", action="store_true", help="replace an existing --output_json file")
     harness = parser.add_argument_group("lm-eval harness (pip install 'hf_gpt[eval]')")
     harness.add_argument("--tasks", help="comma-separated lm-eval task names; data options become optional")
     harness.add_argument("--include_path", help="a folder of your own lm-eval task YAML files")
@@ -78,6 +81,8 @@ def _main(argv):
     if not has_data and not args.tasks:
         raise UsageError("give the data to score: --text_file FILE or --dataset_name NAME (or --tasks)")
     check_device(args.device)
+    if args.output_json is not None:
+        check_target(args.output_json, "--output_json", overwrite=args.overwrite, kind="file")
     spec = resolve_model(args.model, args.config)
     if args.cpu_reuse_freed_memory == "true" and _on_cpu(args.device):
         from hf_gpt.training.hardware import reuse_freed_memory
@@ -101,8 +106,8 @@ def _main(argv):
                               if isinstance(v, float) and "_stderr" not in k)
             print(f"{task}: {shown}")
     if args.output_json is not None:
-        args.output_json.parent.mkdir(parents=True, exist_ok=True)
-        args.output_json.write_text(json.dumps(out, indent=2, default=str) + "\n", encoding="utf-8")
+        with written_whole(args.output_json) as path:
+            path.write_text(json.dumps(out, indent=2, default=str) + "\n", encoding="utf-8")
 
 
 def main(argv=None):

@@ -232,8 +232,8 @@ def test_script_scores_a_text_file_and_writes_json(model, tokenizer, folder, tex
     assert got["tokens"] == expected["tokens"] == len(tokenizer(part)["input_ids"]) - 1
     for key in RESULT_KEYS[1:]:
         assert got[key] == pytest.approx(expected[key], rel=1e-5), key
-    assert "scoring" in proc.stderr and "window" in proc.stderr  # the progress bar (more than one batch)
-    assert "perplexity" in proc.stdout and "Traceback" not in proc.stderr
+    assert proc.stderr == ""  # no progress bars in a log: the scoring bar is drawn on a terminal only
+    assert "perplexity" in proc.stdout
 
 
 def test_script_reads_datasets_book_checkpoints_and_gpt2_folders(main, model, tokenizer, folder, text, tmp_path):
@@ -455,8 +455,7 @@ def test_bad_datasets_get_one_line_before_weights_load(main, case, broken_folder
     _write_jsonl(data, rows)
     assert main([str(broken_folder), "--dataset_name", str(data), *argv]) == 2
     out, err = capsys.readouterr()
-    last = err.splitlines()[-1]  # after datasets' own progress bar, which ends with a carriage return
-    assert out == "" and err.count("error") == 1 and last.startswith("error: ") and message.format(data=data) in last
+    assert out == "" and err.count("\n") == 1 and err.startswith("error: ") and message.format(data=data) in err
 
 
 @pytest.mark.parametrize("reuse", ["true", "false"])

@@ -343,3 +343,185 @@ def test_recipe_values_and_flags_mean_the_same(tmp_path):
     assert args.sample_prompt == "123" and args.num_train_epochs == 3.0  # the field's type, as from a flag
     assert args.lr_scheduler_kwargs == {"min_lr_rate": 0.1} and data.train_files == ["a.txt", "b.txt"]
     assert args.bf16 is False and data.max_length is None and args.seed == 8  # the command line wins
+
+
+# ---------------------------------------------- a folder whose files do not fit: the file, the field, the sizes
+
+
+def _misfit(model_folder, tmp_path, damage):
+    folder = tmp_path / "model"
+    shutil.copytree(model_folder, folder)
+    config = json.loads((folder / "config.json").read_text())
+    if damage == "emb_dim 64":
+        config["emb_dim"] = 64
+    elif damage == "emb_dim missing":
+        del config["emb_dim"]
+    (folder / "config.json").write_text(json.dumps(config))
+    if damage == "truncated":
+        weights = folder / "model.safetensors"
+        weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
+    return folder
+
+
+MISFIT_SAYS = {
+    "emb_dim 64": ("{f}: config.json does not fit the weights in model.safetensors: emb_dim is 64 in config.json "
+                   "but 16 in the weights. Fix config.json, or save the model again with save_pretrained."),
+    "emb_dim missing": ("{f}: config.json does not fit the weights in model.safetensors: emb_dim is missing from "
+                        "config.json (so 768) but 16 in the weights. Fix config.json, or save the model again with "
+                        "save_pretrained."),
+    "truncated": ("{f}/model.safetensors: not a readable safetensors file (Error while deserializing header: "
+                  "incomplete metadata, file not fully covered). It may be truncated or corrupt; delete it and "
+                  "download or save it again."),
+}
+
+
+@pytest.mark.parametrize("damage", list(MISFIT_SAYS))
+def test_a_folder_whose_files_do_not_fit_is_named_at_every_door(model_folder, tmp_path, capsys, monkeypatch, damage):
+    """transformers prints a table of every tensor and then points at `ignore_mismatched_sizes` (the wrong fix), or
+    a truncated file's "Error while deserializing header" without its name."""
+    folder = _misfit(model_folder, tmp_path, damage)
+    says = MISFIT_SAYS[damage].format(f=folder)
+    text = tmp_path / "t.txt"
+    text.write_text(PROMPT * 20)
+    with pytest.raises(ValueError) as info:
+        GPTForCausalLM.from_pretrained(folder)
+    assert str(info.value) == says
+    assert script_error(capsys, load_script("generate").main([str(folder), PROMPT])) == says
+    assert script_error(capsys, load_script("evaluate_model").main([str(folder), "--text_file", str(text)])) == says
+    assert script_error(capsys, load_script("export").main([str(folder), str(tmp_path / "e"), "--format", "gpt2"])) \
+        == says and not (tmp_path / "e").exists()
+    import hf_gpt.data
+    import hf_gpt.training.run
+
+    for module, name in ((hf_gpt.training.run, "build_model"), (hf_gpt.data, "build_lm_datasets")):
+        monkeypatch.setattr(module, name, lambda *a, **k: pytest.fail("before tokenizing"))
+    argv = ["--output_dir", str(tmp_path / "o"), "--model_name_or_path", str(folder), "--max_steps", "1"]
+    assert pretrain_error(capsys, main(argv)) == says + "\n"
+
+
+class MadeBy:
+    """Any object of the user's, pickled beside the weights."""
+
+
+def test_a_pickle_weights_file_is_refused_naming_it_without_the_unsafe_advice(model_folder, tmp_path, capsys):
+    folder = tmp_path / "model"
+    shutil.copytree(model_folder, folder)
+    state = load_file(folder / "model.safetensors")
+    (folder / "model.safetensors").unlink()
+    torch.save({"weights": state, "made_by": MadeBy()}, folder / "pytorch_model.bin")
+    says = (f"{folder / 'pytorch_model.bin'}: it holds a pickled Python object (test_safety.MadeBy) besides tensors, "
+            f"and loading it would run that code, so it is refused. Where the model was made, save only its weights: "
+            f"`model.save_pretrained(folder)` (safetensors) or `torch.save(model.state_dict(), path)`.")
+    with pytest.raises(ValueError) as info:
+        GPTForCausalLM.from_pretrained(folder)
+    assert str(info.value) == says
+    assert script_error(capsys, load_script("generate").main([str(folder), PROMPT])) == says
+    book = tmp_path / "model.pth"
+    shutil.copy(folder / "pytorch_model.bin", book)
+    config = tmp_path / "c.json"
+    config.write_text(json.dumps(GPTConfig.from_pretrained(model_folder).to_book_dict()))
+    err = script_error(capsys, load_script("evaluate_model").main([str(book), "--config", str(config),
+                                                                    "--text_file", str(THE_VERDICT)]))
+    assert err == says.replace(str(folder / "pytorch_model.bin"), str(book)) and "weights_only" not in err
+
+
+def test_a_gpt2_folder_as_model_name_or_path_points_to_init_from(model_folder, tmp_path, nothing_heavy, capsys):
+    gpt2 = tmp_path / "gpt2"
+    GPTForCausalLM.from_pretrained(model_folder).save_pretrained_gpt2(gpt2)
+    argv = ["--output_dir", str(tmp_path / "o"), "--model_name_or_path", str(gpt2), "--max_steps", "1"]
+    assert pretrain_error(capsys, main(argv)) == (f"--model_name_or_path {str(gpt2)!r} holds OpenAI GPT-2 weights "
+                                                  f"(model_type 'gpt2'); start from them with --init_from {gpt2}.\n")
+    with pytest.raises(ValueError, match=r"^a 'gpt2' config is not an hf_gpt one .* GPTForCausalLM.from_gpt2.$"):
+        GPTForCausalLM.from_pretrained(gpt2)
+    (tmp_path / "x.pth").write_bytes(b"")
+    err = script_error(capsys, load_script("evaluate_model").main([str(tmp_path / "x.pth"), "--config",
+                                                                    str(gpt2 / "config.json"), "--text_file", "t"]))
+    assert err.startswith(f"--config {gpt2 / 'config.json'}: a 'gpt2' config is not an hf_gpt one"), err
+
+
+# ------------------------------------------------------------------------------ data: the file and the line
+
+
+@pytest.mark.parametrize("streaming", [False, True])
+def test_a_malformed_jsonl_names_the_file_and_line(tmp_path, capsys, monkeypatch, streaming):
+    import hf_gpt.training.run
+
+    monkeypatch.setattr(hf_gpt.training.run, "build_model", lambda *a, **k: pytest.fail("built"))
+    data = tmp_path / "notes.jsonl"
+    data.write_text('{"text": "one"}\n{"text": "two"}\n{"text": three}\n')
+    argv = tiny_argv(tmp_path / "o", "--max_steps", "1", "--streaming", str(streaming).lower())
+    argv[argv.index("--train_files") + 1] = str(data)
+    assert pretrain_error(capsys, main(argv)) == (f"{data}: line 3 is not valid JSON (Expecting value); fix or "
+                                                  f"remove that line.\n")
+
+
+def test_a_stream_too_short_for_one_window_fails_before_the_model_is_built(tmp_path, capsys, monkeypatch):
+    import hf_gpt.training.run
+
+    monkeypatch.setattr(hf_gpt.training.run, "build_model", lambda *a, **k: pytest.fail("built"))
+    short = tmp_path / "short.txt"
+    short.write_text("Every effort moves you")
+    argv = tiny_argv(tmp_path / "o", "--max_steps", "1", "--streaming", "true")
+    argv[argv.index("--train_files") + 1] = str(short)
+    assert pretrain_error(capsys, main(argv)) == ("the train split holds 4 tokens, fewer than max_length + 1 = 33 "
+                                                  "needed for one window: lower max_length to at most 3, or give "
+                                                  "more text\n")
+
+
+# ---------------------------------------------------------- evaluate: a data file, and the results file up front
+
+
+def test_evaluate_dataset_name_a_local_jsonl_scores_what_text_file_scores(model_folder, tmp_path, capsys):
+    evaluate_model = load_script("evaluate_model")
+    text = THE_VERDICT.read_text()[:3000]
+    (tmp_path / "t.txt").write_text(text)
+    (tmp_path / "t.jsonl").write_text(json.dumps({"id": 1, "body": text}) + "\n")
+    for data in (["--text_file", str(tmp_path / "t.txt")], ["--dataset_name", str(tmp_path / "t.jsonl"),
+                                                            "--text_column", "body"]):
+        name = data[1].rsplit(".", 1)[1]
+        assert evaluate_model.main([str(model_folder), *data, "--output_json", str(tmp_path / f"{name}.json")]) == 0
+    assert capsys.readouterr().err == ""  # no progress bars of the libraries'
+    by_text, by_dataset = (json.loads((tmp_path / f"{n}.json").read_text()) for n in ("txt", "jsonl"))
+    assert by_dataset["tokens"] == by_text["tokens"] > 500
+    assert by_dataset["loss"] == pytest.approx(by_text["loss"], abs=1e-6)
+    (tmp_path / "bad.jsonl").write_text('{"body": "a"}\n{"body": \n')
+    err = script_error(capsys, evaluate_model.main([str(model_folder), "--dataset_name", str(tmp_path / "bad.jsonl")]))
+    assert err.endswith(f"{tmp_path / 'bad.jsonl'}: line 2 is not valid JSON (Expecting value); fix or remove that "
+                        f"line."), err
+
+
+def test_evaluate_output_json_is_checked_before_any_scoring(model_folder, tmp_path, capsys, monkeypatch):
+    import hf_gpt.evaluation
+
+    evaluate_model = load_script("evaluate_model")
+    text = tmp_path / "t.txt"
+    text.write_text(PROMPT * 20)
+    mine = tmp_path / "mine.json"
+    mine.write_text("mine")
+    monkeypatch.setattr(hf_gpt.evaluation, "evaluate", lambda *a, **k: pytest.fail("scored"))
+    taken = f"--output_json {str(mine)!r} already exists; pick another name, or add --overwrite to replace it."
+    under_a_file = f"--output_json {str(text / 'r.json')!r}: {text} is a file, not a folder."
+    for target, says in ((mine, taken), (text / "r.json", under_a_file)):
+        argv = [str(model_folder), "--text_file", str(text), "--output_json", str(target)]
+        assert script_error(capsys, evaluate_model.main(argv)) == says
+    assert mine.read_text() == "mine"
+    monkeypatch.undo()
+    assert evaluate_model.main([str(model_folder), "--text_file", str(text), "--output_json", str(mine),
+                                "--overwrite"]) == 0
+    assert json.loads(mine.read_text())["tokens"] > 0 and no_partials(tmp_path)
+
+
+def test_evaluate_runs_no_tokenizer_code_without_consent(model_folder, tmp_path, capsys):
+    folder = tmp_path / "downloaded"
+    shutil.copytree(model_folder, folder)
+    marker = tmp_path / "MARKER"
+    (folder / "tokenization_evil.py").write_text(f"open({str(marker)!r}, 'w').write('ran')\n")
+    config = json.loads((folder / "tokenizer_config.json").read_text())
+    config.update(tokenizer_class="EvilTokenizer", auto_map={"AutoTokenizer": ["tokenization_evil.EvilTokenizer",
+                                                                                None]})
+    (folder / "tokenizer_config.json").write_text(json.dumps(config))
+    err = script_error(capsys, load_script("evaluate_model").main([str(folder), "--text_file", str(THE_VERDICT)]))
+    assert err == (f"tokenizer {folder}: it runs its own code (its tokenizer_config.json names .py files to import), "
+                   f"which is not run without your consent; read them, and if you trust them load it with "
+                   f"trust_remote_code=True (--trust_remote_code where a script has it).")
+    assert not marker.exists()

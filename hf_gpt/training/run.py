@@ -65,8 +65,8 @@ class _Console(logging.StreamHandler):
 
 
 def _setup_logging(training_args):
-    """The console is hf_gpt's lines alone, on the main process: no progress bars (they fill a log with escape
-    codes), and transformers and datasets say only warnings."""
+    """The console is hf_gpt's lines alone, on the main process (`cli.run` turns the progress bars off): transformers
+    and datasets say only warnings."""
     import datasets
     import transformers
 
@@ -76,9 +76,7 @@ def _setup_logging(training_args):
     ours.handlers[:] = [handler]
     ours.setLevel(logging.INFO if training_args.should_log else logging.WARNING)
     datasets.utils.logging.set_verbosity(logging.WARNING)
-    datasets.disable_progress_bars()
     transformers.utils.logging.set_verbosity(training_args.get_process_log_level())
-    transformers.utils.logging.disable_progress_bar()
 
 
 def load_datasets(tokenizer, data_args, training_args, plan):
