@@ -307,8 +307,8 @@ def check_weights_fit(model_class, config, folder, written=None):
         return
     files = resolve_gpt2_checkpoint(folder)[1]
     source = open_weights(files)  # names a truncated or corrupt file
-    shapes = {k: source.shape(k) for k in source.keys()}
-    source.close()
+    shapes = {book_key_to_model_key(k): source.shape(k) for k in source.keys() if not _BOOK_BUFFER.fullmatch(k)}
+    source.close()  # folders saved before the backbone have the book's flat names, which loading maps
     with torch.device("meta"):
         expected = _unique_state_keys(model_class(config))
     if shapes == expected:
@@ -323,8 +323,8 @@ def check_weights_fit(model_class, config, folder, written=None):
     if not differ:  # no field tells it: name the first tensors
         differ = [f"{k} is {shapes.get(k, 'missing')} in the weights but {expected.get(k, 'unknown')} by {where}"
                   for k in sorted(set(shapes) | set(expected)) if shapes.get(k) != expected.get(k)][:3]
-    raise ValueError(f"{folder}: {where} does not fit the weights in {', '.join(f.name for f in files)}: {'; '.join(differ)}. Fix "
-                     f"{where}, or save the model again with save_pretrained.")
+    raise ValueError(f"{folder}: {where} does not fit the weights in {', '.join(f.name for f in files)}: "
+                     f"{'; '.join(differ)}. Fix {where}, or save the model again with save_pretrained.")
 
 
 def load_gpt2(name_or_path, *, model_class, config=None, dtype=None, **kwargs):
@@ -440,6 +440,6 @@ def save_pretrained_gpt2(model, save_directory, **kwargs):
     return to_gpt2(model, share=True).save_pretrained(save_directory, **kwargs)
 
 
-__all__ = ["GPT2_WEIGHT_MAP", "check_weights_fit", "gpt2_config_to_gpt_config", "gpt_config_to_gpt2_config", "gpt2_tensor_shapes",
-           "gpt_to_gpt2_state_dict", "load_book_checkpoint", "load_gpt2", "load_gpt2_state_dict",
+__all__ = ["GPT2_WEIGHT_MAP", "check_weights_fit", "gpt2_config_to_gpt_config", "gpt_config_to_gpt2_config",
+           "gpt2_tensor_shapes", "gpt_to_gpt2_state_dict", "load_book_checkpoint", "load_gpt2", "load_gpt2_state_dict",
            "save_pretrained_gpt2", "to_gpt2", "weight_map"]
