@@ -530,17 +530,13 @@ def test_evaluate_runs_no_tokenizer_code_without_consent(model_folder, tmp_path,
 # -------------------------------------------------- the user's last screen under `accelerate launch` (docs/training.md)
 
 
-@pytest.mark.parametrize("quiet", [False, True])
-def test_under_accelerate_launch_our_line_comes_first_and_with_q_last(tmp_path, quiet):
-    """What docs/training.md says: accelerate adds its traceback after our line, and `-q` leaves ours last."""
+def test_under_accelerate_launch_q_our_line_is_the_last(tmp_path):
+    """What docs/training.md says: `accelerate launch -q` adds no traceback of its own after our line."""
     env = {**os.environ, "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", "")}
-    proc = subprocess.run([sys.executable, "-m", "accelerate.commands.launch", *(["-q"] if quiet else []),
-                           "--num_processes", "1", "--num_machines", "1", "--mixed_precision", "no",
-                           "--dynamo_backend", "no", str(REPO / "scripts" / "pretrain.py"), "--output_dir",
-                           str(tmp_path / "o"), "--max_steps", "-5"], env=env, capture_output=True, text=True,
-                          timeout=600)
-    ours = "pretrain.py: error: --max_steps must be >= 0 (or -1: run --num_train_epochs), got -5."
-    lines = proc.stderr.strip().splitlines()
-    assert proc.returncode == 1 and lines.count(ours) == 1, proc.stderr
-    assert (lines[-1] == ours) == quiet and ("Traceback" in proc.stderr) != quiet
+    proc = subprocess.run([sys.executable, "-m", "accelerate.commands.launch", "-q", "--num_processes", "1",
+                           "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+                           str(REPO / "scripts" / "pretrain.py"), "--output_dir", str(tmp_path / "o"), "--max_steps",
+                           "-5"], env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 1 and proc.stderr == ("pretrain.py: error: --max_steps must be >= 0 (or -1: run "
+                                                    "--num_train_epochs), got -5.\n"), proc.stderr
     assert not (tmp_path / "o").exists()
