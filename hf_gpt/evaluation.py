@@ -18,14 +18,7 @@ from .locations import looks_local
 from .metrics import perplexity
 from .model.configuration_gpt import GPT2_ALIASES, GPT2_CHECKPOINTS, GPTConfig
 from .model.weight_files_gpt import OPENAI_HPARAMS, OPENAI_INDEX, WEIGHT_FILES
-from .sources import (
-    FORMATS,
-    expand_files,
-    file_parts,
-    first_non_utf8,
-    load_files,
-    text_parts,
-)
+from .sources import FORMATS, expand_files, file_parts, first_non_utf8, load_files, text_parts
 from .tokenization import TOKENIZER_FILES, load_tokenizer
 
 BOOK_SUFFIXES = (".pth", ".pt")

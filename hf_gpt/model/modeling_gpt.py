@@ -342,7 +342,7 @@ class GPTForCausalLM(GPTPreTrainedModel, GenerationMixin):
         """transformers' loader, after a local folder's weights are checked against its config (transformers reports
         a misfit as a table of tensors); a pickle torch refuses is named without torch's advice to load it unsafely."""
         folder = os.fspath(pretrained_model_name_or_path)
-        if os.path.isdir(folder):
+        if os.path.isdir(folder) and not kwargs.get("ignore_mismatched_sizes"):
             config = kwargs.get("config")
             from_file = not isinstance(config, PretrainedConfig) or config.name_or_path == folder  # Auto's is
             if not isinstance(config, PretrainedConfig):

@@ -89,7 +89,7 @@ def resolve_model_config(model_args):
                     setattr(config, key, val)
                 config._validate()
                 if name == "model_name_or_path":
-                    check_weights_fit(GPTForCausalLM, config, path, written)
+                    check_weights_fit(GPTForCausalLM, config, path, None if overrides else written)
                 return config
         if model_args.preset not in PRESETS:
             raise UsageError(f"unknown preset {model_args.preset!r}; choose one of {', '.join(PRESETS)}.")
