@@ -343,11 +343,11 @@ class GPTForCausalLM(GPTPreTrainedModel, GenerationMixin):
         a misfit as a table of tensors); a pickle torch refuses is named without torch's advice to load it unsafely."""
         folder = os.fspath(pretrained_model_name_or_path)
         if os.path.isdir(folder) and not kwargs.get("ignore_mismatched_sizes"):
-            config = kwargs.get("config")
-            from_file = not isinstance(config, PretrainedConfig) or config.name_or_path == folder  # Auto's is
+            config, written = kwargs.get("config"), None
+            if not isinstance(config, PretrainedConfig) or config.name_or_path == folder:  # the Auto classes' is
+                written = cls.config_class.get_config_dict(folder)[0]
             if not isinstance(config, PretrainedConfig):
-                config = cls.config_class.from_pretrained(folder)
-            written = cls.config_class.get_config_dict(folder)[0] if from_file else None
+                config = cls.config_class.from_dict(dict(written))
             check_weights_fit(cls, config, folder, written)
         try:
             return super().from_pretrained(pretrained_model_name_or_path, *model_args, **kwargs)

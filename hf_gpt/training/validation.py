@@ -84,7 +84,7 @@ def resolve_model_config(model_args):
                 if written.get("model_type") == "gpt2":
                     raise UsageError(f"--{name} {value!r} holds OpenAI GPT-2 weights (model_type 'gpt2'); start from "
                                      f"them with --init_from {value}.")
-                config = GPTConfig.from_json_file(str(config_file))
+                config = GPTConfig.from_dict(dict(written))
                 for key, val in overrides.items():
                     setattr(config, key, val)
                 config._validate()
